@@ -1,0 +1,1 @@
+"""callqa: streaming contact-center quality monitoring."""

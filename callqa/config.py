@@ -1,0 +1,110 @@
+"""All configuration, from environment variables with documented defaults.
+
+``SETTINGS`` is the single list of what can be set; the README's configuration table mirrors it
+(a test keeps them in step). With neither ``KAFKA_BOOTSTRAP_SERVERS`` nor ``CLICKHOUSE_URL`` set,
+everything runs on the embedded default: in one process, on chdb, under ``CALLQA_DATA_DIR``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str | None
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("KAFKA_BOOTSTRAP_SERVERS", None, "Kafka brokers (host:port,...). Unset: no Kafka; `replay` runs embedded."),
+    Setting("CLICKHOUSE_URL", None, "ClickHouse server, native protocol (clickhouse://user:pass@host:9000/db). Unset: the embedded chdb store."),
+    Setting("CALLQA_DATA_DIR", ".callqa", "Folder of the embedded store (chdb data lives in DATA_DIR/chdb)."),
+    Setting("CALLQA_APP_ID", "callqa", "faust application id: consumer group and prefix of its internal topics."),
+    Setting("CALLQA_TOPIC_EVENTS", "callqa.events", "Canonical events in (JSON, keyed by call or agent id)."),
+    Setting("CALLQA_TOPIC_DEAD_LETTERS", "callqa.dead-letters", "Rejected input: reason, raw payload, origin."),
+    Setting("CALLQA_TOPIC_CALL_RECORDS", "callqa.call-records", "Assembled call records out."),
+    Setting("CALLQA_TOPIC_KPIS", "callqa.kpis", "KPI window rows out (latest version wins)."),
+    Setting("CALLQA_TOPIC_ALERTS", "callqa.alerts", "Alerts out."),
+    Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Sampling-rate changes and sampling decisions out."),
+    Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
+    Setting("CALLQA_KPI_WINDOWS", "900", "Tumbling KPI window sizes in seconds, comma-separated."),
+    Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
+    Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
+)
+
+
+def _int(name: str, value: str, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def _float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number <= 0:
+        raise ConfigError(f"{name}={value!r} must be positive")
+    return number
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap_servers: str | None
+    clickhouse_url: str | None
+    data_dir: Path
+    app_id: str
+    topic_events: str
+    topic_dead_letters: str
+    topic_call_records: str
+    topic_kpis: str
+    topic_alerts: str
+    topic_sampling: str
+    topic_partitions: int
+    kpi_windows: tuple[int, ...]
+    sink_batch_rows: int
+    sink_batch_seconds: float
+
+    @property
+    def embedded(self) -> bool:
+        """True when the store is the in-process chdb engine."""
+        return not self.clickhouse_url
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        raw = {s.env: (env.get(s.env) or s.default) for s in SETTINGS}
+        windows = tuple(_int("CALLQA_KPI_WINDOWS", w.strip()) for w in raw["CALLQA_KPI_WINDOWS"].split(",") if w.strip())
+        if not windows:
+            raise ConfigError("CALLQA_KPI_WINDOWS must name at least one window size in seconds")
+        return cls(
+            kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
+            clickhouse_url=raw["CLICKHOUSE_URL"],
+            data_dir=Path(raw["CALLQA_DATA_DIR"]),
+            app_id=raw["CALLQA_APP_ID"],
+            topic_events=raw["CALLQA_TOPIC_EVENTS"],
+            topic_dead_letters=raw["CALLQA_TOPIC_DEAD_LETTERS"],
+            topic_call_records=raw["CALLQA_TOPIC_CALL_RECORDS"],
+            topic_kpis=raw["CALLQA_TOPIC_KPIS"],
+            topic_alerts=raw["CALLQA_TOPIC_ALERTS"],
+            topic_sampling=raw["CALLQA_TOPIC_SAMPLING"],
+            topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),
+            kpi_windows=windows,
+            sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
+            sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
+        )
+
+
+assert len(SETTINGS) == len(fields(Config)), "every setting maps to one Config field"

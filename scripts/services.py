@@ -1,0 +1,182 @@
+"""Start and stop the real servers the tests use: Apache Kafka (KRaft, one node) and Debian's clickhouse-server.
+
+Kafka jars come from Maven Central through ``services/kafka/pom.xml`` and are cached under
+``$CALLQA_SERVICES_HOME`` (default ``~/.cache/callqa/services``). Everything listens on loopback only.
+
+    python scripts/services.py start      # prints the env vars to export
+    python scripts/services.py stop
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = Path(os.environ.get("CALLQA_SERVICES_HOME", Path.home() / ".cache" / "callqa" / "services"))
+KAFKA_VERSION = "3.9.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log}:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"port {port} not open after {timeout}s; see {log}")
+
+
+def kafka_libs() -> Path:
+    """Resolve the broker jars once (mvn caches downloads in ~/.m2); return the libs folder."""
+    libs = HOME / f"kafka-{KAFKA_VERSION}" / "libs"
+    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        tmp = libs.with_name("libs.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(ROOT / "services" / "kafka" / "pom.xml"),
+             f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies",
+             f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+            check=True,
+        )
+        tmp.rename(libs)
+    return libs
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    workdir: Path
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_kafka(workdir: Path, port: int | None = None) -> Server:
+    """A single KRaft node (broker + controller) on 127.0.0.1, with a fresh log dir."""
+    libs = kafka_libs()
+    port = port or free_port()
+    controller = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    props = workdir / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={workdir / 'data'}",
+        "num.partitions=4",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "",
+    ]))
+    (workdir / "log4j.properties").write_text(
+        "log4j.rootLogger=WARN, file\n"
+        "log4j.appender.file=org.apache.log4j.FileAppender\n"
+        f"log4j.appender.file.File={workdir / 'kafka.log'}\n"
+        "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+    )
+    java = ["java", "-Xmx512m", "-Xms256m", "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{workdir / 'log4j.properties'}",
+            "-cp", f"{libs}/*"]
+    subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22],
+                           "-c", str(props), "--ignore-formatted"],
+                   check=True, stdout=subprocess.DEVNULL)
+    log = workdir / "stdout.log"
+    proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    wait_port(port, proc, 90, log)
+    return Server("kafka", proc, port, workdir)
+
+
+def start_clickhouse(workdir: Path, port: int | None = None) -> Server:
+    """Debian's clickhouse-server on 127.0.0.1 with its data under ``workdir``."""
+    binary = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
+    if not Path(binary).exists():
+        raise RuntimeError("clickhouse-server not installed: apt-get install -y clickhouse-server")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "tmp", "user_files", "format_schemas"):
+        (workdir / sub).mkdir(exist_ok=True)
+    config = workdir / "config.xml"
+    config.write_text(f"""<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{workdir}/server.log</log><errorlog>{workdir}/server.err.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>{port}</tcp_port>
+  <http_port>{free_port()}</http_port>
+  <path>{workdir}/data/</path>
+  <tmp_path>{workdir}/tmp/</tmp_path>
+  <user_files_path>{workdir}/user_files/</user_files_path>
+  <format_schema_path>{workdir}/format_schemas/</format_schema_path>
+  <users_config>/etc/clickhouse-server/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>67108864</mark_cache_size>
+</yandex>
+""")
+    log = workdir / "stdout.log"
+    proc = subprocess.Popen([binary, f"--config-file={config}"], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir)
+    wait_port(port, proc, 60, log)
+    return Server("clickhouse", proc, port, workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop", "fetch"])
+    parser.add_argument("--dir", type=Path, default=HOME / "run")
+    args = parser.parse_args()
+    pids = args.dir / "pids"
+    if args.action == "fetch":
+        print(kafka_libs())
+    elif args.action == "start":
+        shutil.rmtree(args.dir, ignore_errors=True)
+        kafka = start_kafka(args.dir / "kafka")
+        ch = start_clickhouse(args.dir / "clickhouse")
+        pids.write_text(f"{kafka.proc.pid}\n{ch.proc.pid}\n")
+        print(f"export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{kafka.port}")
+        print(f"export CLICKHOUSE_URL=clickhouse://default@127.0.0.1:{ch.port}/default")
+    else:
+        for pid in pids.read_text().split() if pids.exists() else []:
+            try:
+                os.killpg(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Versioned schema migrations: ``migrations/NNNN_name.sql`` applied in order, each recorded once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .store import Store
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LEDGER = ("CREATE TABLE IF NOT EXISTS schema_migrations (name String, applied_at DateTime64(3, 'UTC') "
+          "DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY name")
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration file into statements (';' at the end of a line ends one)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def migrate(store: Store) -> list[str]:
+    """Apply the migrations not yet recorded; return their names."""
+    store.execute(LEDGER)
+    done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]}
+    applied = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if path.stem in done:
+            continue
+        for statement in statements(path.read_text()):
+            store.execute(statement.rstrip(";"))
+        store.insert("schema_migrations", [{"name": path.stem}])
+        applied.append(path.stem)
+    return applied

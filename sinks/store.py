@@ -1,0 +1,117 @@
+"""Stores: a ClickHouse server (native protocol, clickhouse-driver) or the embedded chdb engine.
+
+Both take the same DDL and SQL. Rows are dicts keyed by column name, timestamps as the event
+contract's text (``2024-03-04T09:15:02.120Z``); each store converts them for its transport.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused a statement."""
+
+
+class Store(Protocol):
+    def execute(self, sql: str) -> None: ...
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]: ...
+    def insert(self, table: str, rows: list[dict]) -> None: ...
+    def close(self) -> None: ...
+
+
+class EmbeddedStore:
+    """chdb (the ClickHouse engine in-process) with its data under ``path``. One per process."""
+
+    def __init__(self, path: Path):
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._session = session.Session(str(path))
+
+    def execute(self, sql: str) -> None:
+        self._run(sql, "CSV")
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        result = orjson.loads(self._run(sql, "JSONCompact").bytes() or b'{"meta":[],"data":[]}')
+        return [m["name"] for m in result["meta"]], [tuple(r) for r in result["data"]]
+
+    def insert(self, table: str, rows: list[dict]) -> None:
+        if rows:
+            body = b"\n".join(orjson.dumps(r) for r in rows).decode()
+            self._run(f"INSERT INTO {table} SETTINGS date_time_input_format='best_effort' "
+                      f"FORMAT JSONEachRow\n{body}", "CSV")
+
+    def _run(self, sql: str, fmt: str):
+        try:
+            return self._session.query(sql, fmt)
+        except Exception as exc:  # chdb raises its own RuntimeError subclasses
+            raise StoreError(f"embedded ClickHouse: {exc}") from exc
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server over the native protocol."""
+
+    def __init__(self, url: str):
+        from clickhouse_driver import Client
+
+        self.url = url
+        self._client = Client.from_url(url)
+        self._time_columns: dict[str, set[str]] = {}
+
+    def execute(self, sql: str) -> None:
+        self._call(sql)
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        rows, columns = self._call(sql, with_column_types=True)
+        millis = [kind.startswith(("DateTime64", "Nullable(DateTime64")) for _, kind in columns]
+        return [name for name, _ in columns], [tuple(_text(v, ms) for v, ms in zip(r, millis)) for r in rows]
+
+    def insert(self, table: str, rows: list[dict]) -> None:
+        if not rows:
+            return
+        times = self._time_columns.get(table)
+        if times is None:
+            described = self._call(f"DESCRIBE TABLE {table}")
+            times = self._time_columns[table] = {r[0] for r in described if "DateTime" in r[1]}
+        columns = list(rows[0])
+        data = [tuple(_to_datetime(r.get(c)) if c in times else r.get(c) for c in columns) for r in rows]
+        self._call(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
+
+    def _call(self, sql: str, params=None, **kwargs):
+        from clickhouse_driver import errors
+
+        try:
+            return self._client.execute(sql, params, **kwargs)
+        except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
+            self._client.disconnect()
+            raise StoreError(f"ClickHouse server {self._client.connection.host}:"
+                             f"{self._client.connection.port} unreachable: {exc}") from exc
+        except errors.Error as exc:
+            raise StoreError(f"ClickHouse server: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def _to_datetime(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _text(value, millis: bool):
+    """Timestamps as ClickHouse prints them, so both stores answer alike."""
+    if not isinstance(value, datetime):
+        return value
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if millis else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def open_store(clickhouse_url: str | None, data_dir: Path) -> Store:
+    """The server when a URL is configured, else the embedded store under ``data_dir``."""
+    return ServerStore(clickhouse_url) if clickhouse_url else EmbeddedStore(data_dir / "chdb")
