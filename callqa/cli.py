@@ -1,0 +1,189 @@
+"""The ``callqa`` command line."""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .config import Config, ConfigError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UserError(click.ClickException):
+    """An error the user can fix: printed as one line, no traceback, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        err_console.print(f"[bold red]error:[/] {self.message}")
+
+
+def _config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        raise UserError(f"{exc} (see the configuration table in README.md)") from None
+
+
+def _store(config: Config):
+    from sinks.migrate import migrate
+    from sinks.store import StoreError, open_store
+
+    try:
+        store = open_store(config.clickhouse_url, config.data_dir)
+        migrate(store)
+    except StoreError as exc:
+        raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
+    return store
+
+
+def _ensure_topics(config: Config) -> None:
+    from confluent_kafka import KafkaException
+
+    from .topics import ensure_topics
+
+    try:
+        ensure_topics(config)
+    except KafkaException as exc:
+        raise UserError(f"Kafka at {config.kafka_bootstrap_servers}: {exc}. "
+                        "Check KAFKA_BOOTSTRAP_SERVERS, or unset it to run embedded.") from None
+
+
+def print_table(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """callqa: contact-center quality monitoring on Kafka and ClickHouse."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the ClickHouse schema migrations (idempotent)."""
+    from sinks.migrate import migrate as apply
+
+    config = _config()
+    store = _store(config)  # applies them
+    console.print(f"schema up to date ({'embedded' if config.embedded else 'server'} store); "
+                  f"nothing left to apply: {apply(store) == []}")
+
+
+@main.command()
+def run() -> None:
+    """Run the faust worker against Kafka and write its outputs to ClickHouse."""
+    from faust.worker import Worker
+
+    from sinks import tables
+    from sinks.consumer import KafkaSink, consumer_config
+    from sinks.writer import BatchWriter
+    from streams.app import create_app
+
+    config = _config()
+    if not config.kafka_bootstrap_servers:
+        raise UserError("KAFKA_BOOTSTRAP_SERVERS is not set: `callqa run` needs Kafka. "
+                        "Without Kafka, use `callqa replay FILE` (embedded).")
+    _ensure_topics(config)
+    store = _store(config)
+    from confluent_kafka import Consumer
+
+    sink = KafkaSink(
+        Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
+        {config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
+         config.topic_dead_letters: tables.DEAD_LETTERS},
+        BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
+    )
+    stop = threading.Event()
+    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="clickhouse-sink", daemon=True)
+    sink_thread.start()
+    app = create_app(config)
+    try:
+        Worker(app, loglevel="WARN", quiet=True).execute_from_commandline()
+    finally:
+        stop.set()
+        sink_thread.join(60)
+        store.close()
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def replay(file: Path) -> None:
+    """Send canonical events (JSON Lines) through the processors.
+
+    With KAFKA_BOOTSTRAP_SERVERS set they are published to the events topic for the worker;
+    otherwise they run in this process on the embedded default and the results are printed.
+    """
+    from rich.progress import Progress
+
+    config = _config()
+    if not file.exists():
+        raise UserError(f"{file}: no such file")
+    if config.kafka_bootstrap_servers:
+        from confluent_kafka import KafkaException
+
+        from .publish import publish
+
+        _ensure_topics(config)
+        try:
+            with file.open("rb") as lines:
+                sent = publish(lines, config.kafka_bootstrap_servers, config.topic_events)
+        except KafkaException as exc:
+            raise UserError(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
+        console.print(f"published {sent} events to {config.topic_events}")
+        return
+
+    from sinks import queries
+    from sinks.writer import BatchWriter
+
+    from .embedded import EmbeddedPipeline
+
+    store = _store(config)
+    pipeline = EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
+                                config.kpi_windows)
+    with file.open("rb") as handle, Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
+
+        def lines():
+            for line in handle:
+                progress.advance(task, len(line))
+                yield line
+
+        summary = pipeline.run(lines(), str(file))
+    console.print(f"{summary.events} events ({summary.duplicates} duplicates), {summary.dead_letters} dead letters, "
+                  f"{summary.records} call-record versions, {summary.kpi_rows} KPI row versions")
+    print_table(*store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0])),
+                title=f"KPIs per site ({config.kpi_windows[0]} s windows, all time)")
+    print_table(*store.query(queries.CALL_OUTCOMES), title="Call records")
+    store.close()
+
+
+@main.command()
+@click.argument("sql")
+def query(sql: str) -> None:
+    """Run a read query on the store and print a table."""
+    from sinks.store import StoreError
+
+    store = _store(_config())
+    try:
+        print_table(*store.query(sql))
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Create callqa's Kafka topics (idempotent) before anything produces to or consumes from them."""
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .config import Config
+
+
+def topic_names(config: Config) -> list[str]:
+    return [config.topic_events, config.topic_dead_letters, config.topic_call_records,
+            config.topic_kpis, config.topic_alerts, config.topic_sampling]
+
+
+def ensure_topics(config: Config, timeout_s: float = 30) -> None:
+    """Create the missing topics with ``CALLQA_TOPIC_PARTITIONS`` partitions; raises KafkaException."""
+    admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1) for name in topic_names(config)],
+        request_timeout=timeout_s,
+    )
+    for future in futures.values():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise

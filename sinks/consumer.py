@@ -1,0 +1,81 @@
+"""Kafka output topics → ClickHouse, in Snuba's order: consume, batch, write, then commit.
+
+``KafkaSink`` follows Arroyo's step shape: ``submit`` one message, ``poll`` to write and commit
+when a batch is due, ``join`` to write and commit what is left. Offsets are committed only after
+the rows they carry are in the store; a crash in between replays them, and the dedup engines
+(ReplacingMergeTree keyed by the row's identity) make the replay harmless.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message
+
+from callqa.core.dead_letters import dead_letter
+
+from . import tables
+from .writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSink:
+    def __init__(self, consumer: Consumer, routes: dict[str, str], writer: BatchWriter):
+        self.consumer = consumer
+        self.routes = routes
+        self.writer = writer
+        consumer.subscribe(list(routes))
+
+    def submit(self, message: Message) -> None:
+        table = self.routes[message.topic()]
+        try:
+            row = orjson.loads(message.value())
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+        except ValueError as exc:
+            origin = f"{message.topic()}/{message.partition()}"
+            row, table = dead_letter(f"undecodable row for {table}: {exc}", message.value(), origin,
+                                     str(message.offset())), tables.DEAD_LETTERS
+        self.writer.submit(table, row)
+
+    def poll(self) -> None:
+        if self.writer.due():
+            self._write_and_commit()
+
+    def join(self) -> None:
+        self._write_and_commit()
+
+    def _write_and_commit(self) -> None:
+        if self.writer.pending:
+            self.writer.flush()
+            self.consumer.commit(asynchronous=False)
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.2) -> None:
+        """Loop until ``stop`` is set; then write and commit what is buffered and close."""
+        try:
+            while not stop.is_set():
+                for message in self.consumer.consume(num_messages=1000, timeout=poll_timeout):
+                    error = message.error()
+                    if error is None:
+                        self.submit(message)
+                    elif error.fatal():
+                        raise KafkaException(error)
+                    else:  # e.g. a topic the worker has not created yet; librdkafka retries
+                        log.warning("sink consumer: %s", error)
+                self.poll()
+            self.join()
+        finally:
+            self.consumer.close()
+
+
+def consumer_config(bootstrap_servers: str, group_id: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": False,
+    }

@@ -1,0 +1,1 @@
+"""Stream processors: the faust application (agents over Kafka topics) around the pure core."""
