@@ -27,7 +27,7 @@ def _new_state(call_id: str, site_id: str) -> dict:
         "call_id": call_id, "site_id": site_id, "queue_id": None, "agent_id": None, "caller_hash": None,
         "direction": "inbound", "call_type": None,
         "offered_ms": None, "queued_ms": None, "answered_ms": None, "ended_ms": None, "abandoned_ms": None,
-        "abandon_stage": None, "hold_start_ms": None, "hold_ms": 0, "hold_count": 0, "transfer_count": 0,
+        "abandon_stage": None, "holds": [], "transfer_count": 0,
         "disposition": None, "resolved": None, "version": 0, "seen": [], "contrib": {},
     }
 
@@ -51,14 +51,8 @@ def _fold(s: dict, e: dict, t: int) -> None:
         s["answered_ms"] = _earliest(s["answered_ms"], t)
         s["agent_id"] = s["agent_id"] or e["agent_id"]
         s["queue_id"] = s["queue_id"] or e.get("queue_id")
-    elif kind == "call.held":
-        if s["hold_start_ms"] is None:
-            s["hold_start_ms"] = t
-            s["hold_count"] += 1
-    elif kind == "call.resumed":
-        if s["hold_start_ms"] is not None:
-            s["hold_ms"] += max(0, t - s["hold_start_ms"])
-            s["hold_start_ms"] = None
+    elif kind in ("call.held", "call.resumed"):
+        s["holds"].append([t, kind == "call.held"])
     elif kind == "call.transferred":
         s["transfer_count"] += 1
     elif kind == "call.abandoned":
@@ -67,13 +61,27 @@ def _fold(s: dict, e: dict, t: int) -> None:
         s["queue_id"] = s["queue_id"] or e.get("queue_id")
     elif kind == "call.ended":
         s["ended_ms"] = _earliest(s["ended_ms"], t)
-        if s["hold_start_ms"] is not None:
-            s["hold_ms"] += max(0, t - s["hold_start_ms"])
-            s["hold_start_ms"] = None
     elif kind == "call.wrapup_ended":
         s["disposition"] = e["disposition"]
         s["resolved"] = e["resolved"]
     # call.agent_offered: ring attempts matter for agent KPIs (later); nothing to fold here yet.
+
+
+def holds(s: dict) -> tuple[int, int]:
+    """(hold count, total hold ms) from the hold marks in time order, whatever order they arrived in.
+
+    A hold still open when the call ends lasts until the end.
+    """
+    count = total = 0
+    start = None
+    for t, held in sorted(s["holds"]):
+        if held and start is None:
+            start, count = t, count + 1
+        elif not held and start is not None:
+            total, start = total + t - start, None
+    if start is not None and s["ended_ms"] is not None:
+        total += max(0, s["ended_ms"] - start)
+    return count, total
 
 
 def arrival_ms(s: dict) -> int | None:
@@ -96,9 +104,10 @@ def wait_ms(s: dict) -> int | None:
 
 
 def _record(s: dict, result: str) -> dict:
+    hold_count, hold_ms = holds(s)
     talk = None
     if result == "answered":
-        talk = max(0, s["ended_ms"] - s["answered_ms"] - s["hold_ms"])
+        talk = max(0, s["ended_ms"] - s["answered_ms"] - hold_ms)
     start = arrival_ms(s)
     return {
         "call_id": s["call_id"], "site_id": s["site_id"], "queue_id": s["queue_id"] or "",
@@ -108,7 +117,7 @@ def _record(s: dict, result: str) -> dict:
         "answered_at": format_ms(s["answered_ms"]) if s["answered_ms"] is not None else None,
         "ended_at": format_ms(s["ended_ms"] if result == "answered" else s["abandoned_ms"]),
         "outcome": result, "abandon_stage": s["abandon_stage"] or "",
-        "wait_ms": wait_ms(s) or 0, "talk_ms": talk or 0, "hold_ms": s["hold_ms"], "hold_count": s["hold_count"],
+        "wait_ms": wait_ms(s) or 0, "talk_ms": talk or 0, "hold_ms": hold_ms, "hold_count": hold_count,
         "transfer_count": s["transfer_count"], "disposition": s["disposition"] or "",
         "resolved": s["resolved"], "version": s["version"],
     }

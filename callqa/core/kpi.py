@@ -4,6 +4,9 @@ A call's contribution is recomputed from its state on every event; only the diff
 previous contribution is applied to the windows. Windows hold sums, so updates are O(1) and
 order-independent, and a duplicate event (dropped by the assembler) never counts twice.
 
+A window's ``version`` counts the deltas applied to it: it grows with every change in one run,
+so the newest row wins downstream; it is not meant to be equal across different arrival orders.
+
 Window keys are ``level|site|entity|size_s|start_ms`` strings (they are Kafka keys too).
 """
 from __future__ import annotations
