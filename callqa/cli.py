@@ -13,7 +13,7 @@ from rich.table import Table
 from .config import Config, ConfigError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(click.ClickException):
@@ -69,6 +69,8 @@ def main(verbose: bool) -> None:
     """callqa: contact-center quality monitoring on Kafka and ClickHouse."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # the driver logs each failed connect with a traceback; our error says it in one line
+        logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
 @main.command()

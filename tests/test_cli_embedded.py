@@ -1,0 +1,79 @@
+"""`callqa replay` / `query` on the embedded default (chdb), run as a user runs them."""
+import json
+
+from sinks import queries
+from sinks.store import EmbeddedStore
+from tests.conftest import FIXTURES, callqa_env, run_callqa
+from tests.events import expected_site_windows
+
+DAY = FIXTURES / "day.jsonl"
+
+
+def store_snapshot(data_dir):
+    store = EmbeddedStore(data_dir / "chdb")
+    try:
+        return {
+            "kpi": store.query("SELECT * EXCEPT version FROM kpi_windows FINAL ORDER BY ALL")[1],
+            "calls": store.query("SELECT * FROM call_records FINAL ORDER BY ALL")[1],
+            "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
+        }
+    finally:
+        store.close()
+
+
+def test_replay_prints_results_and_stores_exact_kpis(tmp_path):
+    env = callqa_env(tmp_path)
+    done = run_callqa(["replay", str(DAY)], env)
+    assert done.returncode == 0, done.stderr
+    assert "2 dead letters" in done.stdout and "KPIs per site" in done.stdout
+    snap = store_snapshot(tmp_path / "data")
+    site_rows = {(r[1], r[4]): r for r in snap["kpi"] if r[0] == "site"}
+    expected = expected_site_windows(DAY, 900)
+    assert set(site_rows) == set(expected)
+    for key, want in expected.items():
+        row = site_rows[key]
+        assert (row[6], row[7], row[8], row[9]) == (want["offered"], want["answered"], want["abandoned"],
+                                                    want["wait_answered_ms"])
+    assert len(snap["calls"]) == 13
+    # the poison lines are kept with their reason and their exact raw payload
+    raw = DAY.read_text().splitlines()
+    dead = {int(r[1]): r for r in snap["dead"]}
+    assert set(dead) == {6, 10}
+    assert dead[6][3] == raw[5] and "not valid JSON" in dead[6][2]
+    assert dead[10][3] == raw[9] and "stage" in dead[10][2]
+
+
+def test_replaying_twice_changes_nothing(tmp_path):
+    env = callqa_env(tmp_path)
+    assert run_callqa(["replay", str(DAY)], env).returncode == 0
+    first = store_snapshot(tmp_path / "data")
+    assert run_callqa(["replay", str(DAY)], env).returncode == 0
+    assert store_snapshot(tmp_path / "data") == first
+
+
+def test_query_prints_a_table(tmp_path):
+    env = callqa_env(tmp_path)
+    run_callqa(["replay", str(DAY)], env)
+    done = run_callqa(["query", queries.CALL_OUTCOMES], env)
+    assert done.returncode == 0
+    assert "answered" in done.stdout and "abandoned" in done.stdout
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    cases = [
+        (["query", "SELECT nope"], {}, "UNKNOWN_IDENTIFIER"),
+        (["replay", str(tmp_path / "missing.jsonl")], {}, "no such file"),
+        (["replay", str(DAY)], {"CALLQA_SINK_BATCH_ROWS": "lots"}, "CALLQA_SINK_BATCH_ROWS"),
+        (["replay", str(DAY)], {"CLICKHOUSE_URL": "clickhouse://default@127.0.0.1:1/default"}, "unreachable"),
+        (["run"], {}, "KAFKA_BOOTSTRAP_SERVERS is not set"),
+    ]
+    for args, extra, message in cases:
+        done = run_callqa(args, callqa_env(tmp_path, **extra))
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_fixture_is_canonical_json_lines():
+    lines = DAY.read_text().splitlines()
+    assert sum(1 for line in lines if line.startswith("{") and line.endswith("}")) == len(lines) - 1
+    assert json.loads(lines[0])["schema_version"] == 1
