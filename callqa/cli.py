@@ -33,15 +33,19 @@ def _config() -> Config:
 
 
 def _store(config: Config):
+    """Open the configured store and bring its schema up to date."""
+    return _open_and_migrate(config)[0]
+
+
+def _open_and_migrate(config: Config):
     from sinks.migrate import migrate
     from sinks.store import StoreError, open_store
 
     try:
         store = open_store(config.clickhouse_url, config.data_dir)
-        migrate(store)
+        return store, migrate(store)
     except StoreError as exc:
         raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
-    return store
 
 
 def _ensure_topics(config: Config) -> None:
@@ -76,12 +80,11 @@ def main(verbose: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Apply the ClickHouse schema migrations (idempotent)."""
-    from sinks.migrate import migrate as apply
-
     config = _config()
-    store = _store(config)  # applies them
-    console.print(f"schema up to date ({'embedded' if config.embedded else 'server'} store); "
-                  f"nothing left to apply: {apply(store) == []}")
+    store, applied = _open_and_migrate(config)
+    store.close()
+    where = f"embedded store {config.data_dir}" if config.embedded else "ClickHouse server"
+    console.print(f"{where}: applied {', '.join(applied)}" if applied else f"{where}: schema up to date")
 
 
 @main.command()

@@ -54,7 +54,7 @@ def kafka_libs() -> Path:
             ["mvn", "-q", "-B", "-f", str(ROOT / "services" / "kafka" / "pom.xml"),
              f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies",
              f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
-            check=True,
+            check=True, stdout=sys.stderr,
         )
         tmp.rename(libs)
     return libs

@@ -77,3 +77,15 @@ def test_fixture_is_canonical_json_lines():
     lines = DAY.read_text().splitlines()
     assert sum(1 for line in lines if line.startswith("{") and line.endswith("}")) == len(lines) - 1
     assert json.loads(lines[0])["schema_version"] == 1
+
+
+def test_migrate_applies_once(tmp_path):
+    env = callqa_env(tmp_path)
+    first, second = run_callqa(["migrate"], env), run_callqa(["migrate"], env)
+    assert "applied 0001_spine" in first.stdout and "schema up to date" in second.stdout
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        assert store.query("SELECT count() FROM schema_migrations")[1] == [(1,)]
+        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {"call_records", "kpi_windows", "dead_letters"}
+    finally:
+        store.close()

@@ -1,0 +1,144 @@
+"""Throughput of the Kafka paths, measured in one run on the real broker.
+
+(a) ceiling: a bare confluent-kafka consumer reading and JSON-decoding N canonical events;
+(b) faust: `callqa run` (validate, assemble, KPI windows, exactly-once) from the topic to rows in
+    ClickHouse (the embedded store), timed from its first commit to the sink having written all;
+(c) embedded: `callqa replay` of the same events in one process, for reference.
+Prints events/s of each and the ratio of (b) and (c) to (a).
+
+    python bench/pipeline.py --calls 25000        # 4 events a call; starts its own Kafka
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from callqa.publish import publish  # noqa: E402
+from schemas import format_ms  # noqa: E402
+from scripts import services  # noqa: E402
+from tests.conftest import callqa_env  # noqa: E402
+from tests.test_worker_kafka import lag  # noqa: E402
+
+
+def synthetic_events(calls: int, seed: int = 7) -> list[bytes]:
+    """Calls spread over a day on 3 sites: offered, queued, answered or abandoned, ended."""
+    rng = random.Random(seed)
+    t0 = 1_709_510_400_000
+    out = []
+    for i in range(calls):
+        site, call, t = f"site-{i % 3}", f"bench-{i}", t0 + i * 86_400_000 // calls
+        head = {"schema_version": 1, "site_id": site, "source": "bench", "call_id": call}
+
+        def ev(kind, at, **f):
+            out.append(orjson.dumps({"event_id": f"{call}-{kind}", "event_type": kind,
+                                     "event_time": format_ms(at), **head, **f}))
+
+        ev("call.offered", t, queue_id=f"q{i % 7}")
+        ev("call.queued", t + 5000, queue_id=f"q{i % 7}")
+        wait = int(rng.expovariate(1 / 30000))
+        if rng.random() < 0.9:
+            ev("call.answered", t + 5000 + wait, agent_id=f"a{i % 300}")
+            ev("call.ended", t + 5000 + wait + int(rng.expovariate(1 / 240000)), agent_id=f"a{i % 300}")
+        else:
+            ev("call.abandoned", t + 5000 + wait, stage="queue")
+            ev("call.ended", t + 5000 + wait)
+    return out
+
+
+def ceiling(bootstrap: str, topic: str, n: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    got, start = 0, None
+    while got < n:
+        for message in consumer.consume(10000, timeout=1.0):
+            if message.error():
+                continue
+            if start is None:
+                start = time.perf_counter()
+            orjson.loads(message.value())
+            got += 1
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return n / elapsed
+
+
+def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float]:
+    worker = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
+                              stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)
+    started = time.perf_counter()
+    first = None
+    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"]]
+    try:
+        while True:
+            pending = lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
+            if first is None and pending < n:
+                first = time.perf_counter()
+            if pending == 0 and lag(bootstrap, env["CALLQA_APP_ID"] + "-sink", outputs, transactional=True) == 0:
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")
+            time.sleep(0.25)
+        done = time.perf_counter()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:  # nothing is lost: offsets are committed after the writes
+            worker.kill()
+            worker.wait()
+    return n / (done - first), n / (done - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=25000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="callqa-bench-"))
+    events = synthetic_events(args.calls)
+    n = len(events)
+    (work / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    kafka = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        kafka = services.start_kafka(work / "kafka")
+        bootstrap = f"127.0.0.1:{kafka.port}"
+    try:
+        env = callqa_env(work, KAFKA_BOOTSTRAP_SERVERS=bootstrap, CALLQA_SINK_BATCH_SECONDS="1.0")
+        from callqa.config import Config
+        from callqa.topics import ensure_topics
+
+        ensure_topics(Config.from_env(env))
+        publish(events, bootstrap, env["CALLQA_TOPIC_EVENTS"])
+        a = ceiling(bootstrap, env["CALLQA_TOPIC_EVENTS"], n)
+        b, b_total = faust_path(bootstrap, env, n, work)
+        embedded_env = callqa_env(work / "embedded")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "callqa.cli", "replay", str(work / "events.jsonl")],
+                       env=embedded_env, cwd=ROOT, check=True, capture_output=True)
+        c = n / (time.perf_counter() - start)
+    finally:
+        if kafka:
+            kafka.stop()
+    print(f"events: {n} ({args.calls} calls)")
+    print(f"(a) ceiling, bare confluent-kafka consume + JSON decode: {a:12,.0f} events/s")
+    print(f"(b) faust worker, topic -> ClickHouse rows:               {b:12,.0f} events/s  "
+          f"(ratio to ceiling {b / a:.4f}; {b_total:,.0f}/s including worker start-up)")
+    print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s  (ratio to ceiling {c / a:.4f})")
+
+
+if __name__ == "__main__":
+    main()
