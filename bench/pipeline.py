@@ -3,7 +3,7 @@
 (a) ceiling: a bare confluent-kafka consumer reading and JSON-decoding N canonical events;
 (b) faust: `callqa run` (validate, assemble, KPI windows, exactly-once) from the topic to rows in
     ClickHouse (the embedded store), timed from its first commit to the sink having written all;
-(c) embedded: `callqa replay` of the same events in one process, for reference.
+(c) embedded: the embedded runner on the same events in this process, for reference.
 Prints events/s of each and the ratio of (b) and (c) to (a).
 
     python bench/pipeline.py --calls 25000        # 4 events a call; starts its own Kafka
@@ -103,6 +103,22 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
     return n / (done - first), n / (done - started)
 
 
+def embedded_path(events: list[bytes], workdir: Path) -> float:
+    """The embedded runner in this process, from lines to rows in chdb (store opened beforehand)."""
+    from callqa.embedded import EmbeddedPipeline
+    from sinks.migrate import migrate
+    from sinks.store import EmbeddedStore
+    from sinks.writer import BatchWriter
+
+    store = EmbeddedStore(workdir / "chdb")
+    migrate(store)
+    start = time.perf_counter()
+    EmbeddedPipeline(BatchWriter(store, 20000, 1.0), (900,)).run(events, "bench")
+    rate = len(events) / (time.perf_counter() - start)
+    store.close()
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=25000)
@@ -125,11 +141,7 @@ def main() -> None:
         publish(events, bootstrap, env["CALLQA_TOPIC_EVENTS"])
         a = ceiling(bootstrap, env["CALLQA_TOPIC_EVENTS"], n)
         b, b_total = faust_path(bootstrap, env, n, work)
-        embedded_env = callqa_env(work / "embedded")
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "callqa.cli", "replay", str(work / "events.jsonl")],
-                       env=embedded_env, cwd=ROOT, check=True, capture_output=True)
-        c = n / (time.perf_counter() - start)
+        c = embedded_path(events, work / "embedded")
     finally:
         if kafka:
             kafka.stop()

@@ -7,6 +7,7 @@ fastjsonschema (code generation; fast enough for the hot path).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -72,7 +73,13 @@ def time_ms(text: str) -> int:
 
 def format_ms(ms: int) -> str:
     """The contract's timestamp text for epoch milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    seconds, millis = divmod(ms, 1000)
+    return f"{_format_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def validate(raw: bytes | str) -> dict:

@@ -35,6 +35,8 @@ def create_app(config: Config) -> faust.App:
         topic_replication_factor=1,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        producer_linger=0.05,  # batch produce requests: the worker sends several messages per event
+        producer_max_batch_size=1 << 20,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     events = app.topic(config.topic_events, partitions=partitions, **raw)
