@@ -176,6 +176,69 @@ def replay(file: Path) -> None:
 
 
 @main.command()
+@click.option("--format", "fmt", required=True, metavar="FORMAT",
+              help="One of: asterisk-queue-log, asterisk-queue-log-table, amazon-connect-ctr, "
+                   "amazon-connect-agent-events, anonymous-bank.")
+@click.option("--site", default="site-1", show_default=True, help="Site id of the events (the sources carry none).")
+@click.option("--follow", is_flag=True, help="Keep reading a growing file (asterisk-queue-log), like tail -f.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
+    """Convert a source file to canonical events and process them.
+
+    Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
+    Unreadable lines go to the dead letters with file and line; the rest still goes through.
+    """
+    from sources import FORMATS
+    from sources.pii import CallerHasher
+
+    from . import ingest as run
+
+    config = _config()
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if follow and fmt != "asterisk-queue-log":
+        raise UserError("--follow works with --format asterisk-queue-log (a live queue_log file)")
+    if not file.exists():
+        raise UserError(f"{file}: no such file")
+    if config.kafka_bootstrap_servers:
+        from .publish import Publisher
+
+        _ensure_topics(config)
+        target = run.KafkaTarget(Publisher(config.kafka_bootstrap_servers, config.topic_events,
+                                           config.topic_dead_letters))
+        store = None
+    else:
+        from sinks.writer import BatchWriter
+
+        from .embedded import EmbeddedPipeline
+
+        store = _store(config)
+        target = run.EmbeddedTarget(EmbeddedPipeline(
+            BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi_windows))
+    hasher = CallerHasher(config.caller_hash_key)
+    interrupted = []
+    with file.open(encoding="utf-8", errors="replace", newline="") as handle:
+        lines = run.follow(handle, target.idle, lambda: bool(interrupted)) if follow else handle
+        try:
+            summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file)
+        except KeyboardInterrupt:
+            interrupted.append(True)
+            summary = None
+    if store is not None:
+        store.close()
+    if summary is None:
+        return
+    console.print(f"{file.name}: {summary.units} input units", soft_wrap=True)
+    print_table(["event type", "events"], sorted(summary.events.items()))
+    if summary.skipped:
+        print_table(["skipped (no canonical event)", "count"], sorted(summary.skipped.items()))
+    if summary.errors:
+        err_console.print(f"[yellow]{len(summary.errors)} unreadable (kept as dead letters):[/]")
+        for line in summary.errors[:20]:
+            err_console.print(f"  {line}")
+
+
+@main.command()
 @click.argument("sql")
 def query(sql: str) -> None:
     """Run a read query on the store and print a table."""

@@ -37,6 +37,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_KPI_WINDOWS", "900", "Tumbling KPI window sizes in seconds, comma-separated."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
+    Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Empty: a fixed development key and a warning."),
 )
 
 
@@ -76,6 +77,7 @@ class Config:
     kpi_windows: tuple[int, ...]
     sink_batch_rows: int
     sink_batch_seconds: float
+    caller_hash_key: str
 
     @property
     def embedded(self) -> bool:
@@ -104,6 +106,7 @@ class Config:
             kpi_windows=windows,
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
+            caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
         )
 
 

@@ -9,7 +9,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas import InvalidEvent, validate
+import orjson
+
+from schemas import InvalidEvent, validate, validate_dict
 from sinks import tables
 from sinks.writer import BatchWriter
 
@@ -37,13 +39,29 @@ class EmbeddedPipeline:
 
     def feed(self, raw: bytes | str, origin: str, position: str) -> None:
         """Validate and process one serialized event; invalid input becomes a dead letter."""
-        s = self.summary
         try:
             event = validate(raw)
         except InvalidEvent as exc:
-            s.dead_letters += 1
-            self.writer.submit(tables.DEAD_LETTERS, dead_letter(str(exc), raw, origin, position))
+            self.reject(str(exc), raw, origin, position)
             return
+        self._process(event)
+
+    def feed_event(self, event: dict, origin: str, position: str) -> None:
+        """Validate and process an event an adapter made."""
+        try:
+            validate_dict(event)
+        except InvalidEvent as exc:
+            self.reject(str(exc), orjson.dumps(event), origin, position)
+            return
+        self._process(event)
+
+    def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
+        """Keep input that cannot be used as a dead letter, with the reason."""
+        self.summary.dead_letters += 1
+        self.writer.submit(tables.DEAD_LETTERS, dead_letter(reason, raw, origin, position))
+
+    def _process(self, event: dict) -> None:
+        s = self.summary
         s.events += 1
         s.by_type[event["event_type"]] += 1
         update = self.processor.process(event)

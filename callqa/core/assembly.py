@@ -27,8 +27,8 @@ def _new_state(call_id: str, site_id: str) -> dict:
         "call_id": call_id, "site_id": site_id, "queue_id": None, "agent_id": None, "caller_hash": None,
         "direction": "inbound", "call_type": None,
         "offered_ms": None, "queued_ms": None, "answered_ms": None, "ended_ms": None, "abandoned_ms": None,
-        "abandon_stage": None, "holds": [], "transfer_count": 0,
-        "disposition": None, "resolved": None, "version": 0, "seen": [], "contrib": {},
+        "abandon_stage": None, "abandon_reason": None, "holds": [], "transfer_count": 0,
+        "wrapup_ms": None, "disposition": None, "resolved": None, "version": 0, "seen": [], "contrib": {},
     }
 
 
@@ -58,12 +58,14 @@ def _fold(s: dict, e: dict, t: int) -> None:
     elif kind == "call.abandoned":
         s["abandoned_ms"] = _earliest(s["abandoned_ms"], t)
         s["abandon_stage"] = e["stage"]
+        s["abandon_reason"] = e.get("reason", "caller_hangup")
         s["queue_id"] = s["queue_id"] or e.get("queue_id")
     elif kind == "call.ended":
         s["ended_ms"] = _earliest(s["ended_ms"], t)
     elif kind == "call.wrapup_ended":
-        s["disposition"] = e["disposition"]
-        s["resolved"] = e["resolved"]
+        s["wrapup_ms"] = t
+        s["disposition"] = e.get("disposition") or s["disposition"]
+        s["resolved"] = e.get("resolved", s["resolved"])
     # call.agent_offered: ring attempts matter for agent KPIs (later); nothing to fold here yet.
 
 
@@ -85,15 +87,22 @@ def holds(s: dict) -> tuple[int, int]:
 
 
 def arrival_ms(s: dict) -> int | None:
-    """When the call reached the ACD: queue entry, else first contact."""
-    return s["queued_ms"] if s["queued_ms"] is not None else s["offered_ms"]
+    """When the call reached the ACD: queue entry, else first contact, else (a source that saw only
+    the end of the call) its answer or hang-up."""
+    for field in ("queued_ms", "offered_ms", "answered_ms", "abandoned_ms"):
+        if s[field] is not None:
+            return s[field]
+    return None
 
 
 def outcome(s: dict) -> str | None:
-    """``answered`` / ``abandoned`` once the call is complete, else None."""
+    """Once the call is complete: ``answered``, ``abandoned`` (the caller hung up) or the reason the
+    queue let it go (``timeout``, ``empty_queue``, ``key_pressed``, ``phantom``); else None."""
     if s["answered_ms"] is not None:
         return "answered" if s["ended_ms"] is not None else None
-    return "abandoned" if s["abandoned_ms"] is not None else None
+    if s["abandoned_ms"] is None:
+        return None
+    return "abandoned" if s["abandon_reason"] == "caller_hangup" else s["abandon_reason"]
 
 
 def wait_ms(s: dict) -> int | None:
@@ -116,6 +125,7 @@ def _record(s: dict, result: str) -> dict:
         "arrived_at": format_ms(start) if start is not None else None,
         "answered_at": format_ms(s["answered_ms"]) if s["answered_ms"] is not None else None,
         "ended_at": format_ms(s["ended_ms"] if result == "answered" else s["abandoned_ms"]),
+        "wrapup_ended_at": format_ms(s["wrapup_ms"]) if s["wrapup_ms"] is not None else None,
         "outcome": result, "abandon_stage": s["abandon_stage"] or "",
         "wait_ms": wait_ms(s) or 0, "talk_ms": talk or 0, "hold_ms": hold_ms, "hold_count": hold_count,
         "transfer_count": s["transfer_count"], "disposition": s["disposition"] or "",

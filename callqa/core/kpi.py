@@ -32,7 +32,7 @@ def contribution(state: dict, arrived_ms: int | None, wait: int | None, sizes_s:
     counters = {
         "offered": 1,
         "answered": 1 if answered else 0,
-        "abandoned": 1 if not answered and state["abandoned_ms"] is not None else 0,
+        "abandoned": 1 if not answered and state["abandon_reason"] == "caller_hangup" else 0,
         "wait_answered_ms": wait if answered and wait is not None else 0,
     }
     entities = [("site", state["site_id"])]

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS call_records
     arrived_at     DateTime64(3, 'UTC'),
     answered_at    Nullable(DateTime64(3, 'UTC')),
     ended_at       DateTime64(3, 'UTC'),
+    wrapup_ended_at Nullable(DateTime64(3, 'UTC')),
     outcome        LowCardinality(String),
     abandon_stage  LowCardinality(String),
     wait_ms        UInt32,

@@ -1,0 +1,12 @@
+"""Sources: adapters that turn ACD and call-log exports into canonical events, and the traffic simulator."""
+
+from . import amazon_connect, anonymous_bank, asterisk
+
+# format name → reader(lines, file name, site id, caller hasher) → Iterator[Converted]
+FORMATS = {
+    "asterisk-queue-log": asterisk.read_pipe,
+    "asterisk-queue-log-table": asterisk.read_table,
+    "amazon-connect-ctr": amazon_connect.read_ctr,
+    "amazon-connect-agent-events": amazon_connect.read_agent_events,
+    "anonymous-bank": anonymous_bank.read,
+}

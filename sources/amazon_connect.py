@@ -1,0 +1,150 @@
+"""Amazon Connect → canonical events: contact trace records (CTR) and agent event stream records.
+
+CTRs arrive at least once: records are de-duplicated on ContactId, keeping the newest
+LastUpdateTimestamp. A CTR carries the hold total and count but not each hold's time: the holds are
+laid end to end from the agent's connection, which keeps hold count and time exact.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from .base import Converted, envelope
+from .pii import CallerHasher
+
+CTR_SOURCE = "amazon-connect-ctr"
+AGENT_SOURCE = "amazon-connect-agent-events"
+
+
+def _ms(text: str | None) -> int | None:
+    return int(datetime.fromisoformat(text).timestamp() * 1000) if text else None
+
+
+def records(lines: Iterable[str], name: str) -> Iterator[tuple[str, str, dict | None, str | None]]:
+    """(position, raw, record or None, error) for a JSON array, a single object, or JSON Lines."""
+    text = "".join(lines)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield f"{name}:{exc.lineno}", text[:2000], None, f"not valid JSON: {exc.msg}"
+            return
+        for i, item in enumerate(items, 1):
+            yield f"{name}:record {i}", json.dumps(item), item, None
+        return
+    try:  # one pretty-printed object
+        yield f"{name}:record 1", text, json.loads(text), None
+        return
+    except json.JSONDecodeError:
+        pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield f"{name}:{number}", line, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield f"{name}:{number}", line, None, f"not valid JSON: {exc.msg}"
+
+
+def _name(arn_or_obj) -> str | None:
+    if isinstance(arn_or_obj, dict):
+        return arn_or_obj.get("Name") or _name(arn_or_obj.get("ARN"))
+    return arn_or_obj.rsplit("/", 1)[-1] if isinstance(arn_or_obj, str) and arn_or_obj else None
+
+
+def convert_ctr(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
+    contact = r["ContactId"]
+    ev = lambda kind, t, **f: envelope(f"connect:{contact}:{kind}", kind, t, site_id, CTR_SOURCE,
+                                       call_id=contact, **f)
+    queue = r.get("Queue") or None
+    agent = r.get("Agent") or None
+    queue_id = _name(queue) if queue else None
+    started, ended = _ms(r["InitiationTimestamp"]), _ms(r.get("DisconnectTimestamp"))
+    direction = "outbound" if r.get("InitiationMethod") == "OUTBOUND" else "inbound"
+    caller = (r.get("CustomerEndpoint") or {}).get("Address")
+    events = [ev("call.offered", started, queue_id=queue_id, direction=direction, caller_hash=hasher(caller))]
+    if queue and queue.get("EnqueueTimestamp"):
+        events.append(ev("call.queued", _ms(queue["EnqueueTimestamp"]), queue_id=queue_id))
+    connected = _ms(agent.get("ConnectedToAgentTimestamp")) if agent else None
+    if connected is None:
+        left = _ms((queue or {}).get("DequeueTimestamp")) or ended or started
+        return events + [ev("call.abandoned", left, queue_id=queue_id, stage="queue" if queue else "ivr")]
+    agent_id = agent.get("Username") or _name(agent.get("ARN")) or "unknown"
+    events.append(ev("call.answered", connected, queue_id=queue_id, agent_id=agent_id))
+    holds, hold_s = agent.get("NumberOfHolds") or 0, agent.get("CustomerHoldDuration") or agent.get("HoldDuration") or 0
+    t = connected
+    for i in range(holds):
+        share = round(hold_s * 1000 / holds)
+        events += [envelope(f"connect:{contact}:hold{i}", "call.held", t, site_id, CTR_SOURCE, call_id=contact, agent_id=agent_id),
+                   envelope(f"connect:{contact}:resume{i}", "call.resumed", t + share, site_id, CTR_SOURCE,
+                            call_id=contact, agent_id=agent_id)]
+        t += share
+    if r.get("TransferCompletedTimestamp"):
+        target = (r.get("TransferredToEndpoint") or {}).get("Address")
+        events.append(ev("call.transferred", _ms(r["TransferCompletedTimestamp"]), from_agent_id=agent_id,
+                         to_external=hasher(target), transfer_type="blind"))
+    acw_start, acw_end = _ms(agent.get("AfterContactWorkStartTimestamp")), _ms(agent.get("AfterContactWorkEndTimestamp"))
+    events.append(ev("call.ended", acw_start or ended or connected, agent_id=agent_id))
+    if acw_end:
+        events.append(ev("call.wrapup_ended", acw_end, agent_id=agent_id))
+    return events
+
+
+def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
+    newest: dict[str, tuple[str, str, dict]] = {}
+    for position, raw, record, error in records(lines, name):
+        if error or not isinstance(record, dict) or "ContactId" not in record or "InitiationTimestamp" not in record:
+            yield Converted(position, raw, error=error or "not a contact trace record (no ContactId/InitiationTimestamp)")
+            continue
+        kept = newest.get(record["ContactId"])
+        if kept and (kept[2].get("LastUpdateTimestamp") or "") >= (record.get("LastUpdateTimestamp") or ""):
+            yield Converted(position, raw, skipped="superseded CTR")
+            continue
+        if kept:
+            yield Converted(kept[0], kept[1], skipped="superseded CTR")
+        newest[record["ContactId"]] = (position, raw, record)
+    for position, raw, record in newest.values():
+        unit = Converted(position, raw)
+        try:
+            unit.events = convert_ctr(record, site_id, hasher)
+        except (KeyError, TypeError, ValueError) as exc:
+            unit.error = f"unreadable contact trace record: {exc!r}"
+        yield unit
+
+
+AGENT_STATES = {"available": "available", "offline": "logged_out"}
+
+
+def convert_agent_event(r: dict, site_id: str) -> tuple[list[dict], str | None]:
+    kind = r["EventType"]
+    if kind == "HEART_BEAT":
+        return [], "HEART_BEAT"
+    agent = _name(r["AgentARN"])
+    t = _ms(r["EventTimestamp"])
+    ev = lambda state, reason=None: [envelope(f"connect-agent:{r['EventId']}", "agent.state_changed", t, site_id,
+                                              AGENT_SOURCE, agent_id=agent, state=state, reason=reason)]
+    if kind == "LOGIN":
+        return ev("logged_in"), None
+    if kind == "LOGOUT":
+        return ev("logged_out"), None
+    snapshot = r.get("CurrentAgentSnapshot") or {}
+    contacts = snapshot.get("Contacts") or []
+    if any(c.get("State") == "CONNECTED" for c in contacts):
+        return ev("on_call"), None
+    if any(c.get("State") in ("ENDED", "MISSED", "ERROR") for c in contacts):
+        return ev("after_call_work"), None
+    status = ((snapshot.get("AgentStatus") or {}).get("Name") or "").strip()
+    state = AGENT_STATES.get(status.lower(), "not_ready")
+    return ev(state, status if state == "not_ready" else None), None
+
+
+def read_agent_events(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
+    for position, raw, record, error in records(lines, name):
+        unit = Converted(position, raw, error=error)
+        if record is not None:
+            try:
+                unit.events, unit.skipped = convert_agent_event(record, site_id)
+            except (KeyError, TypeError, ValueError) as exc:
+                unit.error = f"unreadable agent event record: {exc!r}"
+        yield unit

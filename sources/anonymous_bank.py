@@ -1,0 +1,78 @@
+"""Anonymous Bank call log (Technion SEE center) → canonical events.
+
+One row per call: IVR entry/exit, queue start/exit, service start/exit as clock times of ``date``
+(a time earlier than the IVR entry belongs to the next day). Outcomes: AGENT = served; HANG with
+queue time = abandoned from the queue; HANG without = hung up in the IVR; PHANTOM = its own outcome.
+A call that left the IVR for the ACD is queued at ``q_start``, or at the IVR exit when it reached an
+agent without waiting. ``type`` is both the call type and the queue; ``customer_id`` (0 = unknown)
+is hashed like a caller number.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+from .base import Converted, envelope
+from .pii import CallerHasher
+
+SOURCE = "anonymous-bank"
+COLUMNS = ["vru+line", "call_id", "customer_id", "priority", "type", "date", "vru_entry", "vru_exit", "vru_time",
+           "q_start", "q_exit", "q_time", "outcome", "ser_start", "ser_exit", "ser_time", "server"]
+OUTCOMES = ("AGENT", "HANG", "PHANTOM")
+
+
+def _clock(text: str) -> int:
+    h, m, s = (int(x) for x in text.split(":"))
+    if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60):
+        raise ValueError(f"bad clock time {text!r}")
+    return (h * 3600 + m * 60 + s) * 1000
+
+
+def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
+    """The events of one call row; raises ValueError (with the reason) on a malformed row."""
+    if r["outcome"] not in OUTCOMES:
+        raise ValueError(f"unknown outcome {r['outcome']!r}")
+    day = int(datetime.strptime(r["date"], "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
+    entry = _clock(r["vru_entry"])
+
+    def at(text: str) -> int:  # clock time → epoch ms, rolling past midnight
+        t = _clock(text)
+        return day + t + (86_400_000 if t < entry else 0)
+
+    q_time, ser_time = int(r["q_time"]), int(r["ser_time"])
+    call = f"ab:{r['vru+line']}:{r['call_id']}"
+    queue = r["type"]
+    ev = lambda kind, t, **f: envelope(f"{call}:{kind}", kind, t, site_id, SOURCE, call_id=call, **f)
+    customer = r["customer_id"] if r["customer_id"] not in ("", "0") else None
+    events = [ev("call.offered", day + entry, queue_id=queue, call_type=r["type"], caller_hash=hasher(customer))]
+    if r["outcome"] == "HANG" and q_time == 0:
+        return events + [ev("call.abandoned", at(r["vru_exit"]), queue_id=queue, stage="ivr")]
+    queued = at(r["q_start"]) if q_time > 0 else at(r["vru_exit"])
+    events.append(ev("call.queued", queued, queue_id=queue, priority=int(r["priority"])))
+    if r["outcome"] == "HANG":
+        return events + [ev("call.abandoned", at(r["q_exit"]), queue_id=queue, stage="queue")]
+    if r["outcome"] == "PHANTOM":
+        return events + [ev("call.abandoned", at(r["q_exit"]), queue_id=queue, stage="queue", reason="phantom")]
+    agent = r["server"] if r["server"] not in ("", "NO_SERVER") else "unknown"
+    answered = at(r["ser_start"]) if ser_time > 0 or r["ser_start"] != "0:00:00" else queued + q_time * 1000
+    return events + [ev("call.answered", max(answered, queued), queue_id=queue, agent_id=agent),
+                     ev("call.ended", max(answered, queued) + ser_time * 1000, agent_id=agent)]
+
+
+def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
+    rows = csv.reader(lines)
+    header = next(rows, None)
+    if header != COLUMNS:
+        yield Converted(f"{name}:1", ",".join(header or []), error=f"unexpected header; expected {','.join(COLUMNS)}")
+        return
+    for row in rows:
+        unit = Converted(f"{name}:{rows.line_num}", ",".join(row))
+        if len(row) != len(COLUMNS):
+            unit.error = f"expected {len(COLUMNS)} columns, got {len(row)}"
+        else:
+            try:
+                unit.events = convert_row(dict(zip(COLUMNS, row)), site_id, hasher)
+            except ValueError as exc:
+                unit.error = str(exc)
+        yield unit
