@@ -10,6 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+import orjson
+
+from schemas import time_ms as schemas_time
+
 from .config import Config, ConfigError
 
 console = Console()
@@ -236,6 +240,98 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
         err_console.print(f"[yellow]{len(summary.errors)} unreadable (kept as dead letters):[/]")
         for line in summary.errors[:20]:
             err_console.print(f"  {line}")
+
+
+@main.command()
+@click.option("--sites", default=3, show_default=True, type=click.IntRange(1, 50))
+@click.option("--agents-per-site", default=200, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
+@click.option("--start", default="2024-03-04", show_default=True, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--speed", default="max", show_default=True,
+              help="'max' (as fast as possible) or simulated seconds per wall-clock second, e.g. 60.")
+@click.option("--drift", "drifts", multiple=True, metavar="SPEC",
+              help="Inject a drift, e.g. qa:team=site-1/team-2,delta=-15,from=2024-03-05 | "
+                   "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=2024-03-06")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JSON Lines here instead of sending to Kafka / the embedded pipeline.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=Path("simulation-truth.json"),
+              show_default=True, help="Ground-truth side file: the injected drifts and the calls that are truly poor.")
+def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, truth) -> None:
+    """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
+    import json
+    import time
+    from datetime import date
+
+    from sources.simulator import DriftSpec, DriftSpecError, SimConfig, Simulator
+
+    config = _config()
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
+    if speed != "max":
+        try:
+            pace = float(speed)
+            assert pace > 0
+        except (ValueError, AssertionError):
+            raise UserError(f"--speed {speed!r}: use 'max' or a positive number of simulated seconds per second") from None
+    try:
+        specs = tuple(DriftSpec.parse(d) for d in drifts)
+    except DriftSpecError as exc:
+        raise UserError(str(exc)) from None
+    sim = Simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
+    store = None
+    if out:
+        handle = out.open("wb")
+        send = lambda event: handle.write(orjson.dumps(event) + b"\n")
+        finish = handle.close
+    elif config.kafka_bootstrap_servers:
+        from .publish import Publisher
+
+        _ensure_topics(config)
+        publisher = Publisher(config.kafka_bootstrap_servers, config.topic_events, config.topic_dead_letters)
+        send = lambda event: publisher.event(orjson.dumps(event))
+        finish = publisher.flush
+    else:
+        from sinks.writer import BatchWriter
+
+        from .embedded import EmbeddedPipeline
+
+        store = _store(config)
+        pipeline = EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
+                                    config.kpi_windows)
+        send = lambda event: pipeline.feed_event(event, "simulator", event["event_id"])
+        finish = pipeline.writer.flush
+    counts: dict[str, int] = {}
+    wall0 = sim_t0 = None
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("simulate", total=days)
+        last_day = None
+        for event in sim.events():
+            if speed != "max":
+                t = schemas_time(event["event_time"]) / 1000
+                if wall0 is None:
+                    wall0, sim_t0 = time.monotonic(), t
+                ahead = (t - sim_t0) / pace - (time.monotonic() - wall0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            day = event["event_time"][:10]
+            if day != last_day and last_day is not None:
+                progress.advance(task)
+            last_day = day
+            send(event)
+            counts[event["event_type"]] = counts.get(event["event_type"], 0) + 1
+    finish()
+    if store is not None:
+        store.close()
+    truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,
+                                 "poor_calls": sim.truth.poor_calls}, indent=1))
+    console.print(f"{sum(counts.values())} events ({sites} sites x {agents_per_site} agents, {days} days); "
+                  f"ground truth in {truth}", soft_wrap=True)
+    print_table(["event type", "events"], sorted(counts.items()))
 
 
 @main.command()

@@ -1,0 +1,400 @@
+"""A realistic multi-site contact-center traffic simulator producing canonical events.
+
+Arrivals: open 08:00-21:00 local time, busiest 10:00-12:00 and on Mondays, about 40% of an hour's
+calls in its first 15 minutes. Call types with their own service-time distributions; callers with
+exponential patience (abandonment rises with waiting); holds, transfers, after-call work; repeat
+callers. Agents with shifts, breaks and lunch (not-ready reasons), tenure cohorts and performance
+tiers. Every answered call gets a recording and a speech-analytics result; a sample gets a human QA
+evaluation on the hotline 100-point form.
+
+Drift injection (``DriftSpec``) changes behaviour from a given time; the ground truth (each drift,
+and every call whose true quality is poor) is written to a side file.
+Deterministic for a seed. Times are UTC; the center's clock is UTC too.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from .base import envelope
+from .pii import CallerHasher
+
+SOURCE = "simulator"
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+# share of a day's calls by hour of day (08..20), peak 10-12
+HOURLY = {8: 0.05, 9: 0.08, 10: 0.115, 11: 0.115, 12: 0.085, 13: 0.08, 14: 0.085, 15: 0.085, 16: 0.08,
+          17: 0.07, 18: 0.06, 19: 0.05, 20: 0.04}
+WEEKDAY = (1.25, 1.10, 1.0, 1.0, 0.95, 0.60, 0.50)  # Monday..Sunday volume factors
+FIRST_QUARTER_SHARE = 0.40
+# call type: (share, median talk s, lognormal sigma)
+CALL_TYPES = {"billing": (0.35, 200, 0.55), "cards": (0.25, 160, 0.5), "tech": (0.20, 360, 0.6),
+              "sales": (0.15, 280, 0.55), "complaints": (0.05, 420, 0.6)}
+SHIFTS = ((8, 17), (10, 19), (12, 21))
+TIERS = (("high", 0.2, 0.88, 92), ("middle", 0.6, 1.0, 85), ("low", 0.2, 1.15, 74))  # tier, share, AHT factor, QA mean
+CALLS_PER_AGENT_DAY = 55
+PATIENCE_MEAN_S = 110
+HOLD_P, TRANSFER_P, QA_SAMPLE_P = 0.22, 0.05, 0.03
+POOR_SCORE = 60  # a call whose true QA score is below this is "poor" in the ground truth
+
+# The hotline 100-point form: (item id, max score, section)
+FORM_ID, FORM_VERSION = "hotline-100", "2024.1"
+FORM_ITEMS = (
+    ("greeting.standard", 3, "greeting"), ("greeting.asks_name", 2, "greeting"), ("greeting.asks_need", 2, "greeting"),
+    ("greeting.uses_surname", 2, "greeting"), ("greeting.tone", 1, "greeting"),
+    ("waiting.music_on_hold", 3, "waiting"), ("waiting.reason_before_hold", 2, "waiting"),
+    ("waiting.apology_after_hold", 3, "waiting"), ("waiting.explains_long_hold", 2, "waiting"),
+    ("answering.lets_finish", 10, "answering"), ("answering.listens_responds", 10, "answering"),
+    ("answering.handles_objections", 10, "answering"),
+    ("closing.other_needs", 3, "closing"), ("closing.thanks", 2, "closing"),
+    ("knowledge.accuracy", 20, "knowledge"),
+    ("overall.clear", 7, "overall"), ("overall.polite", 6, "overall"), ("overall.patient", 6, "overall"),
+    ("overall.warm", 6, "overall"),
+)
+PHRASES = {
+    "zh": {"greeting": "您好，工号{agent}很高兴为您服务，请问您贵姓？", "need": "请问有什么可以帮您？",
+           "customer": "我想咨询一下{topic}的问题。", "hold": "请您稍等，我帮您查询一下。",
+           "apology": "不好意思，让您久等了。", "answer": "您的问题已经为您处理好了。",
+           "other": "请问还有其他可以帮您的吗？", "thanks": "感谢您的来电，再见。", "bye": "好的，谢谢。"},
+    "en": {"greeting": "Good morning, this is agent {agent}, may I have your name please?",
+           "need": "How can I help you today?", "customer": "I have a question about {topic}.",
+           "hold": "Please hold for a moment while I check that for you.",
+           "apology": "Sorry to keep you waiting.", "answer": "That is sorted out for you now.",
+           "other": "Is there anything else I can help you with?", "thanks": "Thank you for calling, goodbye.",
+           "bye": "Thanks, bye."},
+}
+
+
+class DriftSpecError(ValueError):
+    """A --drift value that cannot be read; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """``KIND:key=value,...`` with KIND qa (QA mean moves by ``delta`` points), apology (agents stop
+    apologising after holds) or aht (handle time times ``factor``, announced by an ops.changed
+    ``system_change``); scope ``site=``, ``team=`` or ``agent=``; ``from=`` ISO date or date-time (UTC)."""
+
+    kind: str
+    scope_level: str
+    scope_id: str
+    start_ms: int
+    delta: float = 0.0
+    factor: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "DriftSpec":
+        kind, _, rest = text.partition(":")
+        if kind not in ("qa", "apology", "aht"):
+            raise DriftSpecError(f"drift {text!r}: kind must be qa, apology or aht (e.g. qa:team=site-1/team-1,delta=-15,from=2024-03-05)")
+        try:
+            args = dict(part.split("=", 1) for part in rest.split(",") if part)
+        except ValueError:
+            raise DriftSpecError(f"drift {text!r}: expected key=value pairs after '{kind}:'") from None
+        scopes = [k for k in ("site", "team", "agent") if k in args]
+        if len(scopes) != 1 or "from" not in args:
+            raise DriftSpecError(f"drift {text!r}: needs exactly one of site=, team=, agent= and a from=")
+        try:
+            start = datetime.fromisoformat(args["from"])
+            start = start if start.tzinfo else start.replace(tzinfo=UTC)
+            return cls(kind, scopes[0], args[scopes[0]], int(start.timestamp() * 1000),
+                       delta=float(args.get("delta", -15 if kind == "qa" else 0)),
+                       factor=float(args.get("factor", 1.3 if kind == "aht" else 1.0)))
+        except ValueError as exc:
+            raise DriftSpecError(f"drift {text!r}: {exc}") from None
+
+    def applies(self, agent: "Agent", t: int) -> bool:
+        if t < self.start_ms:
+            return False
+        return {"site": agent.site, "team": agent.team, "agent": agent.id}[self.scope_level] == self.scope_id
+
+    def truth(self) -> dict:
+        start = datetime.fromtimestamp(self.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+        return {"kind": self.kind, "scope_level": self.scope_level, "scope_id": self.scope_id, "from": start,
+                "delta": self.delta, "factor": self.factor}
+
+
+@dataclass
+class Agent:
+    id: str
+    site: str
+    team: str
+    hire: date
+    tier: str
+    aht_factor: float
+    qa_mean: float
+    shift: tuple[int, int]
+    apologises: float  # probability of apologising after a hold
+    greets: float
+
+
+@dataclass
+class SimConfig:
+    sites: int = 3
+    agents_per_site: int = 200
+    days: int = 1
+    start: date = date(2024, 3, 4)  # a Monday
+    seed: int = 1
+    drifts: tuple[DriftSpec, ...] = ()
+    hash_key: str = ""
+
+
+@dataclass
+class Truth:
+    drifts: list[dict] = field(default_factory=list)
+    poor_calls: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+class Simulator:
+    def __init__(self, config: SimConfig):
+        self.c = config
+        self.rng = random.Random(config.seed)
+        self.hash = CallerHasher(config.hash_key or f"simulator-{config.seed}")
+        self.truth = Truth(drifts=[d.truth() for d in config.drifts])
+        self.agents = self._agents()
+        self.callers: dict[str, list[str]] = {}
+        self._n = 0
+
+    def _agents(self) -> list[Agent]:
+        rng, agents = self.rng, []
+        for s in range(1, self.c.sites + 1):
+            for a in range(1, self.c.agents_per_site + 1):
+                u = rng.random()
+                tenure_days = rng.randint(10, 85) if u < 0.10 else rng.randint(90, 360) if u < 0.30 else rng.randint(365, 3000)
+                t = rng.random()
+                tier = TIERS[0] if t < 0.2 else TIERS[1] if t < 0.8 else TIERS[2]
+                new = tenure_days < 90
+                agents.append(Agent(
+                    id=f"site-{s}-a{a:04d}", site=f"site-{s}", team=f"site-{s}/team-{(a - 1) // 15 + 1}",
+                    hire=self.c.start - timedelta(days=tenure_days), tier=tier[0],
+                    aht_factor=tier[2] * (1.2 if new else 1.0), qa_mean=tier[3] - (6 if new else 0),
+                    shift=SHIFTS[a % len(SHIFTS)], apologises=0.93 if tier[0] != "low" else 0.75,
+                    greets=0.97 if tier[0] != "low" else 0.85))
+        return agents
+
+    def _id(self, call: str, kind: str) -> str:
+        return f"sim{self.c.seed}:{call}:{kind}"
+
+    def events(self) -> Iterator[dict]:
+        """Every event in event-time order, day by day."""
+        start_ms = int(datetime.combine(self.c.start, datetime.min.time(), UTC).timestamp() * 1000)
+        yield from sorted(self._profiles(start_ms) + self._ops_events(), key=lambda e: e["event_time"])
+        for d in range(self.c.days):
+            day = self.c.start + timedelta(days=d)
+            batch = []
+            for site in sorted({a.site for a in self.agents}):
+                batch += self._site_day(site, day, start_ms + d * DAY_MS)
+            batch.sort(key=lambda e: (e["event_time"], e["event_id"]))
+            yield from batch
+
+    def _profiles(self, t: int) -> list[dict]:
+        return [envelope(f"sim{self.c.seed}:profile:{a.id}", "agent.profile", t - DAY_MS, a.site, SOURCE,
+                         agent_id=a.id, team_id=a.team, hire_date=a.hire.isoformat(), tier=a.tier,
+                         shift={"start": f"{a.shift[0]:02d}:00", "end": f"{a.shift[1]:02d}:00", "timezone": "UTC"})
+                for a in self.agents]
+
+    def _ops_events(self) -> list[dict]:
+        out = []
+        for i, d in enumerate(self.c.drifts):
+            if d.kind == "aht":
+                site = d.scope_id.split("/")[0] if d.scope_level != "site" else d.scope_id
+                out.append(envelope(f"sim{self.c.seed}:ops:{i}", "ops.changed", d.start_ms, site, SOURCE,
+                                    change_id=f"sim-change-{i}", change_type="system_change",
+                                    scope={"level": d.scope_level, "ids": [d.scope_id]},
+                                    effective_from=envelope("x", "x", d.start_ms, "x", "x")["event_time"],
+                                    description="Simulated system change (injected drift)"))
+        return out
+
+    def _arrivals(self, day: date, day_ms: int, agents: int) -> list[int]:
+        rng = self.rng
+        volume = agents * CALLS_PER_AGENT_DAY * WEEKDAY[day.weekday()]
+        times = []
+        for hour, share in HOURLY.items():
+            n = _poisson(rng, volume * share)
+            base = day_ms + hour * HOUR_MS
+            for _ in range(n):
+                if rng.random() < FIRST_QUARTER_SHARE:
+                    times.append(base + int(rng.random() * HOUR_MS / 4))
+                else:
+                    times.append(base + HOUR_MS // 4 + int(rng.random() * HOUR_MS * 3 / 4))
+        times.sort()
+        return times
+
+    def _site_day(self, site: str, day: date, day_ms: int) -> list[dict]:
+        rng, out = self.rng, []
+        agents = [a for a in self.agents if a.site == site]
+        lang = "zh" if int(site.rsplit("-", 1)[1]) % 2 else "en"
+        breaks: dict[str, list[tuple[int, int, str]]] = {}
+        heap = []
+        for a in agents:
+            s0, s1 = day_ms + a.shift[0] * HOUR_MS, day_ms + a.shift[1] * HOUR_MS
+            mid = (s0 + s1) // 2
+            plan = [(s0 + 2 * HOUR_MS, s0 + 2 * HOUR_MS + 15 * 60_000, "break"),
+                    (mid, mid + HOUR_MS, "lunch"),
+                    (s1 - 2 * HOUR_MS, s1 - 2 * HOUR_MS + 15 * 60_000, "break")]
+            if rng.random() < 0.15:
+                start = s0 + rng.randint(1, 7) * HOUR_MS
+                plan.append((start, start + 30 * 60_000, rng.choice(["training", "coaching", "meeting"])))
+            plan.sort()
+            breaks[a.id] = plan
+            ev = lambda kind, t, state, reason=None, a=a: out.append(envelope(
+                f"sim{self.c.seed}:{a.id}:{t}:{kind}", "agent.state_changed", t, site, SOURCE,
+                agent_id=a.id, state=state, reason=reason))
+            ev("login", s0, "logged_in")
+            ev("ready", s0, "available")
+            for b0, b1, why in plan:
+                ev(f"nr-{why}", b0, "not_ready", why)
+                ev(f"back-{why}", b1, "available")
+            ev("logout", s1, "logged_out")
+            heapq.heappush(heap, (s0, a.id))
+        by_id = {a.id: a for a in agents}
+        ends = {a.id: day_ms + a.shift[1] * HOUR_MS for a in agents}
+        types, weights = list(CALL_TYPES), [v[0] for v in CALL_TYPES.values()]
+        recent = self.callers.setdefault(site, [])
+        for arrival in self._arrivals(day, day_ms, len(agents)):
+            self._n += 1
+            call = f"{site}-{day:%Y%m%d}-{self._n:07d}"
+            ctype = rng.choices(types, weights)[0]
+            if recent and rng.random() < 0.25:
+                caller = recent[-1 - int(rng.random() * min(len(recent), 2000))]
+            else:
+                caller = f"+86 1{rng.randint(30, 99)}{rng.randint(0, 99_999_999):08d}"
+                recent.append(caller)
+            ivr = int(rng.uniform(5, 40) * 1000)
+            queued = arrival + ivr
+            e = lambda etype, t, **f: out.append(envelope(self._id(call, etype), etype, t, site, SOURCE, call_id=call, **f))
+            e("call.offered", arrival, queue_id=ctype, call_type=ctype, caller_hash=self.hash(caller))
+            if rng.random() < 0.03:  # hangs up in the IVR
+                e("call.abandoned", queued, stage="ivr")
+                continue
+            e("call.queued", queued, queue_id=ctype, priority=0)
+            agent, free_at = self._next_agent(heap, by_id, breaks, ends, queued)
+            patience = int(rng.expovariate(1 / PATIENCE_MEAN_S) * 1000)
+            if agent is None or free_at - queued > patience:
+                e("call.abandoned", queued + patience, queue_id=ctype, stage="queue", reason="caller_hangup")
+                if agent is not None:
+                    heapq.heappush(heap, (free_at, agent.id))
+                continue
+            answered = max(queued, free_at) + int(rng.uniform(2, 8) * 1000)
+            heapq.heappush(heap, (self._serve(e, agent, call, ctype, answered, lang, out), agent.id))
+        recent[:] = recent[-5000:]
+        return out
+
+    def _next_agent(self, heap, by_id, breaks, ends, t) -> tuple[Agent | None, int]:
+        """The agent free soonest for a call queued at ``t`` (skipping breaks and ended shifts)."""
+        while heap:
+            free_at, agent_id = heapq.heappop(heap)
+            start = max(free_at, t)
+            if start >= ends[agent_id]:
+                continue  # off shift for the rest of the day
+            plan = breaks[agent_id]
+            i = bisect.bisect_right(plan, (start, math.inf, "")) - 1
+            if i >= 0 and plan[i][0] <= start < plan[i][1]:
+                heapq.heappush(heap, (plan[i][1], agent_id))
+                continue
+            return by_id[agent_id], free_at
+        return None, 0
+
+    def _serve(self, e, a: Agent, call: str, ctype: str, answered: int, lang: str, out: list) -> int:
+        """Events of an answered call; returns when the agent is free again."""
+        rng = self.rng
+        _, median, sigma = CALL_TYPES[ctype]
+        factor = a.aht_factor
+        qa_mean, apologises = a.qa_mean, a.apologises
+        for d in self.c.drifts:
+            if d.applies(a, answered):
+                if d.kind == "aht":
+                    factor *= d.factor
+                elif d.kind == "qa":
+                    qa_mean += d.delta
+                elif d.kind == "apology":
+                    apologises = 0.0
+        talk = int(rng.lognormvariate(math.log(median * factor), sigma) * 1000)
+        e("call.agent_offered", answered - 3000, queue_id=ctype, agent_id=a.id, answered=True, ring_ms=3000)
+        e("call.answered", answered, queue_id=ctype, agent_id=a.id)
+        hold = None
+        if rng.random() < HOLD_P:
+            h0 = answered + int(talk * rng.uniform(0.2, 0.6))
+            hold = (h0, h0 + int(rng.expovariate(1 / 60) * 1000) + 5000)
+            e("call.held", hold[0], agent_id=a.id)
+            e("call.resumed", hold[1], agent_id=a.id)
+        end = answered + talk + (hold[1] - hold[0] if hold else 0)
+        if rng.random() < TRANSFER_P:
+            e("call.transferred", end - 2000, from_agent_id=a.id, to_queue_id="complaints" if ctype != "complaints" else "billing",
+              transfer_type="blind")
+        e("call.ended", end, agent_id=a.id, ended_by=rng.choice(["agent", "caller"]))
+        acw = int(rng.expovariate(1 / 25) * 1000) + 3000
+        score = max(0.0, min(100.0, rng.gauss(qa_mean, 7)))
+        resolved = rng.random() < 0.55 + score / 250
+        e("call.wrapup_ended", end + acw, agent_id=a.id, disposition=f"{ctype}/handled", resolved=resolved)
+        e("recording.completed", end + 1000, recording_id=f"rec-{call}", agent_id=a.id, duration_ms=end - answered,
+          storage_uri=f"s3://callqa-sim/{a.site}/{call}.wav")
+        greeted = rng.random() < a.greets
+        apologised = hold is not None and rng.random() < apologises
+        self.truth.calls += 1
+        if score < POOR_SCORE or (hold is not None and not apologised):
+            self.truth.poor_calls.append(call)
+        e("speech.analyzed", end + 60_000, agent_id=a.id, language=lang,
+          utterances=self._script(lang, a, ctype, end - answered, hold and (hold[0] - answered, hold[1] - answered),
+                                  greeted, apologised),
+          sentiment={"customer": round(max(-1.0, min(1.0, (score - 75) / 30 + rng.gauss(0, 0.2))), 2),
+                     "agent": round(max(-1.0, min(1.0, rng.gauss(0.4, 0.2))), 2)})
+        if rng.random() < QA_SAMPLE_P:
+            e("evaluation.submitted", end + rng.randint(1, 48) * HOUR_MS, evaluation_id=f"ev-{call}", agent_id=a.id,
+              evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=FORM_ID, form_version=FORM_VERSION, kind="human",
+              items=self._items(score, hold is not None, apologised, greeted))
+        return end + acw
+
+    def _items(self, score: float, held: bool, apologised: bool, greeted: bool) -> list[dict]:
+        rng, ratio = self.rng, score / 100
+        items = []
+        for item, max_score, _ in FORM_ITEMS:
+            if item == "waiting.apology_after_hold":
+                value = max_score if not held or apologised else 0
+            elif item == "greeting.standard":
+                value = max_score if greeted else 0
+            else:
+                value = round(max(0.0, min(1.0, rng.gauss(ratio, 0.08))) * max_score)
+            items.append({"item_id": item, "score": value, "max_score": max_score})
+        return items
+
+    def _script(self, lang, a: Agent, ctype: str, length: int, hold, greeted: bool, apologised: bool) -> list[dict]:
+        p, lines, t = PHRASES[lang], [], 0
+
+        def say(who, text, dur=3000):
+            nonlocal t
+            lines.append({"speaker": who, "start_ms": t, "end_ms": t + dur, "text": text})
+            t += dur + 400
+
+        say("agent", p["greeting"].format(agent=a.id[-4:]) if greeted else p["need"])
+        say("customer", p["customer"].format(topic=ctype))
+        if hold:
+            t = max(t, hold[0] - 3500)
+            say("agent", p["hold"])
+            t = hold[1]
+            if apologised:
+                say("agent", p["apology"])
+        t = max(t, length - 12_000)
+        say("agent", p["answer"])
+        say("agent", p["other"])
+        say("customer", p["bye"], 1500)
+        say("agent", p["thanks"], 2000)
+        return lines
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Poisson draw (normal approximation for large means, exact below)."""
+    if mean > 50:
+        return max(0, int(round(rng.gauss(mean, math.sqrt(mean)))))
+    limit, k, prod = math.exp(-mean), 0, rng.random()
+    while prod > limit:
+        k += 1
+        prod *= rng.random()
+    return k
