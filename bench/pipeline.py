@@ -105,6 +105,7 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
 
 def embedded_path(events: list[bytes], workdir: Path) -> float:
     """The embedded runner in this process, from lines to rows in chdb (store opened beforehand)."""
+    from callqa.core.kpi import KpiConfig
     from callqa.embedded import EmbeddedPipeline
     from sinks.migrate import migrate
     from sinks.store import EmbeddedStore
@@ -113,7 +114,7 @@ def embedded_path(events: list[bytes], workdir: Path) -> float:
     store = EmbeddedStore(workdir / "chdb")
     migrate(store)
     start = time.perf_counter()
-    EmbeddedPipeline(BatchWriter(store, 20000, 1.0), (900,)).run(events, "bench")
+    EmbeddedPipeline(BatchWriter(store, 20000, 1.0), KpiConfig()).run(events, "bench")
     rate = len(events) / (time.perf_counter() - start)
     store.close()
     return rate

@@ -52,6 +52,17 @@ def _open_and_migrate(config: Config):
         raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
 
 
+def _embedded_pipeline(config: Config, store):
+    """The in-process pipeline writing to ``store``, its state kept in the data folder between runs."""
+    from sinks.writer import BatchWriter
+
+    from .embedded import EmbeddedPipeline
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi,
+                            config.data_dir / "embedded-state.json")
+
+
 def _ensure_topics(config: Config) -> None:
     from confluent_kafka import KafkaException
 
@@ -155,13 +166,9 @@ def replay(file: Path) -> None:
         return
 
     from sinks import queries
-    from sinks.writer import BatchWriter
-
-    from .embedded import EmbeddedPipeline
 
     store = _store(config)
-    pipeline = EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
-                                config.kpi_windows)
+    pipeline = _embedded_pipeline(config, store)
     with file.open("rb") as handle, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
 
@@ -192,7 +199,7 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
     Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
     Unreadable lines go to the dead letters with file and line; the rest still goes through.
     """
-    from sources import FORMATS
+    from sources import BATCH_FORMATS, FORMATS
     from sources.pii import CallerHasher
 
     from . import ingest as run
@@ -212,19 +219,14 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
                                            config.topic_dead_letters))
         store = None
     else:
-        from sinks.writer import BatchWriter
-
-        from .embedded import EmbeddedPipeline
-
         store = _store(config)
-        target = run.EmbeddedTarget(EmbeddedPipeline(
-            BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi_windows))
+        target = run.EmbeddedTarget(_embedded_pipeline(config, store))
     hasher = CallerHasher(config.caller_hash_key)
     interrupted = []
     with file.open(encoding="utf-8", errors="replace", newline="") as handle:
         lines = run.follow(handle, target.idle, lambda: bool(interrupted)) if follow else handle
         try:
-            summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file)
+            summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
         except KeyboardInterrupt:
             interrupted.append(True)
             summary = None
@@ -294,15 +296,10 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
         send = lambda event: publisher.event(orjson.dumps(event))
         finish = publisher.flush
     else:
-        from sinks.writer import BatchWriter
-
-        from .embedded import EmbeddedPipeline
-
         store = _store(config)
-        pipeline = EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
-                                    config.kpi_windows)
+        pipeline = _embedded_pipeline(config, store)
         send = lambda event: pipeline.feed_event(event, "simulator", event["event_id"])
-        finish = pipeline.writer.flush
+        finish = pipeline.close
     counts: dict[str, int] = {}
     wall0 = sim_t0 = None
     from rich.progress import Progress

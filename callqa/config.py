@@ -6,9 +6,12 @@ everything runs on the embedded default: in one process, on chdb, under ``CALLQA
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from .core.kpi import KpiConfig, QueueRules
 
 
 class ConfigError(ValueError):
@@ -34,7 +37,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_ALERTS", "callqa.alerts", "Alerts out."),
     Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Sampling-rate changes and sampling decisions out."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
-    Setting("CALLQA_KPI_WINDOWS", "900", "Tumbling KPI window sizes in seconds, comma-separated."),
+    Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
+    Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
+    Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
+    Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
+    Setting("CALLQA_SL_THRESHOLD_S", "20", "Service level: answered within this many seconds."),
+    Setting("CALLQA_SHORT_ABANDON_S", "5", "Abandons within this many seconds are short abandons, left out of abandoned and service level."),
+    Setting("CALLQA_SL_FORMULA", "answered_and_abandoned", "Service-level denominator: answered_and_abandoned, offered or answered."),
+    Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
     Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Empty: a fixed development key and a warning."),
@@ -61,6 +71,35 @@ def _float(name: str, value: str) -> float:
     return number
 
 
+def _rules(name: str, threshold, short, formula) -> QueueRules:
+    from .core.kpi import SL_FORMULAS
+
+    if formula not in SL_FORMULAS:
+        raise ConfigError(f"{name}: sl_formula {formula!r} must be one of {', '.join(SL_FORMULAS)}")
+    return QueueRules(_int(name, str(threshold), 0), _int(name, str(short), 0), formula)
+
+
+def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
+    default = _rules("CALLQA_SL_THRESHOLD_S/CALLQA_SHORT_ABANDON_S/CALLQA_SL_FORMULA", raw["CALLQA_SL_THRESHOLD_S"],
+                     raw["CALLQA_SHORT_ABANDON_S"], raw["CALLQA_SL_FORMULA"])
+    queues = {}
+    if raw["CALLQA_QUEUE_RULES"]:
+        path = Path(raw["CALLQA_QUEUE_RULES"])
+        try:
+            spec = json.loads(path.read_text())
+            assert isinstance(spec, dict)
+        except (OSError, ValueError, AssertionError) as exc:
+            raise ConfigError(f"CALLQA_QUEUE_RULES={path}: not a readable JSON object ({exc})") from None
+        for queue, rules in spec.items():
+            queues[queue] = _rules(f"CALLQA_QUEUE_RULES[{queue}]", rules.get("sl_threshold_s", default.sl_threshold_s),
+                                   rules.get("short_abandon_s", default.short_abandon_s),
+                                   rules.get("sl_formula", default.sl_formula))
+    return KpiConfig(window_sizes_s=windows, default_rules=default, queue_rules=queues,
+                     allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
+                     call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
+                     fcr_horizon_s=_int("CALLQA_FCR_HORIZON_S", raw["CALLQA_FCR_HORIZON_S"]))
+
+
 @dataclass(frozen=True)
 class Config:
     kafka_bootstrap_servers: str | None
@@ -75,6 +114,7 @@ class Config:
     topic_sampling: str
     topic_partitions: int
     kpi_windows: tuple[int, ...]
+    kpi: "KpiConfig"
     sink_batch_rows: int
     sink_batch_seconds: float
     caller_hash_key: str
@@ -104,10 +144,12 @@ class Config:
             topic_sampling=raw["CALLQA_TOPIC_SAMPLING"],
             topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),
             kpi_windows=windows,
+            kpi=_kpi_config(raw, windows),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
         )
 
 
-assert len(SETTINGS) == len(fields(Config)), "every setting maps to one Config field"
+# every setting is a Config field, except the KPI rules, which make up Config.kpi
+assert len(SETTINGS) - 7 == len(fields(Config)) - 1

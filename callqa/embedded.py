@@ -1,13 +1,17 @@
 """The embedded runner: canonical events through the core in one process, into the configured store.
 
-Used by ``callqa replay`` when no Kafka is configured. It runs the same core code as the faust
-worker (stage one and two chained directly) and writes through the same batching writer.
+Used when no Kafka is configured (``replay``, ``ingest``, ``simulate``). It runs the same core code as
+the faust worker, chaining the keyed stages directly, and writes through the same batching writer.
+Its state (open calls, agent marks, FCR callers, open windows, watermarks) is saved in the data
+folder after each run, as the worker's tables are in their changelogs, so runs add up like a stream.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
@@ -16,8 +20,8 @@ from sinks import tables
 from sinks.writer import BatchWriter
 
 from .core.dead_letters import dead_letter
-from .core.kpi import KpiAggregator
-from .core.pipeline import Processor
+from .core.kpi import KpiConfig
+from .core.pipeline import Chain
 
 
 @dataclass
@@ -31,10 +35,11 @@ class RunSummary:
 
 
 class EmbeddedPipeline:
-    def __init__(self, writer: BatchWriter, window_sizes_s: tuple[int, ...]):
+    def __init__(self, writer: BatchWriter, config: KpiConfig, state_path: Path | None = None):
         self.writer = writer
-        self.processor = Processor({}, window_sizes_s)
-        self.kpis = KpiAggregator({})
+        self.state_path = state_path
+        state = orjson.loads(state_path.read_bytes()) if state_path and state_path.exists() else {}
+        self.chain = Chain(state, config)
         self.summary = RunSummary()
 
     def feed(self, raw: bytes | str, origin: str, position: str) -> None:
@@ -44,7 +49,7 @@ class EmbeddedPipeline:
         except InvalidEvent as exc:
             self.reject(str(exc), raw, origin, position)
             return
-        self._process(event)
+        self._process(event, raw, origin, position)
 
     def feed_event(self, event: dict, origin: str, position: str) -> None:
         """Validate and process an event an adapter made."""
@@ -53,34 +58,49 @@ class EmbeddedPipeline:
         except InvalidEvent as exc:
             self.reject(str(exc), orjson.dumps(event), origin, position)
             return
-        self._process(event)
+        self._process(event, None, origin, position)
 
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
         """Keep input that cannot be used as a dead letter, with the reason."""
         self.summary.dead_letters += 1
         self.writer.submit(tables.DEAD_LETTERS, dead_letter(reason, raw, origin, position))
 
-    def _process(self, event: dict) -> None:
+    def _process(self, event: dict, raw, origin: str, position: str) -> None:
         s = self.summary
         s.events += 1
         s.by_type[event["event_type"]] += 1
-        update = self.processor.process(event)
+        update = self.chain.process(event)
         if update is None:
             s.duplicates += event["event_type"].startswith("call.")
             return
-        if update.record is not None:
+        if update.refused:
+            self.reject(update.refused, raw if raw is not None else orjson.dumps(event), origin, position)
+            return
+        for record in update.records:
             s.records += 1
-            self.writer.submit(tables.CALL_RECORDS, update.record)
-        for key, delta in update.deltas:
-            s.kpi_rows += 1
-            self.writer.submit(tables.KPI_WINDOWS, self.kpis.apply(key, delta))
+            self.writer.submit(tables.CALL_RECORDS, record)
         if self.writer.due():
-            self.writer.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the changed windows' rows and everything buffered."""
+        for row in self.chain.kpis.drain():
+            self.summary.kpi_rows += 1
+            self.writer.submit(tables.KPI_WINDOWS, row)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush, then save the state for the next run."""
+        self.flush()
+        if self.state_path:
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(self.chain.state))
+            os.replace(tmp, self.state_path)
 
     def run(self, lines: Iterable[bytes], origin: str) -> RunSummary:
-        """Feed JSON Lines (blank lines skipped) and flush everything to the store."""
+        """Feed JSON Lines (blank lines skipped), flush everything to the store and save the state."""
         for number, line in enumerate(lines, 1):
             if line.strip():
                 self.feed(line.rstrip(b"\r\n"), origin, str(number))
-        self.writer.flush()
+        self.close()
         return self.summary

@@ -33,18 +33,17 @@ class EmbeddedTarget:
     def __init__(self, pipeline):
         self.pipeline = pipeline
 
-    def send(self, unit: Converted, origin: str) -> None:
-        if unit.error:
-            self.pipeline.reject(unit.error, unit.raw, origin, unit.position)
-        for event in unit.events:
-            self.pipeline.feed_event(event, origin, unit.position)
+    def reject(self, unit: Converted, origin: str) -> None:
+        self.pipeline.reject(unit.error, unit.raw, origin, unit.position)
+
+    def event(self, event: dict, origin: str, position: str) -> None:
+        self.pipeline.feed_event(event, origin, position)
 
     def idle(self) -> None:
-        if self.pipeline.writer.pending:
-            self.pipeline.writer.flush()
+        self.pipeline.flush()
 
     def close(self) -> None:
-        self.pipeline.writer.flush()
+        self.pipeline.close()
 
 
 class KafkaTarget:
@@ -53,11 +52,11 @@ class KafkaTarget:
     def __init__(self, publisher):
         self.publisher = publisher
 
-    def send(self, unit: Converted, origin: str) -> None:
-        if unit.error:
-            self.publisher.dead_letter(dead_letter(unit.error, unit.raw, origin, unit.position))
-        for event in unit.events:
-            self.publisher.event(orjson.dumps(event))
+    def reject(self, unit: Converted, origin: str) -> None:
+        self.publisher.dead_letter(dead_letter(unit.error, unit.raw, origin, unit.position))
+
+    def event(self, event: dict, origin: str, position: str) -> None:
+        self.publisher.event(orjson.dumps(event))
 
     def idle(self) -> None:
         self.publisher.flush()
@@ -65,12 +64,21 @@ class KafkaTarget:
     close = idle
 
 
-def ingest(units: Iterable[Converted], target, origin: Path | str) -> IngestSummary:
-    summary = IngestSummary()
+def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order: bool = False) -> IngestSummary:
+    """Send every unit's events (sorted by event time first when ``in_time_order``) and its errors."""
+    summary, held = IngestSummary(), []
     try:
         for unit in units:
             summary.add(unit)
-            target.send(unit, str(origin))
+            if unit.error:
+                target.reject(unit, str(origin))
+            for event in unit.events:
+                if in_time_order:
+                    held.append((event["event_time"], len(held), event, unit.position))
+                else:
+                    target.event(event, str(origin), unit.position)
+        for _, _, event, position in sorted(held, key=lambda h: h[:2]):
+            target.event(event, str(origin), position)
     finally:
         target.close()
     return summary

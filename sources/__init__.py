@@ -10,3 +10,7 @@ FORMATS = {
     "amazon-connect-agent-events": amazon_connect.read_agent_events,
     "anonymous-bank": anonymous_bank.read,
 }
+
+# Exports of finished calls (a row or record per call, not in event-time order) are sorted by event
+# time before processing, as a live feed would deliver them; the logs above stream as they are.
+BATCH_FORMATS = {"amazon-connect-ctr", "anonymous-bank"}

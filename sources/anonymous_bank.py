@@ -1,7 +1,8 @@
 """Anonymous Bank call log (Technion SEE center) → canonical events.
 
 One row per call: IVR entry/exit, queue start/exit, service start/exit as clock times of ``date``
-(a time earlier than the IVR entry belongs to the next day). Outcomes: AGENT = served; HANG with
+(a time more than 12 hours earlier than the IVR entry belongs to the next day; 19 rows have a queue
+start a minute or two before their IVR entry, a clock skew kept as it is). Outcomes: AGENT = served; HANG with
 queue time = abandoned from the queue; HANG without = hung up in the IVR; PHANTOM = its own outcome.
 A call that left the IVR for the ACD is queued at ``q_start``, or at the IVR exit when it reached an
 agent without waiting. ``type`` is both the call type and the queue; ``customer_id`` (0 = unknown)
@@ -38,7 +39,7 @@ def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
 
     def at(text: str) -> int:  # clock time → epoch ms, rolling past midnight
         t = _clock(text)
-        return day + t + (86_400_000 if t < entry else 0)
+        return day + t + (86_400_000 if t < entry - 43_200_000 else 0)
 
     q_time, ser_time = int(r["q_time"]), int(r["ser_time"])
     call = f"ab:{r['vru+line']}:{r['call_id']}"

@@ -77,3 +77,19 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory):
+    """Ingest a shared data file once per session on the embedded default; returns its data folder."""
+    done: dict = {}
+
+    def ingest(fmt: str, path: Path, site: str) -> tuple[Path, subprocess.CompletedProcess]:
+        if (fmt, path) not in done:
+            tmp = tmp_path_factory.mktemp(fmt)
+            result = run_callqa(["ingest", "--format", fmt, "--site", site, str(path)], callqa_env(tmp), timeout=600)
+            assert result.returncode == 0, result.stderr
+            done[(fmt, path)] = (tmp / "data", result)
+        return done[(fmt, path)]
+
+    return ingest

@@ -13,7 +13,10 @@ def store_snapshot(data_dir):
     store = EmbeddedStore(data_dir / "chdb")
     try:
         return {
-            "kpi": store.query("SELECT * EXCEPT version FROM kpi_windows FINAL ORDER BY ALL")[1],
+            "kpi": store.query("SELECT * EXCEPT version FROM kpi_windows FINAL ORDER BY level, site_id, entity_id, "
+                               "window_s, window_start")[1],
+            "site": store.query("SELECT site_id, toString(window_start), offered, answered, abandoned, wait_answered_ms "
+                                "FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 900")[1],
             "calls": store.query("SELECT * FROM call_records FINAL ORDER BY ALL")[1],
             "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
         }
@@ -27,13 +30,11 @@ def test_replay_prints_results_and_stores_exact_kpis(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "2 dead letters" in done.stdout and "KPIs per site" in done.stdout
     snap = store_snapshot(tmp_path / "data")
-    site_rows = {(r[1], r[4]): r for r in snap["kpi"] if r[0] == "site"}
+    site_rows = {(r[0], r[1]): r[2:] for r in snap["site"]}
     expected = expected_site_windows(DAY, 900)
     assert set(site_rows) == set(expected)
     for key, want in expected.items():
-        row = site_rows[key]
-        assert (row[6], row[7], row[8], row[9]) == (want["offered"], want["answered"], want["abandoned"],
-                                                    want["wait_answered_ms"])
+        assert site_rows[key] == (want["offered"], want["answered"], want["abandoned"], want["wait_answered_ms"])
     assert len(snap["calls"]) == 13
     # the poison lines are kept with their reason and their exact raw payload
     raw = DAY.read_text().splitlines()

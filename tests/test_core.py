@@ -4,33 +4,57 @@ import random
 
 import pytest
 
-from callqa.core.kpi import KpiAggregator
-from callqa.core.pipeline import Processor
+from callqa.core.kpi import KpiConfig, QueueRules, row
+from callqa.core.pipeline import Chain
+from schemas import format_ms, time_ms
 from tests.conftest import FIXTURES
 from tests.events import expected_site_windows, valid_events
 
 DAY = FIXTURES / "day.jsonl"
+QUARTER = KpiConfig(window_sizes_s=(900,))
 
 
-def run(events, sizes=(900,)):
-    states, windows = {}, {}
-    proc, agg = Processor(states, sizes), KpiAggregator(windows)
-    records, rows = {}, {}
+def run(events, config=QUARTER, state=None):
+    """Records, the newest row of every window emitted (windows leave the state once settled), refused ids."""
+    chain = Chain(state if state is not None else {}, config)
+    records, rows, refused = {}, {}, []
     for e in events:
-        update = proc.process(e)
-        if update is None:
-            continue
-        if update.record:
-            records[update.record["call_id"]] = update.record
-        for key, delta in update.deltas:
-            rows[key] = agg.apply(key, delta)
-    return records, rows
+        update = chain.process(e)
+        if update and update.refused:
+            refused.append(e["event_id"])
+        for record in update.records if update else ():
+            records[record["call_id"]] = record
+        for r in chain.kpis.drain():
+            rows[(r["level"], r["site_id"], r["entity_id"], r["window_s"], r["window_start"])] = r
+    return records, rows, refused
+
+
+def site_rows(rows, size=900):
+    return {(r["site_id"], r["window_start"]): r for r in rows.values() if r["level"] == "site" and r["window_s"] == size}
+
+
+T0 = time_ms("2024-03-04T09:00:00.000Z")
+
+
+def ev(n, t_s, kind, call="k1", site="S", **fields):
+    body = {"call_id": call} if kind.startswith("call.") else {}
+    return {"event_id": f"e{n}-{call}-{kind}", "event_type": kind, "schema_version": 1,
+            "event_time": format_ms(T0 + int(t_s * 1000)), "site_id": site, "source": "test", **body, **fields}
+
+
+def answered_call(call, t, wait, talk, agent="a1", queue="q", caller=None, acw=0):
+    events = [ev(1, t, "call.offered", call, queue_id=queue, caller_hash=caller),
+              ev(2, t, "call.queued", call, queue_id=queue),
+              ev(3, t + wait, "call.answered", call, agent_id=agent),
+              ev(4, t + wait + talk, "call.ended", call, agent_id=agent)]
+    if acw:
+        events.append(ev(5, t + wait + talk + acw, "call.wrapup_ended", call, agent_id=agent))
+    return events
 
 
 def test_site_windows_match_an_independent_tally():
-    _, rows = run(valid_events(DAY))
-    got = {(r["site_id"], r["window_start"].replace("T", " ").rstrip("Z")): r
-           for r in rows.values() if r["level"] == "site"}
+    _, rows, _ = run(valid_events(DAY))
+    got = {(site, start.replace("T", " ").rstrip("Z")): r for (site, start), r in site_rows(rows).items()}
     expected = expected_site_windows(DAY, 900)
     assert set(got) == set(expected)
     for key, want in expected.items():
@@ -40,10 +64,10 @@ def test_site_windows_match_an_independent_tally():
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_order_does_not_change_the_result(seed):
     events = valid_events(DAY)
-    records, rows = run(events)
+    records, rows, _ = run(events)
     shuffled = list(events)
     random.Random(seed).shuffle(shuffled)
-    records2, rows2 = run(shuffled)
+    records2, rows2, _ = run(shuffled)
     strip = lambda rs: {k: {f: v for f, v in r.items() if f != "version"} for k, r in rs.items()}
     assert strip(records2) == strip(records)
     assert strip(rows2) == strip(rows)
@@ -51,49 +75,124 @@ def test_order_does_not_change_the_result(seed):
 
 def test_duplicates_are_ignored():
     events = valid_events(DAY)
-    records, rows = run(events)
-    records2, rows2 = run(events + events[::-1])
+    records, rows, _ = run(events)
+    records2, rows2, _ = run(events + events[::-1])
     assert records2 == records and rows2 == rows
-    proc = Processor({}, (900,))
-    assert proc.process(events[0]) is not None
-    assert proc.process(dict(events[0])) is None
 
 
 def test_call_record_fields():
-    records, _ = run(valid_events(DAY))
+    records, _, _ = run(valid_events(DAY))
     c3 = records["c3"]  # queued at +10 s, answered after 45 s, on hold 60 s, ended 200 s after queue+wait
     assert (c3["outcome"], c3["wait_ms"], c3["hold_ms"], c3["hold_count"]) == ("answered", 45_000, 60_000, 1)
-    assert c3["talk_ms"] == 200_000 - 10_000 - 60_000
+    assert c3["talk_ms"] == 200_000 - 10_000 - 60_000 and c3["acw_ms"] == 30_000
     assert c3["resolved"] is True and c3["disposition"] == "info"
-    assert records["c5"]["transfer_count"] == 1
+    assert records["c5"]["transfer_count"] == 1 and records["c5"]["segment_transferred"] == [1]
     assert records["c4"]["outcome"] == "abandoned" and records["c4"]["wait_ms"] == 20_000
-    d3 = records["d3"]
-    assert d3["outcome"] == "abandoned" and d3["abandon_stage"] == "ivr"
+    assert records["d3"]["outcome"] == "abandoned" and records["d3"]["abandon_stage"] == "ivr"
 
 
-def test_ivr_abandon_is_not_offered_and_incomplete_calls_emit_no_record():
-    events = [e for e in valid_events(DAY) if e.get("call_id") in ("d3", "c1")]
-    c1_until_answer = [e for e in events if e.get("call_id") == "c1" and e["event_type"] in ("call.offered", "call.queued", "call.answered")]
-    records, rows = run([e for e in events if e.get("call_id") == "d3"])
-    assert records["d3"]["outcome"] == "abandoned" and rows == {}
-    records, rows = run(c1_until_answer)
-    assert records == {}
-    site = [r for r in rows.values() if r["level"] == "site"]
-    assert [(r["offered"], r["answered"]) for r in site] == [(1, 1)]
+def test_a_transfer_makes_one_segment_per_agent():
+    events = [ev(1, 0, "call.queued", queue_id="q"), ev(2, 10, "call.answered", agent_id="a1"),
+              ev(3, 70, "call.held", agent_id="a1"), ev(4, 100, "call.resumed", agent_id="a1"),
+              ev(5, 130, "call.transferred", from_agent_id="a1", to_agent_id="a2", transfer_type="attended"),
+              ev(6, 150, "call.answered", agent_id="a2"), ev(7, 250, "call.ended", agent_id="a2"),
+              ev(8, 160, "call.wrapup_ended", agent_id="a1"), ev(9, 280, "call.wrapup_ended", agent_id="a2")]
+    records, rows, _ = run(events)
+    r = records["k1"]
+    assert r["segment_agent_ids"] == ["a1", "a2"] and r["segment_transferred"] == [1, 0]
+    assert r["segment_talk_ms"] == [90_000, 100_000] and r["segment_hold_ms"] == [30_000, 0]
+    assert r["segment_acw_ms"] == [30_000, 30_000]
+    agent = {r["entity_id"]: r for r in rows.values() if r["level"] == "agent"}
+    assert (agent["a1"]["handled"], agent["a1"]["answered"], agent["a1"]["transferred"]) == (1, 1, 1)
+    assert (agent["a2"]["handled"], agent["a2"]["answered"], agent["a2"]["talk_ms"]) == (1, 0, 100_000)
+    (site,) = site_rows(rows).values()
+    assert (site["handled"], site["transferred"], site["aht_s"]) == (1, 1, 280.0)
 
 
-def test_multiple_window_sizes():
-    _, rows = run(valid_events(DAY), sizes=(900, 3600))
-    hourly = [r for r in rows.values() if r["level"] == "site" and r["window_s"] == 3600]
-    quarter = [r for r in rows.values() if r["level"] == "site" and r["window_s"] == 900]
-    for site in ("A", "B"):
-        assert sum(r["offered"] for r in hourly if r["site_id"] == site) == \
-            sum(r["offered"] for r in quarter if r["site_id"] == site)
+def test_short_abandons_and_service_level():
+    events = (answered_call("fast", 0, 15, 60) + answered_call("slow", 10, 40, 60)
+              + [ev(1, 20, "call.queued", "short", queue_id="q"), ev(2, 23, "call.abandoned", "short", stage="queue"),
+                 ev(1, 30, "call.queued", "gone", queue_id="q"), ev(2, 90, "call.abandoned", "gone", stage="queue"),
+                 ev(1, 40, "call.queued", "tmo", queue_id="q"),
+                 ev(2, 340, "call.abandoned", "tmo", stage="queue", reason="timeout")])
+    _, rows, _ = run(events)
+    (s,) = site_rows(rows).values()
+    assert (s["offered"], s["answered"], s["abandoned"], s["short_abandoned"], s["unanswered_other"]) == (5, 2, 1, 1, 1)
+    assert (s["sl_numerator"], s["sl_denominator"], s["service_level"]) == (1, 3, round(1 / 3, 6))
+    assert s["asa_s"] == 27.5 and s["longest_wait_s"] == 300.0 and s["abandon_rate"] == 0.2
+    for formula, den in (("offered", 4), ("answered", 2)):
+        config = KpiConfig(window_sizes_s=(900,), queue_rules={"q": QueueRules(20, 5, formula)})
+        (s,) = site_rows(run(events, config)[1]).values()
+        assert s["sl_denominator"] == den
+    config = KpiConfig(window_sizes_s=(900,), default_rules=QueueRules(sl_threshold_s=45, short_abandon_s=2))
+    (s,) = site_rows(run(events, config)[1]).values()
+    assert (s["sl_numerator"], s["short_abandoned"], s["abandoned"]) == (2, 0, 2)
+
+
+def test_call_without_end_is_closed_as_incomplete_after_the_timeout():
+    config = KpiConfig(window_sizes_s=(900,), call_timeout_s=600)
+    events = [ev(1, 0, "call.queued", "open", queue_id="q"), ev(2, 5, "call.answered", "open", agent_id="a1")]
+    events += answered_call("later", 2000, 1, 30)  # moves the watermark on
+    records, rows, _ = run(events, config)
+    assert records["open"]["outcome"] == "incomplete"
+    assert sum(r["incomplete"] for r in site_rows(rows).values()) == 1
+
+
+def test_late_events_correct_within_the_lateness_and_are_refused_after():
+    config = KpiConfig(window_sizes_s=(900,), allowed_lateness_s=600)
+    state = {}
+    _, rows, _ = run(answered_call("a", 0, 10, 30), config, state)
+    before = site_rows(rows)[("S", format_ms(T0))]
+    # within the lateness: a call of the same window arrives late and corrects it (a newer version)
+    _, rows, refused = run(answered_call("b", 60, 10, 30), config, state)
+    after = site_rows(rows)[("S", format_ms(T0))]
+    assert refused == [] and after["offered"] == before["offered"] + 1 and after["version"] > before["version"]
+    # far ahead: the watermark moves; "a" is forgotten; a replayed event of it is refused, not counted twice
+    run(answered_call("c", 7200, 1, 10), config, state)
+    _, rows, refused = run(answered_call("a", 0, 10, 30), config, state)
+    assert len(refused) == 4 and rows == {} and "a" not in state["calls"]
+    assert row(f"site|S|S|900|{T0}", state["windows"][f"site|S|S|900|{T0}"])["offered"] == 2
+
+
+def test_first_call_resolution():
+    day = 86400
+    events = (answered_call("c1", 0, 5, 60, caller="a" * 32) + answered_call("c3", 0, 5, 60, caller="b" * 32)
+              + answered_call("c2", day, 5, 60, caller="a" * 32) + answered_call("c4", 5 * day, 5, 60, caller="c" * 32))
+    config = KpiConfig(window_sizes_s=(86400,))
+    _, rows, _ = run(events, config)
+    days = {r["window_start"][:10]: r for r in rows.values() if r["level"] == "site" and r["window_s"] == 86400}
+    # c1 repeated within 72 h (not resolved); c3 resolved once the horizon passed; c2 settles 72 h after day 2
+    assert (days["2024-03-04"]["fcr_eligible"], days["2024-03-04"]["fcr_resolved"]) == (2, 1)
+    assert (days["2024-03-05"]["fcr_eligible"], days["2024-03-05"]["fcr_resolved"]) == (1, 1)
+    assert days["2024-03-09"]["fcr_eligible"] == 0  # c4's horizon has not passed: not final yet
+
+
+def test_agent_states_give_logged_in_not_ready_and_occupancy():
+    config = KpiConfig(window_sizes_s=(3600,))
+    a = lambda n, t, state, reason=None: ev(n, t, "agent.state_changed", agent_id="a1", state=state, reason=reason)
+    events = [{**ev(9, -60, "agent.profile"), "agent_id": "a1", "team_id": "t7", "hire_date": "2023-01-01"},
+              a(1, 0, "logged_in"), *answered_call("w", 600, 0, 1800), a(2, 3600, "not_ready", "lunch"),
+              a(3, 3600 + 900, "available"), a(4, 3 * 3600, "logged_out")]
+    _, rows, _ = run(events, config)
+    agent = {r["window_start"][11:16]: r for r in rows.values() if r["level"] == "agent"}
+    assert [(agent[h]["logged_in_ms"], agent[h]["not_ready_ms"]) for h in ("09:00", "10:00", "11:00")] == \
+        [(3_600_000, 0), (3_600_000, 900_000), (3_600_000, 0)]
+    assert agent["09:00"]["occupancy"] == 0.5 and agent["10:00"]["not_ready_ratio"] == 0.25
+    team = [r for r in rows.values() if r["level"] == "team"]
+    assert {r["entity_id"] for r in team} == {"t7"} and sum(r["logged_in_ms"] for r in team) == 3 * 3_600_000
+
+
+def test_a_late_agent_state_re_splits_its_neighbours():
+    config = KpiConfig(window_sizes_s=(3600,))
+    a = lambda n, t, state: ev(n, t, "agent.state_changed", agent_id="a1", state=state)
+    in_order = [a(1, 0, "logged_in"), a(2, 1800, "not_ready"), a(3, 2700, "available"), a(4, 3600, "logged_out")]
+    late = [in_order[0], in_order[2], in_order[3], in_order[1]]
+    assert run(in_order, config)[1].keys() == run(late, config)[1].keys()
+    strip = lambda rows: {k: (r["logged_in_ms"], r["not_ready_ms"]) for k, r in rows.items()}
+    assert strip(run(in_order, config)[1]) == strip(run(late, config)[1])
 
 
 def test_state_is_json_serializable():
-    states = {}
-    proc = Processor(states, (900,))
-    for e in valid_events(DAY):
-        proc.process(e)
-    assert json.loads(json.dumps(states)) == states
+    state = {}
+    run(valid_events(DAY), state=state)
+    assert json.loads(json.dumps(state)) == state

@@ -33,8 +33,8 @@ def convert(fmt, path_or_lines, name="input"):
 def totals(data_dir):
     store = EmbeddedStore(data_dir / "chdb")
     try:
-        kpi = store.query("SELECT sum(offered), sum(answered), sum(abandoned) FROM kpi_windows FINAL "
-                          "WHERE level = 'site' AND window_s = 900")[1][0]
+        kpi = store.query("SELECT sum(offered), sum(answered), sum(abandoned) + sum(short_abandoned), "
+                          "sum(unanswered_other) FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 900")[1][0]
         outcomes = dict(store.query("SELECT outcome, count() FROM call_records FINAL GROUP BY outcome")[1])
         dead = store.query("SELECT position, reason, payload FROM dead_letters FINAL ORDER BY position")[1]
         return kpi, outcomes, dead
@@ -42,34 +42,34 @@ def totals(data_dir):
         store.close()
 
 
-def test_anonymous_bank_month_converts_without_loss(tmp_path):
+def test_anonymous_bank_month_converts_without_loss(ingested):
     rows = list(csv.DictReader(BANK.open()))
     served = sum(r["outcome"] == "AGENT" for r in rows)
     queue_hangs = sum(r["outcome"] == "HANG" and int(r["q_time"]) > 0 for r in rows)
     ivr_hangs = sum(r["outcome"] == "HANG" and int(r["q_time"]) == 0 for r in rows)
     phantoms = sum(r["outcome"] == "PHANTOM" for r in rows)
-    done = run_callqa(["ingest", "--format", "anonymous-bank", "--site", "bank", str(BANK)], callqa_env(tmp_path))
-    assert done.returncode == 0, done.stderr
+    stuck = sum(r["outcome"] == "AGENT" and int(r["ser_time"]) > 4 * 3600 for r in rows)  # past the call timeout
+    data_dir, done = ingested("anonymous-bank", BANK, "bank")
     assert "42078 input units" in done.stdout
-    (offered, answered, abandoned), outcomes, dead = totals(tmp_path / "data")
+    (offered, answered, left, other), outcomes, dead = totals(data_dir)
     assert len(rows) == 42078 and dead == []
-    assert (answered, abandoned) == (served, queue_hangs)
+    assert (answered, left, other) == (served, queue_hangs, phantoms)
     assert offered == len(rows) - ivr_hangs
-    assert outcomes == {"answered": served, "abandoned": queue_hangs + ivr_hangs, "phantom": phantoms}
+    assert stuck == 1
+    assert outcomes == {"answered": served - stuck, "incomplete": stuck, "abandoned": queue_hangs + ivr_hangs,
+                        "phantom": phantoms}
 
 
-def test_asterisk_table_converts_without_loss(tmp_path):
+def test_asterisk_table_converts_without_loss(ingested):
     rows = list(csv.DictReader(ASTERISK.open()))
     verbs = Counter(r["event"] for r in rows)
     calls = {r["callid"] for r in rows if r["event"] in ("ENTERQUEUE", "CONNECT", "ABANDON", "EXITWITHTIMEOUT")}
-    done = run_callqa(["ingest", "--format", "asterisk-queue-log-table", "--site", "pbx", str(ASTERISK)],
-                      callqa_env(tmp_path))
-    assert done.returncode == 0, done.stderr
-    (offered, answered, abandoned), outcomes, dead = totals(tmp_path / "data")
+    data_dir, done = ingested("asterisk-queue-log-table", ASTERISK, "pbx")
+    (offered, answered, left, other), outcomes, dead = totals(data_dir)
     assert dead == []
     assert offered == len(calls)
     assert answered == len({r["callid"] for r in rows if r["event"] == "CONNECT"}) == verbs["CONNECT"]
-    assert abandoned == verbs["ABANDON"]
+    assert left == verbs["ABANDON"] and other == verbs["EXITWITHTIMEOUT"]
     assert outcomes["timeout"] == verbs["EXITWITHTIMEOUT"]
     # every row is mapped or reported: nothing silently dropped
     _, summary = convert("asterisk-queue-log-table", ASTERISK)

@@ -1,89 +1,188 @@
-"""KPI windows: what each call contributes to a window, and the window aggregate.
+"""KPI windows: the counters each call, segment and agent-state interval adds to its windows.
 
-A call's contribution is recomputed from its state on every event; only the difference from its
-previous contribution is applied to the windows. Windows hold sums, so updates are O(1) and
-order-independent, and a duplicate event (dropped by the assembler) never counts twice.
+Windows hold sums only, so a change is applied as a difference (retract the old contribution, add
+the new): updates are O(1), order-independent, and a duplicate event never counts twice. Ratios
+(ASA, service level, AHT, ...) are derived from the sums when a row is made; the formula table is in
+README.md. The longest wait comes from ``wait_hist``, a count of waits per whole second, which can
+be retracted like the sums.
 
-A window's ``version`` counts the deltas applied to it: it grows with every change in one run,
-so the newest row wins downstream; it is not meant to be equal across different arrival orders.
-
-Window keys are ``level|site|entity|size_s|start_ms`` strings (they are Kafka keys too).
+Window keys are ``level|site|entity|size_s|start_ms`` strings (they are Kafka keys too). Site and
+queue windows carry call counters; team and agent windows carry segment and agent-state counters.
 """
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 
 from schemas import format_ms
 
-COUNTERS = ("offered", "answered", "abandoned", "wait_answered_ms")
+from .expiry import Expiry
+
+COUNTERS = (
+    "offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "incomplete",
+    "sl_numerator", "sl_denominator", "wait_answered_ms",
+    "handled", "talk_ms", "hold_ms", "hold_count", "acw_ms", "transferred",
+    "fcr_eligible", "fcr_resolved", "logged_in_ms", "not_ready_ms",
+)
+HIST = "wait_hist"  # waits counted per whole second: the longest wait, retractable
+LIVE_WINDOW_S = 300  # site and queue also get 5-minute buckets: the live "last 30 minutes" sums six
+SL_FORMULAS = ("answered_and_abandoned", "offered", "answered")
+
+
+@dataclass(frozen=True)
+class QueueRules:
+    """Service-level rules of a queue."""
+
+    sl_threshold_s: int = 20
+    short_abandon_s: int = 5
+    sl_formula: str = "answered_and_abandoned"  # in-SL answers over: answered + abandoned | offered | answered
+
+
+@dataclass(frozen=True)
+class KpiConfig:
+    window_sizes_s: tuple[int, ...] = (900, 3600, 86400)
+    default_rules: QueueRules = QueueRules()
+    queue_rules: dict[str, QueueRules] = field(default_factory=dict)
+    allowed_lateness_s: int = 3600
+    call_timeout_s: int = 4 * 3600
+    fcr_horizon_s: int = 72 * 3600
+
+    def rules(self, queue: str | None) -> QueueRules:
+        return self.queue_rules.get(queue or "", self.default_rules)
+
+    def sizes(self, level: str) -> tuple[int, ...]:
+        return (LIVE_WINDOW_S, *self.window_sizes_s) if level in ("site", "queue") else self.window_sizes_s
+
+    @property
+    def window_retention_ms(self) -> int:
+        """How long a window stays open for corrections after it ends (FCR settles last)."""
+        return (max(self.fcr_horizon_s, self.call_timeout_s) + self.allowed_lateness_s) * 1000
 
 
 def window_key(level: str, site: str, entity: str, size_s: int, start_ms: int) -> str:
     return f"{level}|{site}|{entity}|{size_s}|{start_ms}"
 
 
-def contribution(state: dict, arrived_ms: int | None, wait: int | None, sizes_s: tuple[int, ...]) -> dict:
-    """The counters one call adds to each of its windows (site level, and queue level if known)."""
-    offered = state["queued_ms"] is not None or state["answered_ms"] is not None or (
-        state["abandoned_ms"] is not None and state["abandon_stage"] != "ivr")
-    if arrived_ms is None or not offered:
-        return {}
-    answered = state["answered_ms"] is not None
-    counters = {
-        "offered": 1,
-        "answered": 1 if answered else 0,
-        "abandoned": 1 if not answered and state["abandon_reason"] == "caller_hangup" else 0,
-        "wait_answered_ms": wait if answered and wait is not None else 0,
-    }
-    entities = [("site", state["site_id"])]
-    if state["queue_id"]:
-        entities.append(("queue", state["queue_id"]))
-    out = {}
-    for size in sizes_s:
-        start = arrived_ms - arrived_ms % (size * 1000)
-        for level, entity in entities:
-            out[window_key(level, state["site_id"], entity, size, start)] = counters
+def keys_at(config: KpiConfig, t_ms: int, entities: list[tuple[str, str, str]]) -> list[str]:
+    """Window keys of every (level, site, entity) at time ``t_ms``, for each window size of the level."""
+    out = []
+    for level, site, entity in entities:
+        for size in config.sizes(level):
+            out.append(window_key(level, site, entity, size, t_ms - t_ms % (size * 1000)))
     return out
+
+
+def _merge(into: dict, counters: dict, sign: int = 1) -> None:
+    """Add (or, with sign -1, subtract) counters; ``wait_hist`` is a nested count per second."""
+    for name, value in counters.items():
+        if name == HIST:
+            hist = into.setdefault(HIST, {})
+            for bucket, n in value.items():
+                hist[bucket] = hist.get(bucket, 0) + sign * n
+                if not hist[bucket]:
+                    del hist[bucket]
+            if not hist:
+                del into[HIST]
+        elif value:
+            into[name] = into.get(name, 0) + sign * value
+            if not into[name]:
+                del into[name]
+
+
+def add(into: dict, keys: list[str], counters: dict) -> None:
+    """Add ``counters`` to each window of ``keys`` in a contribution map."""
+    for key in keys:
+        _merge(into.setdefault(key, {}), counters)
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, dict]]:
     """Per window, what must be added to move from the old contribution to the new one."""
     deltas = []
     for key in old.keys() | new.keys():
-        before, after = old.get(key, {}), new.get(key, {})
-        delta = {c: after.get(c, 0) - before.get(c, 0) for c in COUNTERS}
-        if any(delta.values()):
+        delta: dict = {}
+        _merge(delta, new.get(key, {}))
+        _merge(delta, old.get(key, {}), -1)
+        if delta:
             deltas.append((key, delta))
-    deltas.sort()
+    deltas.sort(key=lambda d: d[0])
     return deltas
+
+
+def _ratio(num: float, den: float, scale: float = 1.0, digits: int = 6) -> float | None:
+    return round(num / den / scale, digits) if den else None
 
 
 def row(key: str, acc: dict) -> dict:
     """The KPI row of a window aggregate (what goes to the KPI topic and table)."""
     level, site, entity, size, start = key.split("|")
     size_s, start_ms = int(size), int(start)
-    answered = acc["answered"]
+    g = lambda name: acc.get(name, 0)
+    handled = g("handled")
+    staffed = g("logged_in_ms") - g("not_ready_ms")
+    handle_ms = g("talk_ms") + g("hold_ms") + g("acw_ms")
     return {
         "level": level, "site_id": site, "entity_id": entity, "window_s": size_s,
         "window_start": format_ms(start_ms), "window_end": format_ms(start_ms + size_s * 1000),
-        "offered": acc["offered"], "answered": answered, "abandoned": acc["abandoned"],
-        "wait_answered_ms": acc["wait_answered_ms"],
-        "asa_s": round(acc["wait_answered_ms"] / answered / 1000, 3) if answered else None,
-        "abandon_rate": round(acc["abandoned"] / acc["offered"], 6) if acc["offered"] else None,
-        "version": acc["version"],
+        **{name: g(name) for name in COUNTERS},
+        "max_wait_ms": max((int(b) for b in acc.get(HIST, {})), default=0) * 1000,
+        "service_level": _ratio(g("sl_numerator"), g("sl_denominator")),
+        "asa_s": _ratio(g("wait_answered_ms"), g("answered"), 1000, 3),
+        "abandon_rate": _ratio(g("abandoned"), g("offered")),
+        "aht_s": _ratio(handle_ms, handled, 1000, 3),
+        "avg_talk_s": _ratio(g("talk_ms"), handled, 1000, 3),
+        "avg_hold_s": _ratio(g("hold_ms"), handled, 1000, 3),
+        "avg_acw_s": _ratio(g("acw_ms"), handled, 1000, 3),
+        "transfer_rate": _ratio(g("transferred"), handled),
+        "fcr_rate": _ratio(g("fcr_resolved"), g("fcr_eligible")),
+        "occupancy": _ratio(handle_ms, staffed) if level in ("agent", "team", "site") else None,
+        "not_ready_ratio": _ratio(g("not_ready_ms"), g("logged_in_ms")),
+        "longest_wait_s": float(max((int(b) for b in acc.get(HIST, {})), default=0)),
+        "version": g("version"),
     }
 
 
 class KpiAggregator:
-    """Applies contribution deltas to window aggregates and returns the window's new row."""
+    """Applies deltas to window aggregates; remembers which windows changed since the last drain."""
 
-    def __init__(self, windows: MutableMapping[str, dict]):
+    def __init__(self, windows: MutableMapping[str, dict], config: KpiConfig):
         self.windows = windows
+        self.config = config
+        self.dirty: set[str] = set()
+        self._final: list[dict] = []  # rows of changed windows that left the state before a drain
+        self.expiry = Expiry()
+        self.expiry.rebuild((k, self._due(k)) for k in windows)
+
+    def _due(self, key: str) -> int:
+        _, _, _, size, start = key.split("|")
+        return int(start) + int(size) * 1000 + self.config.window_retention_ms
 
     def apply(self, key: str, delta: dict) -> dict:
-        acc = self.windows.get(key) or {c: 0 for c in COUNTERS} | {"version": 0}
-        for c in COUNTERS:
-            acc[c] += delta.get(c, 0)
-        acc["version"] += 1
+        """Apply one delta; returns the window's aggregate."""
+        acc = self.windows.get(key)
+        if acc is None:
+            acc = {"version": 0}
+            self.expiry.push(key, self._due(key))
+        _merge(acc, delta)
+        acc["version"] = acc.get("version", 0) + 1
         self.windows[key] = acc
-        return row(key, acc)
+        self.dirty.add(key)
+        return acc
+
+    def drain(self) -> list[dict]:
+        """Rows of the windows changed since the last drain."""
+        rows = self._final + [row(key, self.windows[key]) for key in sorted(self.dirty) if key in self.windows]
+        self._final = []
+        self.dirty.clear()
+        return rows
+
+    def sweep(self, watermark_ms: int, owns=lambda key: True) -> int:
+        """Forget windows past their retention; returns how many."""
+        gone = 0
+        for key in list(self.expiry.due(watermark_ms)):
+            if key in self.windows and owns(key):
+                if key in self.dirty:
+                    self._final.append(row(key, self.windows[key]))
+                    self.dirty.discard(key)
+                del self.windows[key]
+                gone += 1
+        return gone

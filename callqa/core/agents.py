@@ -1,0 +1,89 @@
+"""Agent states over time: logged-in and not-ready time per agent, team and site window.
+
+Each state change is a mark; the time between two marks belongs to the earlier mark's state and is
+split over the windows it spans. Marks are kept while they can still change (the allowed lateness
+behind the watermark), so a late mark re-splits its neighbours exactly; older intervals are settled.
+The interval after the last mark is counted once the next mark arrives.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+
+from schemas import time_ms
+
+from . import kpi
+
+OFF = "logged_out"
+
+
+def _split(config: kpi.KpiConfig, start: int, end: int, state: str, levels: list[tuple[str, str, str]]) -> dict:
+    out: dict = {}
+    if end <= start or state == OFF:
+        return out
+    for level, site, entity in levels:
+        for size in config.window_sizes_s:
+            step = size * 1000
+            t = start - start % step
+            while t < end:
+                piece = min(end, t + step) - max(start, t)
+                counters = {"logged_in_ms": piece, "not_ready_ms": piece if state == "not_ready" else 0}
+                kpi.add(out, [kpi.window_key(level, site, entity, size, t)], counters)
+                t += step
+    return out
+
+
+def _subtract(total: dict, part: dict) -> None:
+    for key, counters in part.items():
+        slot = total.get(key, {})
+        kpi._merge(slot, counters, -1)
+        if not slot:
+            total.pop(key, None)
+
+
+class AgentStates:
+    def __init__(self, agents: MutableMapping[str, dict], config: kpi.KpiConfig,
+                 team_of: Callable[[str], str | None] = lambda agent: None):
+        self.agents = agents
+        self.config = config
+        self.team_of = team_of
+
+    def _levels(self, agent: str, site: str) -> list[tuple[str, str, str]]:
+        levels = [("agent", site, agent), ("site", site, site)]
+        team = self.team_of(agent)
+        if team:
+            levels.append(("team", site, team))
+        return levels
+
+    def _contribution(self, a: dict, agent: str) -> dict:
+        out: dict = {}
+        levels = self._levels(agent, a["site"])
+        marks = a["marks"]
+        for (t0, state, _), (t1, _, _) in zip(marks, marks[1:]):
+            for key, counters in _split(self.config, t0, t1, state, levels).items():
+                kpi.add(out, [key], counters)
+        return out
+
+    def apply(self, event: dict, watermark_ms: int) -> list[tuple[str, dict]]:
+        agent, t = event["agent_id"], time_ms(event["event_time"])
+        a = self.agents.get(agent) or {"site": event["site_id"], "marks": [], "contrib": {}, "seen": []}
+        if event["event_id"] in a["seen"]:
+            return []
+        a["seen"] = (a["seen"] + [event["event_id"]])[-50:]
+        a["marks"].append([t, event["state"], event.get("reason")])
+        a["marks"].sort(key=lambda m: m[0])
+        contrib = self._contribution(a, agent)
+        deltas = kpi.diff(a["contrib"], contrib)
+        a["contrib"] = contrib
+        self._settle(a, agent, watermark_ms)
+        self.agents[agent] = a
+        return deltas
+
+    def _settle(self, a: dict, agent: str, watermark_ms: int) -> None:
+        """Drop marks older than the lateness allows (keeping the last of them) from the open state."""
+        cutoff = watermark_ms - self.config.allowed_lateness_s * 1000
+        marks = a["marks"]
+        keep = max(0, sum(1 for m in marks if m[0] <= cutoff) - 1)
+        if keep:
+            settled = {"site": a["site"], "marks": marks[: keep + 1]}
+            _subtract(a["contrib"], self._contribution(settled, agent))
+            a["marks"] = marks[keep:]
