@@ -246,8 +246,10 @@ class CallAssembler:
         if arrived is None or s["direction"] != "inbound":
             return {}
         answered = bool(s["answers"])
-        if not answered and s["abandon_stage"] == "ivr":
-            return {}  # hung up in the IVR: never offered to the ACD
+        reached_acd = s["queued_ms"] is not None or answered or (
+            s["abandoned_ms"] is not None and s["abandon_stage"] != "ivr")
+        if not reached_acd:
+            return {}  # still in (or hung up in) the IVR: not offered to the ACD
         rules = self.config.rules(s["queue_id"])
         wait = wait_ms(s)
         left_unanswered = not answered and s["abandoned_ms"] is not None
