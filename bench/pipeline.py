@@ -30,7 +30,7 @@ from callqa.publish import publish  # noqa: E402
 from schemas import format_ms  # noqa: E402
 from scripts import services  # noqa: E402
 from tests.conftest import callqa_env  # noqa: E402
-from tests.test_worker_kafka import lag  # noqa: E402
+from tests.test_worker_kafka import drained, lag  # noqa: E402
 
 
 def synthetic_events(calls: int, seed: int = 7) -> list[bytes]:
@@ -81,13 +81,12 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
                               stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)
     started = time.perf_counter()
     first = None
-    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"]]
     try:
         while True:
             pending = lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
             if first is None and pending < n:
                 first = time.perf_counter()
-            if pending == 0 and lag(bootstrap, env["CALLQA_APP_ID"] + "-sink", outputs, transactional=True) == 0:
+            if pending == 0 and drained(bootstrap, env):
                 break
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")

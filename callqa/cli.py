@@ -17,6 +17,8 @@ from schemas import time_ms as schemas_time
 from .config import Config, ConfigError
 
 console = Console()
+if not console.is_terminal:  # piped: do not squeeze tables to 80 columns
+    console = Console(width=250)
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -1,5 +1,27 @@
 """Named read queries: the one place each query lives (CLI, tests and later dashboards use these)."""
 
+# Hourly service level, ASA, abandonment and AHT of one site and day (callqa query; README).
+SITE_HOURLY = """
+SELECT formatDateTime(window_start, '%H:00') AS hour, offered, answered, abandoned,
+       round(service_level, 3) AS service_level, asa_s, round(abandon_rate, 3) AS abandon_rate, aht_s
+FROM kpi_windows FINAL
+WHERE level = 'site' AND window_s = 3600 AND site_id = '{site}' AND toDate(window_start) = '{day}'
+ORDER BY hour
+"""
+
+# The live view: the last 30 minutes per site and queue, from the six latest 5-minute buckets.
+LIVE_LAST_30_MINUTES = """
+SELECT level, site_id, entity_id, sum(offered) AS calls_offered, sum(answered) AS calls_answered,
+       sum(abandoned) AS calls_abandoned,
+       round(sum(sl_numerator) / nullIf(sum(sl_denominator), 0), 3) AS service_level,
+       round(sum(wait_answered_ms) / nullIf(sum(answered), 0) / 1000, 1) AS asa_s
+FROM kpi_windows FINAL
+WHERE level IN ('site', 'queue') AND window_s = 300
+  AND window_start >= (SELECT max(window_start) FROM kpi_windows WHERE window_s = 300) - INTERVAL 25 MINUTE
+GROUP BY level, site_id, entity_id
+ORDER BY level, site_id, entity_id
+"""
+
 SITE_KPI_SUMMARY = """
 SELECT site_id,
        sum(offered) AS calls_offered,

@@ -1,37 +1,48 @@
-"""The faust application.
+"""The faust application: the core's keyed stages, with a Kafka topic in front of each key change.
 
-    events ──► assemble (validate; per call, table ``calls``) ──► call records, window deltas
-                 └─ invalid ──► dead letters
-    window deltas (keyed by window) ──► aggregate (per window, table ``kpi-windows``) ──► KPI rows
+    events (by call / agent id) ──► process: validate; calls, agent states, profiles, watermarks
+        ├─ invalid or late ──► dead letters (reason + raw payload)
+        ├─ call records ──► call-records
+        ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
+        └─ window deltas (by window key) ──► aggregate: windows ──► KPI rows
 
-Both agents run the pure core (``callqa.core``) with faust Tables as its state, so a restarted
-worker resumes from the changelogs. Exactly-once processing keeps table updates, output messages
-and input offsets in one Kafka transaction: a crash never applies an event twice.
-Events must be keyed by their contract key (``schemas.key_field``): the call id for call events.
+Each agent runs the pure core (``callqa.core``) with faust Tables as its state, so a restarted worker
+resumes from the changelogs. Exactly-once processing keeps table updates, output messages and input
+offsets in one Kafka transaction: a crash never applies an event twice. Expiring state is swept only
+for keys of the partition being processed, so every changelog write stays in its own partition.
+Events must be keyed by their contract key (``schemas.key_field``), partitioned with murmur2 as the
+Java client does (``callqa.publish.Publisher``).
 """
 from __future__ import annotations
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 
 from callqa.config import Config
 from callqa.core.dead_letters import dead_letter
+from callqa.core.fcr import FcrTracker
 from callqa.core.kpi import KpiAggregator
-from callqa.core.pipeline import Processor
-from schemas import InvalidEvent, validate
+from callqa.core.pipeline import Processor, Watermarks
+from schemas import InvalidEvent, time_ms, validate
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a key."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def create_app(config: Config) -> faust.App:
     if not config.kafka_bootstrap_servers:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set: the faust worker needs Kafka")
     brokers = ";".join(f"kafka://{b.strip()}" for b in config.kafka_bootstrap_servers.split(","))
-    partitions = config.topic_partitions
+    n = config.topic_partitions
     app = faust.App(
         config.app_id,
         broker=brokers,
         store="memory://",
         processing_guarantee="exactly_once",
-        topic_partitions=partitions,
+        topic_partitions=n,
         topic_replication_factor=1,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
@@ -39,38 +50,74 @@ def create_app(config: Config) -> faust.App:
         producer_max_batch_size=1 << 20,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    events = app.topic(config.topic_events, partitions=partitions, **raw)
-    dead_letters = app.topic(config.topic_dead_letters, partitions=partitions, **raw)
-    call_records = app.topic(config.topic_call_records, partitions=partitions, **raw)
-    kpis = app.topic(config.topic_kpis, partitions=partitions, **raw)
-    deltas = app.topic(f"{config.app_id}-window-deltas", partitions=partitions, internal=True, **raw)
+    events = app.topic(config.topic_events, partitions=n, **raw)
+    dead_letters = app.topic(config.topic_dead_letters, partitions=n, **raw)
+    call_records = app.topic(config.topic_call_records, partitions=n, **raw)
+    kpis = app.topic(config.topic_kpis, partitions=n, **raw)
+    fcr_notes = app.topic(f"{config.app_id}-fcr-notes", partitions=n, internal=True, **raw)
+    deltas = app.topic(f"{config.app_id}-window-deltas", partitions=n, internal=True, **raw)
 
-    processor = Processor(app.Table("calls", partitions=partitions), config.kpi_windows)
-    aggregator = KpiAggregator(app.Table("kpi-windows", partitions=partitions))
+    processor = Processor(app.Table("calls", partitions=n), app.Table("agents", partitions=n),
+                          app.GlobalTable("agent-profiles", partitions=n), app.Table("watermarks", partitions=n),
+                          config.kpi)
+    fcr = FcrTracker(app.Table("fcr-callers", partitions=n), config.kpi)
+    fcr_marks = Watermarks(app.Table("fcr-watermarks", partitions=n))
+    windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
+    window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
+
+    def owned_by(partition: int):
+        return lambda key: partition_of(key, n) == partition
+
+    async def send_deltas(pairs) -> None:
+        for key, delta in pairs:
+            await deltas.send(key=key.encode(), value=orjson.dumps(delta))
 
     @app.agent(events)
-    async def assemble(stream):
+    async def process(stream):
         async for event in stream.events():
-            payload = event.value
+            payload, message = event.value, event.message
+            origin = f"{message.topic}/{message.partition}"
             try:
                 valid = validate(payload)
             except InvalidEvent as exc:
-                origin = f"{event.message.topic}/{event.message.partition}"
-                row = dead_letter(str(exc), payload, origin, str(event.message.offset))
+                row = dead_letter(str(exc), payload, origin, str(message.offset))
                 await dead_letters.send(key=event.key, value=orjson.dumps(row))
                 continue
-            update = processor.process(valid)
+            update = processor.process(valid, str(message.partition), owned_by(message.partition))
             if update is None:
                 continue
-            if update.record is not None:
-                await call_records.send(key=update.record["call_id"].encode(), value=orjson.dumps(update.record))
-            for key, delta in update.deltas:
-                await deltas.send(key=key.encode(), value=orjson.dumps(delta))
+            if update.refused:
+                row = dead_letter(update.refused, payload, origin, str(message.offset))
+                await dead_letters.send(key=event.key, value=orjson.dumps(row))
+                continue
+            for record in update.records:
+                await call_records.send(key=record["call_id"].encode(), value=orjson.dumps(record))
+            for note in update.fcr:
+                await fcr_notes.send(key=note["caller"].encode(), value=orjson.dumps(note))
+            await send_deltas(update.deltas)
+
+    @app.agent(fcr_notes)
+    async def first_call_resolution(stream):
+        async for event in stream.events():
+            note, partition = orjson.loads(event.value), event.message.partition
+            await send_deltas(fcr.observe(note))
+            watermark, due = fcr_marks.advance(str(partition), note["at_ms"])
+            if due:
+                await send_deltas(fcr.sweep(watermark, owned_by(partition)))
 
     @app.agent(deltas)
     async def aggregate(stream):
         async for event in stream.events():
-            row = aggregator.apply(event.key.decode(), orjson.loads(event.value))
-            await kpis.send(key=event.key, value=orjson.dumps(row))
+            key, partition = event.key.decode(), event.message.partition
+            windows.apply(key, orjson.loads(event.value))
+            watermark, due = window_marks.advance(str(partition), int(key.rsplit("|", 1)[1]))
+            if due:
+                windows.sweep(watermark, owned_by(partition))
+            for row in windows.drain():
+                await kpis.send(key=_row_key(row), value=orjson.dumps(row))
 
     return app
+
+
+def _row_key(row: dict) -> bytes:
+    return f"{row['level']}|{row['site_id']}|{row['entity_id']}|{row['window_s']}|{time_ms(row['window_start'])}".encode()

@@ -129,3 +129,19 @@ def test_daily_and_hourly_kpis_equal_the_raw_tally(ingested, fmt, path, tally):
             assert g["aht_s"] == pytest.approx(w["handle_s"] / w["handled"], rel=1e-3), key
         if w["sl_denominator"]:
             assert g["service_level"] == pytest.approx(w["sl_numerator"] / w["sl_denominator"], abs=1e-6), key
+
+
+def test_callqa_query_shows_a_sites_hourly_kpis_for_a_day(ingested):
+    from sinks.queries import SITE_HOURLY
+    from tests.conftest import callqa_env, run_callqa
+
+    data_dir, _ = ingested("anonymous-bank", BANK, "bank")
+    env = callqa_env(data_dir.parent) | {"CALLQA_DATA_DIR": str(data_dir)}
+    done = run_callqa(["query", SITE_HOURLY.format(site="bank", day="2010-08-02")], env)
+    assert done.returncode == 0, done.stderr
+    for column in ("hour", "service_level", "asa_s", "abandon_rate", "aht_s"):
+        assert column in done.stdout
+    want = {k[1][11:16]: w for k, w in bank_tally().items() if k[0] == 3600 and k[1].startswith("2010-08-02")}
+    lines = [line for line in done.stdout.splitlines() if line[2:4].isdigit() and line[4:7] == ":00"]
+    assert len(lines) == len(want)
+    assert all(f"│ {w['offered']}" in line for line, w in zip(lines, (want[h] for h in sorted(want))))

@@ -24,7 +24,7 @@ def test_ci_runs_the_readme_test_command():
 def test_defaults_are_the_embedded_default():
     config = Config.from_env({})
     assert config.embedded and config.kafka_bootstrap_servers is None
-    assert config.kpi_windows == (900,)
+    assert config.kpi_windows == (900, 3600, 86400) and config.kpi.fcr_horizon_s == 72 * 3600
 
 
 @pytest.mark.parametrize("name,value", [("CALLQA_TOPIC_PARTITIONS", "0"), ("CALLQA_KPI_WINDOWS", "900,x"),

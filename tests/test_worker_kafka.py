@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from callqa.publish import event_key
 from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa, wait_for
+from tests.events import expected_site_windows
 from tests.test_cli_embedded import store_snapshot
 
 pytestmark = pytest.mark.services
@@ -46,6 +47,16 @@ def lag(bootstrap, group, topics, transactional=False):
         consumer.close()
 
 
+def drained(bootstrap, env) -> bool:
+    """Every stage has committed all its input: events, the internal FCR and window topics, then the sink."""
+    app = env["CALLQA_APP_ID"]
+    internal = [f"{app}-fcr-notes", f"{app}-window-deltas"]
+    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"]]
+    return (lag(bootstrap, app, [env["CALLQA_TOPIC_EVENTS"]]) == 0
+            and lag(bootstrap, app, internal, transactional=True) == 0
+            and lag(bootstrap, app + "-sink", outputs, transactional=True) == 0)
+
+
 class Worker:
     def __init__(self, env, log):
         self.log = log
@@ -62,11 +73,7 @@ def run_until_caught_up(env, tmp_path, bootstrap):
     worker = Worker(env, tmp_path / "worker.log")
     try:
         produce(bootstrap, env["CALLQA_TOPIC_EVENTS"])
-        events = [env["CALLQA_TOPIC_EVENTS"]]
-        wait_for(lambda: lag(bootstrap, env["CALLQA_APP_ID"], events) == 0, 120, what="worker caught up")
-        outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"]]
-        wait_for(lambda: lag(bootstrap, env["CALLQA_APP_ID"] + "-sink", outputs, transactional=True) == 0, 60,
-                 what="sink caught up")
+        wait_for(lambda: drained(bootstrap, env), 180, what="every stage caught up")
     finally:
         worker.stop()
     return store_snapshot(tmp_path / "data")
@@ -81,7 +88,10 @@ def test_kafka_faust_clickhouse_end_to_end(kafka, tmp_path):
     assert run_callqa(["replay", str(DAY)], embedded_env).returncode == 0
     embedded = store_snapshot(tmp_path / "embedded" / "data")
     assert first["kpi"] == embedded["kpi"] and first["calls"] == embedded["calls"]
-    assert len(first["calls"]) == 13 and len(first["kpi"]) == 8
+    expected = expected_site_windows(DAY, 900)
+    assert len(first["calls"]) == 13
+    assert {(r[0], r[1]): r[2:] for r in first["site"]} == {
+        k: (w["offered"], w["answered"], w["abandoned"], w["wait_answered_ms"]) for k, w in expected.items()}
 
     # the poison messages are in the dead letters with reason and raw payload; everything else arrived
     raw = DAY.read_text().splitlines()
@@ -92,3 +102,38 @@ def test_kafka_faust_clickhouse_end_to_end(kafka, tmp_path):
     second = run_until_caught_up(env, tmp_path / "kafka", kafka)
     assert second["kpi"] == first["kpi"] and second["calls"] == first["calls"]
     assert len(second["dead"]) == 4  # the second copies sit at new offsets: nothing is lost
+
+
+def test_faust_and_embedded_paths_give_identical_kpis_on_simulated_traffic(kafka, tmp_path):
+    from datetime import date
+
+    import orjson
+
+    from sources.simulator import SimConfig, Simulator
+
+    events = list(Simulator(SimConfig(sites=1, agents_per_site=6, days=1, start=date(2024, 3, 4), seed=11)).events())
+    profiles = [orjson.dumps(e) for e in events if e["event_type"] == "agent.profile"]
+    traffic = [orjson.dumps(e) for e in events if e["event_type"] != "agent.profile"]
+    (tmp_path / "all.jsonl").write_bytes(b"\n".join(profiles + traffic) + b"\n")
+
+    env = callqa_env(tmp_path / "kafka", KAFKA_BOOTSTRAP_SERVERS=kafka)
+    (tmp_path / "kafka").mkdir()
+    worker = Worker(env, tmp_path / "kafka" / "worker.log")
+    try:
+        for batch in (profiles, traffic):  # reference data first, as a deployment loads it
+            producer = Producer({"bootstrap.servers": kafka, "partitioner": "murmur2_random"})
+            for line in batch:
+                producer.produce(env["CALLQA_TOPIC_EVENTS"], line, key=event_key(line))
+            assert producer.flush(30) == 0
+            wait_for(lambda: drained(kafka, env), 300, what="every stage caught up")
+    finally:
+        worker.stop()
+    streamed = store_snapshot(tmp_path / "kafka" / "data")
+
+    embedded_env = callqa_env(tmp_path / "embedded")
+    assert run_callqa(["replay", str(tmp_path / "all.jsonl")], embedded_env).returncode == 0
+    embedded = store_snapshot(tmp_path / "embedded" / "data")
+    levels = {r[0] for r in embedded["kpi"]}
+    assert levels == {"site", "queue", "team", "agent"}
+    assert streamed["kpi"] == embedded["kpi"] and streamed["calls"] == embedded["calls"]
+    assert len(embedded["calls"]) > 200 and streamed["dead"] == embedded["dead"] == []
