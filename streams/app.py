@@ -4,7 +4,7 @@
         ├─ invalid or late ──► dead letters (reason + raw payload)
         ├─ call records ──► call-records
         ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
-        └─ window deltas (by window key) ──► aggregate: windows ──► KPI rows
+        └─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
 
 Each agent runs the pure core (``callqa.core``) with faust Tables as its state, so a restarted worker
 resumes from the changelogs. Exactly-once processing keeps table updates, output messages and input
@@ -65,12 +65,16 @@ def create_app(config: Config) -> faust.App:
     windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
     window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
 
-    def owned_by(partition: int):
-        return lambda key: partition_of(key, n) == partition
+    def owned_by(partition: int, key_of=lambda key: key):
+        return lambda key: partition_of(key_of(key), n) == partition
 
     async def send_deltas(pairs) -> None:
+        """One message per series (all windows of one site, queue, team or agent) and event."""
+        by_series: dict[str, list] = {}
         for key, delta in pairs:
-            await deltas.send(key=key.encode(), value=orjson.dumps(delta))
+            by_series.setdefault(series_of(key), []).append([key, delta])
+        for series, items in by_series.items():
+            await deltas.send(key=series.encode(), value=orjson.dumps(items))
 
     @app.agent(events)
     async def process(stream):
@@ -108,15 +112,22 @@ def create_app(config: Config) -> faust.App:
     @app.agent(deltas)
     async def aggregate(stream):
         async for event in stream.events():
-            key, partition = event.key.decode(), event.message.partition
-            windows.apply(key, orjson.loads(event.value))
-            watermark, due = window_marks.advance(str(partition), int(key.rsplit("|", 1)[1]))
+            partition, latest = event.message.partition, 0
+            for key, delta in orjson.loads(event.value):
+                windows.apply(key, delta)
+                latest = max(latest, int(key.rsplit("|", 1)[1]))
+            watermark, due = window_marks.advance(str(partition), latest)
             if due:
-                windows.sweep(watermark, owned_by(partition))
+                windows.sweep(watermark, owned_by(partition, series_of))
             for row in windows.drain():
                 await kpis.send(key=_row_key(row), value=orjson.dumps(row))
 
     return app
+
+
+def series_of(window_key: str) -> str:
+    """``level|site|entity`` of a window key: the window stage is keyed by series."""
+    return window_key.rsplit("|", 2)[0]
 
 
 def _row_key(row: dict) -> bytes:
