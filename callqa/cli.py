@@ -125,7 +125,7 @@ def run() -> None:
     sink = KafkaSink(
         Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
         {config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
-         config.topic_dead_letters: tables.DEAD_LETTERS},
+         config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS},
         BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
     )
     stop = threading.Event()
@@ -331,6 +331,43 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     console.print(f"{sum(counts.values())} events ({sites} sites x {agents_per_site} agents, {days} days); "
                   f"ground truth in {truth}", soft_wrap=True)
     print_table(["event type", "events"], sorted(counts.items()))
+
+
+@main.command()
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--expert", "experts", multiple=True, help="Evaluator id whose score is the reference (else the mean).")
+@click.option("--threshold", default=6.0, show_default=True, help="Flag deviations over this many percentage points.")
+def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
+    """Calibration report of a month: each evaluator's deviation from the reference, and agreement
+    (kappa per item, ICC of totals) per form version."""
+    import re
+
+    from callqa.core.calibration import calibrate
+    from sinks import queries
+
+    if not re.fullmatch(r"\d{4}-\d{2}", month):
+        raise UserError(f"--month {month!r}: use YYYY-MM")
+    store = _store(_config())
+    try:
+        rows = store.query(queries.CALIBRATION_EVALUATIONS.format(month=month))[1]
+    finally:
+        store.close()
+    evaluations = [
+        {"evaluation_id": r[0], "call_id": r[1], "agent_id": r[2], "evaluator_id": r[3], "form_id": r[4],
+         "form_version": r[5], "event_time": r[6].replace(" ", "T"),
+         "items": [{"item_id": i, "score": s, "max_score": m} for i, s, m in zip(r[7], r[8], r[9])]}
+        for r in rows]
+    deviations, agreement = calibrate(evaluations, frozenset(experts), threshold)
+    if not deviations:
+        console.print(f"no calls scored by two or more evaluators in {month}")
+        return
+    print_table(["call", "evaluator", "form version", "score %", "reference %", "deviation", "flagged"],
+                [(d.call_id, d.evaluator_id, d.form_version, d.pct, d.reference_pct, d.deviation,
+                  "FLAG" if d.flagged else "") for d in deviations], title=f"Calibration {month}")
+    for row in agreement:
+        print_table(["item", "kappa"], sorted(row["kappa"].items()),
+                    title=f"{row['form_id']} {row['form_version']}: {row['calls']} calls, evaluators "
+                          f"{', '.join(row['evaluators'])}, ICC(2,1) of totals {row['icc_total']}")
 
 
 @main.command()

@@ -34,6 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_DEAD_LETTERS", "callqa.dead-letters", "Rejected input: reason, raw payload, origin."),
     Setting("CALLQA_TOPIC_CALL_RECORDS", "callqa.call-records", "Assembled call records out."),
     Setting("CALLQA_TOPIC_KPIS", "callqa.kpis", "KPI window rows out (latest version wins)."),
+    Setting("CALLQA_TOPIC_EVALUATIONS", "callqa.evaluations", "Scored evaluations out (human, automatic, test calls, calibration)."),
     Setting("CALLQA_TOPIC_ALERTS", "callqa.alerts", "Alerts out."),
     Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Sampling-rate changes and sampling decisions out."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
@@ -110,6 +111,7 @@ class Config:
     topic_dead_letters: str
     topic_call_records: str
     topic_kpis: str
+    topic_evaluations: str
     topic_alerts: str
     topic_sampling: str
     topic_partitions: int
@@ -140,6 +142,7 @@ class Config:
             topic_dead_letters=raw["CALLQA_TOPIC_DEAD_LETTERS"],
             topic_call_records=raw["CALLQA_TOPIC_CALL_RECORDS"],
             topic_kpis=raw["CALLQA_TOPIC_KPIS"],
+            topic_evaluations=raw["CALLQA_TOPIC_EVALUATIONS"],
             topic_alerts=raw["CALLQA_TOPIC_ALERTS"],
             topic_sampling=raw["CALLQA_TOPIC_SAMPLING"],
             topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),

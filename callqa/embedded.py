@@ -79,6 +79,8 @@ class EmbeddedPipeline:
         for record in update.records:
             s.records += 1
             self.writer.submit(tables.CALL_RECORDS, record)
+        for evaluation in update.evaluations:
+            self.writer.submit(tables.EVALUATIONS, evaluation)
         if self.writer.due():
             self.flush()
 

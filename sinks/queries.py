@@ -43,3 +43,29 @@ ORDER BY site_id, outcome
 """
 
 DEAD_LETTER_COUNT = "SELECT count() AS dead_letters FROM dead_letters FINAL"
+
+# Coaching library: calls tagged for coaching (outstanding, poor, fail:<item>) by item, agent and period.
+COACHING_EXAMPLES = """
+SELECT evaluated_at, agent_id, call_id, kind, pct, grade, coaching_tags, comment
+FROM evaluations FINAL
+WHERE has(coaching_tags, '{tag}') AND evaluated_at >= '{start}' AND evaluated_at < '{end}'{agent_filter}
+ORDER BY evaluated_at
+"""
+
+# Evaluations per agent this month against the monthly target (human QA and internal test calls).
+EVALUATIONS_THIS_MONTH = """
+SELECT agent_id, countIf(kind = 'human') AS human, countIf(kind = 'test_call') AS test_calls,
+       {target:d} AS target, countIf(kind = 'human') >= {target:d} AS on_target
+FROM evaluations FINAL
+WHERE toStartOfMonth(evaluated_at) = toStartOfMonth(toDateTime64('{month}-01', 3, 'UTC'))
+GROUP BY agent_id
+ORDER BY human
+"""
+
+# Calibration evaluations of one month, as the calibration report reads them.
+CALIBRATION_EVALUATIONS = """
+SELECT evaluation_id, call_id, agent_id, evaluator_id, form_id, form_version, toString(evaluated_at),
+       item_ids, item_scores, item_max
+FROM evaluations FINAL
+WHERE kind = 'calibration' AND formatDateTime(evaluated_at, '%Y-%m') = '{month}'
+"""

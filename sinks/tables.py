@@ -2,3 +2,4 @@
 CALL_RECORDS = "call_records"
 KPI_WINDOWS = "kpi_windows"
 DEAD_LETTERS = "dead_letters"
+EVALUATIONS = "evaluations"

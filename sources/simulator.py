@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from callqa.core.scorecard import DEFAULT_FORM, load_form
+
 from .base import envelope
 from .pii import CallerHasher
 
@@ -43,20 +45,6 @@ PATIENCE_MEAN_S = 110
 HOLD_P, TRANSFER_P, QA_SAMPLE_P = 0.22, 0.05, 0.03
 POOR_SCORE = 60  # a call whose true QA score is below this is "poor" in the ground truth
 
-# The hotline 100-point form: (item id, max score, section)
-FORM_ID, FORM_VERSION = "hotline-100", "2024.1"
-FORM_ITEMS = (
-    ("greeting.standard", 3, "greeting"), ("greeting.asks_name", 2, "greeting"), ("greeting.asks_need", 2, "greeting"),
-    ("greeting.uses_surname", 2, "greeting"), ("greeting.tone", 1, "greeting"),
-    ("waiting.music_on_hold", 3, "waiting"), ("waiting.reason_before_hold", 2, "waiting"),
-    ("waiting.apology_after_hold", 3, "waiting"), ("waiting.explains_long_hold", 2, "waiting"),
-    ("answering.lets_finish", 10, "answering"), ("answering.listens_responds", 10, "answering"),
-    ("answering.handles_objections", 10, "answering"),
-    ("closing.other_needs", 3, "closing"), ("closing.thanks", 2, "closing"),
-    ("knowledge.accuracy", 20, "knowledge"),
-    ("overall.clear", 7, "overall"), ("overall.polite", 6, "overall"), ("overall.patient", 6, "overall"),
-    ("overall.warm", 6, "overall"),
-)
 PHRASES = {
     "zh": {"greeting": "您好，工号{agent}很高兴为您服务，请问您贵姓？", "need": "请问有什么可以帮您？",
            "customer": "我想咨询一下{topic}的问题。", "hold": "请您稍等，我帮您查询一下。",
@@ -348,14 +336,15 @@ class Simulator:
                      "agent": round(max(-1.0, min(1.0, rng.gauss(0.4, 0.2))), 2)})
         if rng.random() < QA_SAMPLE_P:
             e("evaluation.submitted", end + rng.randint(1, 48) * HOUR_MS, evaluation_id=f"ev-{call}", agent_id=a.id,
-              evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=FORM_ID, form_version=FORM_VERSION, kind="human",
+              evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human",
               items=self._items(score, hold is not None, apologised, greeted))
         return end + acw
 
     def _items(self, score: float, held: bool, apologised: bool, greeted: bool) -> list[dict]:
         rng, ratio = self.rng, score / 100
         items = []
-        for item, max_score, _ in FORM_ITEMS:
+        for item, spec in load_form(*DEFAULT_FORM).items.items():
+            max_score = spec["max"]
             if item == "waiting.apology_after_hold":
                 value = max_score if not held or apologised else 0
             elif item == "greeting.standard":

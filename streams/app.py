@@ -2,7 +2,7 @@
 
     events (by call / agent id) ──► process: validate; calls, agent states, profiles, watermarks
         ├─ invalid or late ──► dead letters (reason + raw payload)
-        ├─ call records ──► call-records
+        ├─ call records, scored evaluations ──► call-records, evaluations
         ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
         └─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
 
@@ -54,12 +54,13 @@ def create_app(config: Config) -> faust.App:
     dead_letters = app.topic(config.topic_dead_letters, partitions=n, **raw)
     call_records = app.topic(config.topic_call_records, partitions=n, **raw)
     kpis = app.topic(config.topic_kpis, partitions=n, **raw)
+    evaluations = app.topic(config.topic_evaluations, partitions=n, **raw)
     fcr_notes = app.topic(f"{config.app_id}-fcr-notes", partitions=n, internal=True, **raw)
     deltas = app.topic(f"{config.app_id}-window-deltas", partitions=n, internal=True, **raw)
 
     processor = Processor(app.Table("calls", partitions=n), app.Table("agents", partitions=n),
                           app.GlobalTable("agent-profiles", partitions=n), app.Table("watermarks", partitions=n),
-                          config.kpi)
+                          app.Table("evaluations", partitions=n), config.kpi)
     fcr = FcrTracker(app.Table("fcr-callers", partitions=n), config.kpi)
     fcr_marks = Watermarks(app.Table("fcr-watermarks", partitions=n))
     windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
@@ -96,6 +97,8 @@ def create_app(config: Config) -> faust.App:
                 continue
             for record in update.records:
                 await call_records.send(key=record["call_id"].encode(), value=orjson.dumps(record))
+            for row in update.evaluations:
+                await evaluations.send(key=row["evaluation_id"].encode(), value=orjson.dumps(row))
             for note in update.fcr:
                 await fcr_notes.send(key=note["caller"].encode(), value=orjson.dumps(note))
             await send_deltas(update.deltas)

@@ -56,6 +56,7 @@ def callqa_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "CALLQA_TOPIC_DEAD_LETTERS": f"t{run}.dead-letters",
         "CALLQA_TOPIC_CALL_RECORDS": f"t{run}.call-records",
         "CALLQA_TOPIC_KPIS": f"t{run}.kpis",
+        "CALLQA_TOPIC_EVALUATIONS": f"t{run}.evaluations",
         "CALLQA_TOPIC_ALERTS": f"t{run}.alerts",
         "CALLQA_TOPIC_SAMPLING": f"t{run}.sampling",
         "CALLQA_SINK_BATCH_SECONDS": "0.5",

@@ -19,6 +19,7 @@ def store_snapshot(data_dir):
                                 "FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 900")[1],
             "calls": store.query("SELECT * FROM call_records FINAL ORDER BY ALL")[1],
             "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
+            "evaluations": store.query("SELECT * EXCEPT version FROM evaluations FINAL ORDER BY evaluation_id")[1],
         }
     finally:
         store.close()

@@ -146,3 +146,66 @@ def test_calibration_flags_the_evaluator_off_by_more_than_6_percent_and_reports_
     assert row["kappa"]["greeting.standard"] == 1.0 and row["kappa"]["closing.thanks"] < 1.0
     assert row["kappa"]["knowledge.accuracy"] < row["kappa"]["greeting.standard"]
     assert 0 < row["icc_total"] < 1
+
+
+def test_qa_kpis_reach_clickhouse_on_the_embedded_path(tmp_path):
+    import json as _json
+
+    from sinks.store import EmbeddedStore
+    from tests.conftest import callqa_env, run_callqa
+
+    out = tmp_path / "sim.jsonl"
+    env = callqa_env(tmp_path)
+    assert run_callqa(["simulate", "--sites", "1", "--agents-per-site", "10", "--out", str(out)], env).returncode == 0
+    events = [_json.loads(line) for line in out.read_text().splitlines()]
+    human = [e for e in events if e["event_type"] == "evaluation.submitted"]
+    speech = [e for e in events if e["event_type"] == "speech.analyzed"]
+    bad = dict(human[0], event_id="bad-form", evaluation_id="bad", form_version="1999.1")
+    out.write_text(out.read_text() + _json.dumps(bad) + "\n")
+    assert run_callqa(["replay", str(out)], env).returncode == 0
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        kinds = dict(store.query("SELECT kind, count() FROM evaluations FINAL GROUP BY kind")[1])
+        site = store.query("SELECT sum(qa_human_n), sum(qa_auto_n), sum(qa_human_score), sum(qa_human_max) "
+                           "FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 86400")[1][0]
+        dead = store.query("SELECT reason FROM dead_letters FINAL")[1]
+        from collections import Counter
+
+        from sinks.queries import COACHING_EXAMPLES
+
+        fails = Counter(i["item_id"] for e in human for i in e["items"] if i["score"] == 0)
+        item = fails.most_common(1)[0][0]
+        tagged = store.query(COACHING_EXAMPLES.format(tag=f"fail:{item}", start="2024-03-01", end="2024-04-01",
+                                                      agent_filter=""))[1]
+    finally:
+        store.close()
+    failed = {e["call_id"] for e in human if any(i["item_id"] == item and i["score"] == 0 for i in e["items"])}
+    assert failed and {r[2] for r in tagged if r[3] == "human"} == failed
+    assert kinds == {"human": len(human), "auto": len(speech)}
+    totals = [sum(i["score"] for i in e["items"]) for e in human]
+    assert site[:2] == (len(human), len(speech)) and site[2] == pytest.approx(sum(totals))
+    assert site[3] == 100 * len(human)
+    assert len(dead) == 1 and dead[0][0].startswith("no QA form hotline-100 version 1999.1")
+
+
+def test_calibration_report_from_the_store(tmp_path):
+    import json as _json
+
+    from tests.conftest import callqa_env, run_callqa
+
+    lines = []
+    for call in range(6):
+        for who, drop in (("lead", 0), ("qa-1", 0), ("qa-9", 10)):
+            scores = dict(FULL) | {"knowledge.accuracy": 20 - drop, "closing.thanks": 2 if call % 2 else 0}
+            lines.append(_json.dumps(evaluation(scores, event_id=f"{who}-{call}", evaluation_id=f"{who}-{call}",
+                                                call_id=f"c{call}", evaluator_id=who, kind="calibration")))
+    path = tmp_path / "calibration.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    env = callqa_env(tmp_path)
+    assert run_callqa(["replay", str(path)], env).returncode == 0
+    done = run_callqa(["calibration", "--month", "2024-03", "--expert", "lead"], env)
+    assert done.returncode == 0, done.stderr
+    flagged = [line for line in done.stdout.splitlines() if "FLAG" in line]
+    assert len(flagged) == 6 and all("qa-9" in line and "-10.0" in line for line in flagged)
+    assert "ICC(2,1)" in done.stdout and "closing.thanks" in done.stdout
+    assert run_callqa(["calibration", "--month", "March"], env).returncode == 2

@@ -136,4 +136,7 @@ def test_faust_and_embedded_paths_give_identical_kpis_on_simulated_traffic(kafka
     levels = {r[0] for r in embedded["kpi"]}
     assert levels == {"site", "queue", "team", "agent"}
     assert streamed["kpi"] == embedded["kpi"] and streamed["calls"] == embedded["calls"]
+    assert streamed["evaluations"] == embedded["evaluations"]
     assert len(embedded["calls"]) > 200 and streamed["dead"] == embedded["dead"] == []
+    kinds = {row[1] for row in embedded["evaluations"]}
+    assert kinds == {"human", "auto"}  # QA reaches ClickHouse through both paths

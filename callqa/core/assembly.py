@@ -27,17 +27,20 @@ UNANSWERED = {"caller_hangup": "abandoned"}  # other reasons (timeout, phantom, 
 
 @dataclass
 class Update:
-    """What one event (or sweep) changed: records to (re)write, KPI deltas, FCR notes, or why it was refused."""
+    """What one event (or sweep) changed: call records and evaluations to (re)write, KPI deltas, FCR
+    notes, or why it was refused."""
 
     records: list[dict] = field(default_factory=list)
     deltas: list[tuple[str, dict]] = field(default_factory=list)
     fcr: list[dict] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
     refused: str | None = None
 
     def extend(self, other: "Update") -> None:
         self.records += other.records
         self.deltas += other.deltas
         self.fcr += other.fcr
+        self.evaluations += other.evaluations
 
 
 def _new_state(call_id: str, site_id: str) -> dict:

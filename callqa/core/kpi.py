@@ -23,6 +23,10 @@ COUNTERS = (
     "sl_numerator", "sl_denominator", "wait_answered_ms",
     "handled", "talk_ms", "hold_ms", "hold_count", "acw_ms", "transferred",
     "fcr_eligible", "fcr_resolved", "logged_in_ms", "not_ready_ms",
+    "qa_human_n", "qa_human_score", "qa_human_max", "qa_auto_n", "qa_auto_score", "qa_auto_max",
+    "qa_test_call_n", "qa_test_call_score", "qa_test_call_max",
+    "qa_etiquette_score", "qa_etiquette_max", "qa_knowledge_score", "qa_knowledge_max",
+    "qa_procedure_score", "qa_procedure_max",
 )
 HIST = "wait_hist"  # waits counted per whole second: the longest wait, retractable
 LIVE_WINDOW_S = 300  # site and queue also get 5-minute buckets: the live "last 30 minutes" sums six
@@ -136,6 +140,8 @@ def row(key: str, acc: dict) -> dict:
         "fcr_rate": _ratio(g("fcr_resolved"), g("fcr_eligible")),
         "occupancy": _ratio(handle_ms, staffed) if level in ("agent", "team", "site") else None,
         "not_ready_ratio": _ratio(g("not_ready_ms"), g("logged_in_ms")),
+        **{f"qa_{k}_pct": _ratio(100 * g(f"qa_{k}_score"), g(f"qa_{k}_max"), 1, 3)
+           for k in ("human", "auto", "test_call", "etiquette", "knowledge", "procedure")},
         "longest_wait_s": float(max((int(b) for b in acc.get(HIST, {})), default=0)),
         "version": g("version"),
     }

@@ -15,6 +15,7 @@ from schemas import time_ms
 from .agents import AgentStates
 from .assembly import CallAssembler, Update
 from .kpi import KpiConfig
+from .qa import QaAssembler
 
 SWEEP_EVERY_MS = 60_000
 
@@ -39,11 +40,13 @@ class Watermarks:
 
 class Processor:
     def __init__(self, calls: MutableMapping[str, dict], agents: MutableMapping[str, dict],
-                 profiles: MutableMapping[str, dict], watermarks: MutableMapping[str, int], config: KpiConfig):
+                 profiles: MutableMapping[str, dict], watermarks: MutableMapping[str, int],
+                 evaluations: MutableMapping[str, dict], config: KpiConfig):
         self.profiles = profiles
         team_of = lambda agent: (profiles.get(agent) or {}).get("team_id")
         self.calls = CallAssembler(calls, config, team_of)
         self.agents = AgentStates(agents, config, team_of)
+        self.qa = QaAssembler(evaluations, config, team_of)
         self.watermarks = Watermarks(watermarks)
 
     def process(self, event: dict, partition: str = "0", owns: Callable[[str], bool] = lambda key: True) -> Update | None:
@@ -58,17 +61,19 @@ class Processor:
             self.profiles[event["agent_id"]] = {"team_id": event["team_id"], "site_id": event["site_id"],
                                                 "hire_date": event["hire_date"], "tier": event.get("tier")}
             update = None
+        elif kind in ("evaluation.submitted", "speech.analyzed"):
+            update = self.qa.apply(event)
         else:
-            update = None  # recordings, QA, speech and ops events feed later stages
+            update = None  # recordings and ops events feed the sampling stage (later)
         if sweep:
             swept = self.calls.sweep(watermark, owns)
-            if swept.records or swept.deltas or swept.fcr:
+            if swept.records or swept.deltas or swept.fcr or swept.evaluations:
                 update = update or Update()
                 update.extend(swept)
         return update
 
 
-STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows")
+STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows", "evaluations")
 
 
 class Chain:
@@ -83,7 +88,7 @@ class Chain:
 
         self.state = {part: state.setdefault(part, {}) for part in STATE_PARTS}
         self.processor = Processor(self.state["calls"], self.state["agents"], self.state["profiles"],
-                                   self.state["watermarks"], config)
+                                   self.state["watermarks"], self.state["evaluations"], config)
         self.fcr = FcrTracker(self.state["callers"], config)
         self.kpis = KpiAggregator(self.state["windows"], config)
         self._settle = Watermarks({})

@@ -1,0 +1,97 @@
+"""Evaluations in the stream: scored rows, coaching tags, and QA counters in the KPI windows.
+
+Human, automatic (from ``speech.analyzed``) and internal test-call evaluations are counted apart
+(``qa_<kind>_*``); calibration evaluations feed calibration only. An evaluation re-submitted with the
+same id replaces its earlier contribution (sums applied as differences, like calls).
+Coaching tags: ``outstanding`` (≥ 95%), ``poor`` (< 60%), and ``fail:<item>`` for an item scored 0.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+
+from schemas import time_ms
+
+from . import kpi
+from .assembly import Update
+from .autoqa import analyse, auto_evaluation
+from .scorecard import UnknownForm, score
+
+KINDS = ("human", "auto", "test_call")
+CATEGORIES = ("etiquette", "knowledge", "procedure")
+OUTSTANDING_PCT, POOR_PCT = 95.0, 60.0
+
+
+def coaching_tags(evaluation: dict, scored: dict) -> list[str]:
+    tags = ["outstanding"] if scored["pct"] >= OUTSTANDING_PCT else ["poor"] if scored["pct"] < POOR_PCT else []
+    return tags + [f"fail:{i['item_id']}" for i in evaluation["items"] if i["score"] == 0]
+
+
+class QaAssembler:
+    def __init__(self, states: MutableMapping[str, dict], config: kpi.KpiConfig,
+                 team_of: Callable[[str], str | None] = lambda agent: None):
+        self.states = states
+        self.config = config
+        self.team_of = team_of
+
+    def apply(self, event: dict) -> Update | None:
+        """An ``evaluation.submitted`` or a ``speech.analyzed`` (scored automatically)."""
+        if event["event_type"] == "speech.analyzed":
+            result = analyse(event)
+            if result is None:
+                return None
+            event = auto_evaluation(event, result)
+        try:
+            scored = score(event)
+        except UnknownForm as exc:
+            return Update(refused=str(exc))
+        key = event["evaluation_id"]
+        state = self.states.get(key) or {"version": 0, "contrib": {}, "seen": []}
+        if event["event_id"] in state["seen"]:
+            return None
+        state["seen"] = (state["seen"] + [event["event_id"]])[-10:]
+        state["version"] += 1
+        contrib = self._contribution(event, scored)
+        update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[self._row(event, scored, state["version"])])
+        state["contrib"] = contrib
+        self.states[key] = state
+        return update
+
+    def _contribution(self, e: dict, scored: dict) -> dict:
+        if e["kind"] not in KINDS:
+            return {}
+        k = e["kind"]
+        counters = {f"qa_{k}_n": 1, f"qa_{k}_score": scored["total"], f"qa_{k}_max": scored["max"]}
+        if k == "human":
+            for name in CATEGORIES:
+                sections = [s for s in _category_sections(e, name) if s in scored["sections"]]
+                counters[f"qa_{name}_score"] = sum(scored["sections"][s]["score"] for s in sections)
+                counters[f"qa_{name}_max"] = sum(scored["sections"][s]["max"] for s in sections)
+        levels = [("agent", e["site_id"], e["agent_id"]), ("site", e["site_id"], e["site_id"])]
+        team = self.team_of(e["agent_id"])
+        if team:
+            levels.append(("team", e["site_id"], team))
+        out: dict = {}
+        kpi.add(out, [k2 for k2 in kpi.keys_at(self.config, time_ms(e["event_time"]), levels)
+                      if k2.split("|")[3] != str(kpi.LIVE_WINDOW_S)], counters)
+        return out
+
+    def _row(self, e: dict, scored: dict, version: int) -> dict:
+        sections = scored["sections"]
+        return {
+            "evaluation_id": e["evaluation_id"], "kind": e["kind"], "call_id": e.get("call_id") or "",
+            "agent_id": e["agent_id"], "team_id": self.team_of(e["agent_id"]) or "", "site_id": e["site_id"],
+            "evaluator_id": e["evaluator_id"], "form_id": e["form_id"], "form_version": e["form_version"],
+            "evaluated_at": e["event_time"], "total": scored["total"], "max": scored["max"], "pct": scored["pct"],
+            "grade": scored["grade"], **{f"{c}_pct": scored["categories"].get(c) for c in CATEGORIES},
+            "section_ids": list(sections), "section_scores": [s["score"] for s in sections.values()],
+            "section_max": [s["max"] for s in sections.values()],
+            "item_ids": [i["item_id"] for i in e["items"]], "item_scores": [i["score"] for i in e["items"]],
+            "item_max": [i["max_score"] for i in e["items"]], "coaching_tags": coaching_tags(e, scored),
+            "comment": e.get("comment", ""), "version": version,
+        }
+
+
+def _category_sections(e: dict, name: str) -> list[str]:
+    from .scorecard import load_form
+
+    return load_form(e["form_id"], e["form_version"]).spec["categories"][name]["sections"]
