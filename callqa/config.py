@@ -48,6 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
+    Setting("CALLQA_QA_MONTHLY_TARGET", "30", "Human evaluations each agent should get a month."),
     Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Empty: a fixed development key and a warning."),
 )
 
@@ -119,6 +120,7 @@ class Config:
     kpi: "KpiConfig"
     sink_batch_rows: int
     sink_batch_seconds: float
+    qa_monthly_target: int
     caller_hash_key: str
 
     @property
@@ -150,6 +152,7 @@ class Config:
             kpi=_kpi_config(raw, windows),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
+            qa_monthly_target=_int("CALLQA_QA_MONTHLY_TARGET", raw["CALLQA_QA_MONTHLY_TARGET"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
         )
 

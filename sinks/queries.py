@@ -52,6 +52,16 @@ WHERE has(coaching_tags, '{tag}') AND evaluated_at >= '{start}' AND evaluated_at
 ORDER BY evaluated_at
 """
 
+# Section and category scores (%) per agent, team or site ({level}_id) and period, by kind.
+QA_SECTION_SCORES = """
+SELECT {level}_id, kind, section, round(100 * sum(score) / sum(max), 1) AS pct, count() AS evaluations
+FROM evaluations FINAL
+ARRAY JOIN section_ids AS section, section_scores AS score, section_max AS max
+WHERE evaluated_at >= '{start}' AND evaluated_at < '{end}'
+GROUP BY {level}_id, kind, section
+ORDER BY {level}_id, kind, section
+"""
+
 # Evaluations per agent this month against the monthly target (human QA and internal test calls).
 EVALUATIONS_THIS_MONTH = """
 SELECT agent_id, countIf(kind = 'human') AS human, countIf(kind = 'test_call') AS test_calls,

@@ -84,10 +84,11 @@ def test_fixture_is_canonical_json_lines():
 def test_migrate_applies_once(tmp_path):
     env = callqa_env(tmp_path)
     first, second = run_callqa(["migrate"], env), run_callqa(["migrate"], env)
-    assert "applied 0001_spine" in first.stdout and "schema up to date" in second.stdout
+    assert "applied 0001_spine, 0002_qa" in first.stdout and "schema up to date" in second.stdout
     store = EmbeddedStore(tmp_path / "data" / "chdb")
     try:
-        assert store.query("SELECT count() FROM schema_migrations")[1] == [(1,)]
-        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {"call_records", "kpi_windows", "dead_letters"}
+        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [("0001_spine",), ("0002_qa",)]
+        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {"call_records", "kpi_windows", "dead_letters",
+                                                                 "evaluations"}
     finally:
         store.close()

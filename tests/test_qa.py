@@ -173,12 +173,21 @@ def test_qa_kpis_reach_clickhouse_on_the_embedded_path(tmp_path):
 
         from sinks.queries import COACHING_EXAMPLES
 
+        from sinks.queries import EVALUATIONS_THIS_MONTH, QA_SECTION_SCORES
+
+        sections = store.query(QA_SECTION_SCORES.format(level="site", start="2024-03-01", end="2024-04-01"))[1]
+        monthly = store.query(EVALUATIONS_THIS_MONTH.format(target=30, month="2024-03"))[1]
+        ratios = store.query("SELECT min(agent_talk_ratio), max(silence_ratio), countIf(interruptions IS NULL) "
+                             "FROM evaluations FINAL WHERE kind = 'auto'")[1][0]
         fails = Counter(i["item_id"] for e in human for i in e["items"] if i["score"] == 0)
         item = fails.most_common(1)[0][0]
         tagged = store.query(COACHING_EXAMPLES.format(tag=f"fail:{item}", start="2024-03-01", end="2024-04-01",
                                                       agent_filter=""))[1]
     finally:
         store.close()
+    assert {(r[1], r[2]) for r in sections} >= {("human", "greeting"), ("auto", "waiting"), ("human", "knowledge")}
+    assert sum(r[1] for r in monthly) == len(human) and all(r[3] == 30 and r[4] == 0 for r in monthly)
+    assert 0 < ratios[0] and ratios[1] < 1 and ratios[2] == 0
     failed = {e["call_id"] for e in human if any(i["item_id"] == item and i["score"] == 0 for i in e["items"])}
     assert failed and {r[2] for r in tagged if r[3] == "human"} == failed
     assert kinds == {"human": len(human), "auto": len(speech)}

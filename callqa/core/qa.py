@@ -35,11 +35,14 @@ class QaAssembler:
 
     def apply(self, event: dict) -> Update | None:
         """An ``evaluation.submitted`` or a ``speech.analyzed`` (scored automatically)."""
+        metrics = {"interruptions": None, "silence_ratio": None, "agent_talk_ratio": None}
         if event["event_type"] == "speech.analyzed":
             result = analyse(event)
             if result is None:
                 return None
             event = auto_evaluation(event, result)
+            metrics = {"interruptions": result.interruptions, "silence_ratio": result.silence_ratio,
+                       "agent_talk_ratio": result.agent_talk_ratio}
         try:
             scored = score(event)
         except UnknownForm as exc:
@@ -51,7 +54,8 @@ class QaAssembler:
         state["seen"] = (state["seen"] + [event["event_id"]])[-10:]
         state["version"] += 1
         contrib = self._contribution(event, scored)
-        update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[self._row(event, scored, state["version"])])
+        row = self._row(event, scored, state["version"]) | metrics
+        update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[row])
         state["contrib"] = contrib
         self.states[key] = state
         return update

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS evaluations
     item_max       Array(Float64),
     coaching_tags  Array(String),
     comment        String,
+    interruptions  Nullable(UInt16),
+    silence_ratio  Nullable(Float64),
+    agent_talk_ratio Nullable(Float64),
     version        UInt32
 )
 ENGINE = ReplacingMergeTree(version)
