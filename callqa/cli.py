@@ -333,6 +333,30 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     print_table(["event type", "events"], sorted(counts.items()))
 
 
+def _month(month: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d{4}-\d{2}", month):
+        raise UserError(f"--month {month!r}: use YYYY-MM")
+    return month
+
+
+@main.command()
+@click.option("--month", required=True, help="YYYY-MM")
+def evaluations(month: str) -> None:
+    """Human evaluations (and internal test calls) per agent in a month, against CALLQA_QA_MONTHLY_TARGET."""
+    from sinks import queries
+
+    config = _config()
+    store = _store(config)
+    try:
+        print_table(*store.query(queries.EVALUATIONS_THIS_MONTH.format(target=config.qa_monthly_target,
+                                                                       month=_month(month))),
+                    title=f"Evaluations in {month} (target {config.qa_monthly_target} per agent)")
+    finally:
+        store.close()
+
+
 @main.command()
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--expert", "experts", multiple=True, help="Evaluator id whose score is the reference (else the mean).")
@@ -340,16 +364,12 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
 def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
     """Calibration report of a month: each evaluator's deviation from the reference, and agreement
     (kappa per item, ICC of totals) per form version."""
-    import re
-
     from callqa.core.calibration import calibrate
     from sinks import queries
 
-    if not re.fullmatch(r"\d{4}-\d{2}", month):
-        raise UserError(f"--month {month!r}: use YYYY-MM")
     store = _store(_config())
     try:
-        rows = store.query(queries.CALIBRATION_EVALUATIONS.format(month=month))[1]
+        rows = store.query(queries.CALIBRATION_EVALUATIONS.format(month=_month(month)))[1]
     finally:
         store.close()
     evaluations = [

@@ -42,8 +42,6 @@ GROUP BY site_id, outcome
 ORDER BY site_id, outcome
 """
 
-DEAD_LETTER_COUNT = "SELECT count() AS dead_letters FROM dead_letters FINAL"
-
 # Coaching library: calls tagged for coaching (outstanding, poor, fail:<item>) by item, agent and period.
 COACHING_EXAMPLES = """
 SELECT evaluated_at, agent_id, call_id, kind, pct, grade, coaching_tags, comment

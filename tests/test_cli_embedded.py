@@ -92,3 +92,26 @@ def test_migrate_applies_once(tmp_path):
                                                                  "evaluations"}
     finally:
         store.close()
+
+
+def test_live_last_30_minutes_sums_the_latest_six_5_minute_buckets(tmp_path):
+    from sinks.queries import LIVE_LAST_30_MINUTES
+
+    env = callqa_env(tmp_path)
+    assert run_callqa(["replay", str(DAY)], env).returncode == 0
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        columns, rows = store.query(LIVE_LAST_30_MINUTES)
+    finally:
+        store.close()
+    buckets = expected_site_windows(DAY, 300)
+    latest = max(start for _, start in buckets)
+    from datetime import datetime, timedelta
+
+    since = (datetime.fromisoformat(latest) - timedelta(minutes=25)).isoformat(sep=" ")
+    want = {}
+    for (site, start), w in buckets.items():
+        if start >= since:
+            want[site] = want.get(site, 0) + w["offered"]
+    got = {r[1]: r[3] for r in rows if r[0] == "site"}
+    assert got == want and set(got) == {"A", "B"}

@@ -14,7 +14,7 @@ from schemas import time_ms
 from . import kpi
 from .assembly import Update
 from .autoqa import analyse, auto_evaluation
-from .scorecard import UnknownForm, score
+from .scorecard import UnknownForm, load_form, score
 
 KINDS = ("human", "auto", "test_call")
 CATEGORIES = ("etiquette", "knowledge", "procedure")
@@ -96,6 +96,4 @@ class QaAssembler:
 
 
 def _category_sections(e: dict, name: str) -> list[str]:
-    from .scorecard import load_form
-
     return load_form(e["form_id"], e["form_version"]).spec["categories"][name]["sections"]
