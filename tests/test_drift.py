@@ -54,3 +54,32 @@ def test_state_is_small_and_fixed():
     for x in range(1000):
         update(state, float(x % 7), QA)
     assert len(state) == 7 and all(isinstance(v, (int, float)) for v in state)
+
+
+def test_alerts_open_once_absorb_repeats_and_clear_with_hysteresis():
+    from callqa.core.monitor import AlertConfig, QualityMonitor
+
+    hour = 3_600_000
+    monitor = QualityMonitor({}, {"qa_human": QA}, AlertConfig(clear_after=5, min_open_ms=24 * hour))
+    rng, events = random.Random(3), []
+    values = [rng.gauss(85, 6) for _ in range(60)] + [rng.gauss(70, 6) for _ in range(30)] + \
+             [rng.gauss(85, 6) for _ in range(60)]
+    for i, value in enumerate(values):
+        events += monitor.observe("agent|s1|a7|qa_human", value, i * hour)
+    statuses = [e["status"] for e in events]
+    assert statuses[0] == "open" and statuses.count("open") == 1 and statuses[-1] == "cleared"
+    opened, cleared = events[0], events[-1]
+    assert 60 <= int(opened["alert_id"].rsplit("|", 1)[1]) // hour <= 75  # opened soon after the drop at 60
+    assert opened["evidence"]["direction"] == -1 and opened["evidence"]["baseline_mean"] > 80
+    assert opened["severity"] in ("warning", "critical") and cleared["alert_id"] == opened["alert_id"]
+    assert all(e["alert_id"] == opened["alert_id"] for e in events)  # one alert, no flapping
+
+
+def test_an_alert_does_not_clear_before_its_dwell_time():
+    from callqa.core.monitor import AlertConfig, QualityMonitor
+
+    monitor = QualityMonitor({}, {"aht": ChartConfig(warmup=10, min_sigma=1.0)}, AlertConfig(clear_after=2, min_open_ms=10**9))
+    events = []
+    for i, value in enumerate([100.0] * 10 + [200.0] + [100.0] * 20):
+        events += monitor.observe("site|s1|s1|aht", value, i * 1000)
+    assert [e["status"] for e in events] == ["open"] and events[0]["severity"] == "critical"
