@@ -125,7 +125,8 @@ def run() -> None:
     sink = KafkaSink(
         Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
         {config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
-         config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS},
+         config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS,
+         config.topic_alerts: tables.ALERTS},
         BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
     )
     stop = threading.Event()

@@ -81,6 +81,8 @@ class EmbeddedPipeline:
             self.writer.submit(tables.CALL_RECORDS, record)
         for evaluation in update.evaluations:
             self.writer.submit(tables.EVALUATIONS, evaluation)
+        for alert in update.alerts:
+            self.writer.submit(tables.ALERTS, alert)
         if self.writer.due():
             self.flush()
 

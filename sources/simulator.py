@@ -171,16 +171,20 @@ class Simulator:
         return f"sim{self.c.seed}:{call}:{kind}"
 
     def events(self) -> Iterator[dict]:
-        """Every event in event-time order, day by day."""
+        """Every event in event-time order. Days are simulated one at a time; what a day produces
+        for later (evaluations submitted up to two days on) waits until its time comes."""
         start_ms = int(datetime.combine(self.c.start, datetime.min.time(), UTC).timestamp() * 1000)
-        yield from sorted(self._profiles(start_ms) + self._ops_events(), key=lambda e: e["event_time"])
+        pending = self._profiles(start_ms) + self._ops_events()
         for d in range(self.c.days):
             day = self.c.start + timedelta(days=d)
-            batch = []
             for site in sorted({a.site for a in self.agents}):
-                batch += self._site_day(site, day, start_ms + d * DAY_MS)
-            batch.sort(key=lambda e: (e["event_time"], e["event_id"]))
-            yield from batch
+                pending += self._site_day(site, day, start_ms + d * DAY_MS)
+            pending.sort(key=lambda e: (e["event_time"], e["event_id"]))
+            cut = envelope("x", "x", start_ms + (d + 1) * DAY_MS, "x", "x")["event_time"]
+            i = bisect.bisect_left([e["event_time"] for e in pending], cut)
+            yield from pending[:i]
+            pending = pending[i:]
+        yield from pending
 
     def _profiles(self, t: int) -> list[dict]:
         return [envelope(f"sim{self.c.seed}:profile:{a.id}", "agent.profile", t - DAY_MS, a.site, SOURCE,

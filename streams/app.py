@@ -4,7 +4,8 @@
         ├─ invalid or late ──► dead letters (reason + raw payload)
         ├─ call records, scored evaluations ──► call-records, evaluations
         ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
-        └─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
+        ├─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
+        └─ observations (by series: level|site|entity|metric) ──► monitor: detectors ──► alerts
 
 Each agent runs the pure core (``callqa.core``) with faust Tables as its state, so a restarted worker
 resumes from the changelogs. Exactly-once processing keeps table updates, output messages and input
@@ -23,6 +24,7 @@ from callqa.config import Config
 from callqa.core.dead_letters import dead_letter
 from callqa.core.fcr import FcrTracker
 from callqa.core.kpi import KpiAggregator
+from callqa.core.monitor import QualityMonitor
 from callqa.core.pipeline import Processor, Watermarks
 from schemas import InvalidEvent, time_ms, validate
 
@@ -57,6 +59,8 @@ def create_app(config: Config) -> faust.App:
     evaluations = app.topic(config.topic_evaluations, partitions=n, **raw)
     fcr_notes = app.topic(f"{config.app_id}-fcr-notes", partitions=n, internal=True, **raw)
     deltas = app.topic(f"{config.app_id}-window-deltas", partitions=n, internal=True, **raw)
+    observations = app.topic(f"{config.app_id}-observations", partitions=n, internal=True, **raw)
+    alerts = app.topic(config.topic_alerts, partitions=n, **raw)
 
     processor = Processor(app.Table("calls", partitions=n), app.Table("agents", partitions=n),
                           app.GlobalTable("agent-profiles", partitions=n), app.Table("watermarks", partitions=n),
@@ -65,6 +69,7 @@ def create_app(config: Config) -> faust.App:
     fcr_marks = Watermarks(app.Table("fcr-watermarks", partitions=n))
     windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
     window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
+    monitor = QualityMonitor(app.Table("series", partitions=n))
 
     def owned_by(partition: int, key_of=lambda key: key):
         return lambda key: partition_of(key_of(key), n) == partition
@@ -101,6 +106,8 @@ def create_app(config: Config) -> faust.App:
                 await evaluations.send(key=row["evaluation_id"].encode(), value=orjson.dumps(row))
             for note in update.fcr:
                 await fcr_notes.send(key=note["caller"].encode(), value=orjson.dumps(note))
+            for series, value, at in update.observations:
+                await observations.send(key=series.encode(), value=orjson.dumps([value, at]))
             await send_deltas(update.deltas)
 
     @app.agent(fcr_notes)
@@ -124,6 +131,13 @@ def create_app(config: Config) -> faust.App:
                 windows.sweep(watermark, owned_by(partition, series_of))
             for row in windows.drain():
                 await kpis.send(key=_row_key(row), value=orjson.dumps(row))
+
+    @app.agent(observations)
+    async def monitor_quality(stream):
+        async for event in stream.events():
+            value, at = orjson.loads(event.value)
+            for alert in monitor.observe(event.key.decode(), value, at):
+                await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
 
     return app
 

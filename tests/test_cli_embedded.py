@@ -20,6 +20,7 @@ def store_snapshot(data_dir):
             "calls": store.query("SELECT * FROM call_records FINAL ORDER BY ALL")[1],
             "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
             "evaluations": store.query("SELECT * EXCEPT version FROM evaluations FINAL ORDER BY evaluation_id")[1],
+            "alerts": store.query("SELECT * FROM alerts FINAL ORDER BY ALL")[1],
         }
     finally:
         store.close()
@@ -84,10 +85,11 @@ def test_fixture_is_canonical_json_lines():
 def test_migrate_applies_once(tmp_path):
     env = callqa_env(tmp_path)
     first, second = run_callqa(["migrate"], env), run_callqa(["migrate"], env)
-    assert "applied 0001_spine, 0002_qa" in first.stdout and "schema up to date" in second.stdout
+    assert "applied 0001_spine, 0002_qa, 0003_alerts" in first.stdout and "schema up to date" in second.stdout
     store = EmbeddedStore(tmp_path / "data" / "chdb")
     try:
-        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [("0001_spine",), ("0002_qa",)]
+        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [
+            ("0001_spine",), ("0002_qa",), ("0003_alerts",)]
         assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {"call_records", "kpi_windows", "dead_letters",
                                                                  "evaluations"}
     finally:

@@ -57,10 +57,10 @@ def test_state_is_small_and_fixed():
 
 
 def test_alerts_open_once_absorb_repeats_and_clear_with_hysteresis():
-    from callqa.core.monitor import AlertConfig, QualityMonitor
+    from callqa.core.monitor import AlertConfig, MetricChart, QualityMonitor
 
     hour = 3_600_000
-    monitor = QualityMonitor({}, {"qa_human": QA}, AlertConfig(clear_after=5, min_open_ms=24 * hour))
+    monitor = QualityMonitor({}, {"qa_human": MetricChart(QA)}, AlertConfig(clear_after=5, min_open_ms=24 * hour))
     rng, events = random.Random(3), []
     values = [rng.gauss(85, 6) for _ in range(60)] + [rng.gauss(70, 6) for _ in range(30)] + \
              [rng.gauss(85, 6) for _ in range(60)]
@@ -70,16 +70,42 @@ def test_alerts_open_once_absorb_repeats_and_clear_with_hysteresis():
     assert statuses[0] == "open" and statuses.count("open") == 1 and statuses[-1] == "cleared"
     opened, cleared = events[0], events[-1]
     assert 60 <= int(opened["alert_id"].rsplit("|", 1)[1]) // hour <= 75  # opened soon after the drop at 60
-    assert opened["evidence"]["direction"] == -1 and opened["evidence"]["baseline_mean"] > 80
+    evidence = __import__("json").loads(opened["evidence"])
+    assert evidence["direction"] == -1 and evidence["baseline_mean"] > 80
     assert opened["severity"] in ("warning", "critical") and cleared["alert_id"] == opened["alert_id"]
     assert all(e["alert_id"] == opened["alert_id"] for e in events)  # one alert, no flapping
 
 
 def test_an_alert_does_not_clear_before_its_dwell_time():
-    from callqa.core.monitor import AlertConfig, QualityMonitor
+    from callqa.core.monitor import AlertConfig, MetricChart, QualityMonitor
 
-    monitor = QualityMonitor({}, {"aht": ChartConfig(warmup=10, min_sigma=1.0)}, AlertConfig(clear_after=2, min_open_ms=10**9))
+    monitor = QualityMonitor({}, {"aht": MetricChart(ChartConfig(warmup=10, min_sigma=1.0))},
+                             AlertConfig(clear_after=2, min_open_ms=10**9))
     events = []
     for i, value in enumerate([100.0] * 10 + [200.0] + [100.0] * 20):
         events += monitor.observe("site|s1|s1|aht", value, i * 1000)
     assert [e["status"] for e in events] == ["open"] and events[0]["severity"] == "critical"
+
+
+def test_an_injected_drift_raises_alerts_on_the_embedded_path(tmp_path):
+    import json
+
+    from sinks.store import EmbeddedStore
+    from tests.conftest import callqa_env, run_callqa
+
+    env = callqa_env(tmp_path)
+    truth = tmp_path / "truth.json"
+    done = run_callqa(["simulate", "--sites", "1", "--agents-per-site", "15", "--days", "5", "--seed", "4",
+                       "--truth", str(truth), "--drift", "aht:site=site-1,factor=1.8,from=2024-03-06"], env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        rows = store.query("SELECT level, entity_id, metric, toString(opened_at), severity, evidence FROM alerts FINAL "
+                           "WHERE status = 'open' ORDER BY opened_at")[1]
+    finally:
+        store.close()
+    site_handle = [r for r in rows if r[0] == "site" and r[2] == "handle_s"]
+    assert site_handle and site_handle[0][3] >= "2024-03-06" and site_handle[0][3] < "2024-03-06 12"
+    assert json.loads(site_handle[0][5])["direction"] == 1
+    before = [r for r in rows if r[3] < "2024-03-06" and r[2] == "handle_s" and r[0] == "site"]
+    assert before == []  # no handle-time alert at the site before the injected change

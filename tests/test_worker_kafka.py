@@ -50,8 +50,9 @@ def lag(bootstrap, group, topics, transactional=False):
 def drained(bootstrap, env) -> bool:
     """Every stage has committed all its input: events, the internal FCR and window topics, then the sink."""
     app = env["CALLQA_APP_ID"]
-    internal = [f"{app}-fcr-notes", f"{app}-window-deltas"]
-    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"]]
+    internal = [f"{app}-fcr-notes", f"{app}-window-deltas", f"{app}-observations"]
+    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"],
+               env["CALLQA_TOPIC_EVALUATIONS"], env["CALLQA_TOPIC_ALERTS"]]
     return (lag(bootstrap, app, [env["CALLQA_TOPIC_EVENTS"]]) == 0
             and lag(bootstrap, app, internal, transactional=True) == 0
             and lag(bootstrap, app + "-sink", outputs, transactional=True) == 0)
@@ -137,6 +138,7 @@ def test_faust_and_embedded_paths_give_identical_kpis_on_simulated_traffic(kafka
     assert levels == {"site", "queue", "team", "agent"}
     assert streamed["kpi"] == embedded["kpi"] and streamed["calls"] == embedded["calls"]
     assert streamed["evaluations"] == embedded["evaluations"]
+    assert streamed["alerts"] == embedded["alerts"]
     assert len(embedded["calls"]) > 200 and streamed["dead"] == embedded["dead"] == []
     kinds = {row[1] for row in embedded["evaluations"]}
     assert kinds == {"human", "auto"}  # QA reaches ClickHouse through both paths

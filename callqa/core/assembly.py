@@ -34,6 +34,8 @@ class Update:
     deltas: list[tuple[str, dict]] = field(default_factory=list)
     fcr: list[dict] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
+    observations: list[tuple[str, float, int]] = field(default_factory=list)  # (series key, value, at ms)
+    alerts: list[dict] = field(default_factory=list)
     refused: str | None = None
 
     def extend(self, other: "Update") -> None:
@@ -41,6 +43,7 @@ class Update:
         self.deltas += other.deltas
         self.fcr += other.fcr
         self.evaluations += other.evaluations
+        self.observations += other.observations
 
 
 def _new_state(call_id: str, site_id: str) -> dict:
@@ -189,7 +192,11 @@ class CallAssembler:
         state["contrib"] = contrib
         result = outcome(state)
         if result is not None:
-            update.records.append(self._record(state, result))
+            record = self._record(state, result)
+            update.records.append(record)
+            if not state.get("observed"):  # drift detectors see each finished call once
+                state["observed"] = True
+                update.observations = self._observations(state, record)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
         self.expiry.push(state["call_id"], self._due(state))
         return update
@@ -242,17 +249,17 @@ class CallAssembler:
             levels.append(("team", s["site_id"], team))
         return kpi.keys_at(self.config, t, levels + self._entities(s))
 
-    def _contribution(self, s: dict) -> dict:
-        """The counters this call adds to each of its windows (recomputed from the state)."""
+    def _call_counters(self, s: dict) -> dict | None:
+        """The call-level counters (offered, answered, abandoned, service level, wait); None while the
+        call has not reached the ACD (or never will: IVR hang-up, outbound)."""
         arrived = arrival_ms(s)
-        result = outcome(s)
         if arrived is None or s["direction"] != "inbound":
-            return {}
+            return None
         answered = bool(s["answers"])
         reached_acd = s["queued_ms"] is not None or answered or (
             s["abandoned_ms"] is not None and s["abandon_stage"] != "ivr")
         if not reached_acd:
-            return {}  # still in (or hung up in) the IVR: not offered to the ACD
+            return None  # still in (or hung up in) the IVR: not offered to the ACD
         rules = self.config.rules(s["queue_id"])
         wait = wait_ms(s)
         left_unanswered = not answered and s["abandoned_ms"] is not None
@@ -262,14 +269,21 @@ class CallAssembler:
         in_sl = answered and wait is not None and wait <= rules.sl_threshold_s * 1000
         denominator = {"answered_and_abandoned": answered or abandoned,
                        "offered": not short, "answered": answered}[rules.sl_formula]
-        call = {
+        return {
             "offered": 1, "answered": int(answered), "abandoned": int(abandoned), "short_abandoned": int(short),
             "unanswered_other": int(left_unanswered and s["abandon_reason"] != "caller_hangup"),
-            "incomplete": int(result == "incomplete"),
+            "incomplete": int(outcome(s) == "incomplete"),
             "sl_numerator": int(in_sl), "sl_denominator": int(denominator),
             "wait_answered_ms": wait if answered and wait is not None else 0,
             kpi.HIST: {str((wait or 0) // 1000): 1},
         }
+
+    def _contribution(self, s: dict) -> dict:
+        """The counters this call adds to each of its windows (recomputed from the state)."""
+        call = self._call_counters(s)
+        if call is None:
+            return {}
+        arrived, result = arrival_ms(s), outcome(s)
         segs = segments(s)
         call |= {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
                  "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
@@ -288,6 +302,28 @@ class CallAssembler:
             if team:
                 levels.append(("team", s["site_id"], team))
             kpi.add(out, kpi.keys_at(self.config, arrived, levels), work)
+        return out
+
+    def _observations(self, s: dict, record: dict) -> list[tuple[str, float, int]]:
+        """Per finished call: handle, hold and transfer for its agent, team and site; service-level hit
+        and abandonment for its site and queue."""
+        at = max(s["last_ms"], arrival_ms(s) or 0)
+        out = []
+        if record["outcome"] == "answered" and record["agent_id"]:
+            levels = [("agent", record["agent_id"]), ("site", s["site_id"])]
+            if record["team_id"]:
+                levels.append(("team", record["team_id"]))
+            for level, entity in levels:
+                key = f"{level}|{s['site_id']}|{entity}|"
+                out += [(key + "handle_s", (record["talk_ms"] + record["hold_ms"]) / 1000, at),
+                        (key + "hold_s", record["hold_ms"] / 1000, at),
+                        (key + "transferred", float(record["transfer_count"] > 0), at)]
+        counts = self._call_counters(s)
+        if counts and counts["sl_denominator"]:
+            for level, _, entity in self._entities(s):
+                key = f"{level}|{s['site_id']}|{entity}|"
+                out += [(key + "service_level", float(counts["sl_numerator"]), at),
+                        (key + "abandoned", float(counts["abandoned"]), at)]
         return out
 
     def _record(self, s: dict, result: str) -> dict:

@@ -1,5 +1,10 @@
 """Quality monitoring: observations of a series go through its drift detector; signals become alerts.
 
+As in SPC practice, the charts watch subgroup means (an x-bar chart; a p chart for 0/1 metrics):
+per-call values are skewed (handle time) or binary (transferred, answered in SL, abandoned), so each
+metric is averaged over ``subgroup`` observations before the detector sees it; sparse human QA
+scores are charted one by one.
+
 An alert opens on the first signal of a series; while it is open, further signals only update its
 evidence (de-duplication). It clears after ``clear_after`` consecutive in-control observations and
 no sooner than ``min_open_ms`` after it opened (hysteresis: no flapping). Severity: ``critical``
@@ -9,12 +14,33 @@ Series keys are ``level|site|entity|metric`` (the faust stage is keyed by them).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 
 from schemas import format_ms
 
 from .drift import ChartConfig, Signal, new_state, update
+
+
+@dataclass(frozen=True)
+class MetricChart:
+    chart: ChartConfig
+    subgroup: int = 1
+
+
+# per metric: the chart (sigma floor in the metric's unit, for subgroup means) and the subgroup size
+CHARTS = {
+    "qa_human": MetricChart(ChartConfig(min_sigma=2.0)),
+    "qa_test_call": MetricChart(ChartConfig(min_sigma=2.0)),
+    "qa_auto": MetricChart(ChartConfig(warmup=20, min_sigma=2.0), 10),
+    "handle_s": MetricChart(ChartConfig(warmup=20, min_sigma=10.0), 10),
+    "hold_s": MetricChart(ChartConfig(warmup=20, min_sigma=5.0), 10),
+    "sentiment_negative": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 10),
+    "transferred": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
+    "service_level": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
+    "abandoned": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +51,7 @@ class AlertConfig:
 
 
 class QualityMonitor:
-    def __init__(self, series: MutableMapping[str, dict], charts: dict[str, ChartConfig],
+    def __init__(self, series: MutableMapping[str, dict], charts: dict[str, MetricChart] = CHARTS,
                  alerts: AlertConfig = AlertConfig()):
         self.series = series
         self.charts = charts  # metric → chart settings
@@ -33,9 +59,15 @@ class QualityMonitor:
 
     def observe(self, key: str, value: float, at_ms: int) -> list[dict]:
         """One observation; returns alert events (opened, updated, cleared)."""
-        metric = key.rsplit("|", 1)[1]
-        s = self.series.get(key) or {"chart": new_state(), "alert": None, "calm": 0}
-        signal = update(s["chart"], value, self.charts[metric])
+        chart = self.charts[key.rsplit("|", 1)[1]]
+        s = self.series.get(key) or {"chart": new_state(), "alert": None, "calm": 0, "sum": 0.0, "n": 0}
+        s["sum"] += value
+        s["n"] += 1
+        if s["n"] < chart.subgroup:
+            self.series[key] = s
+            return []
+        mean, s["sum"], s["n"] = s["sum"] / s["n"], 0.0, 0
+        signal = update(s["chart"], mean, chart.chart)
         out = []
         if signal is not None:
             s["calm"] = 0
@@ -60,4 +92,4 @@ class QualityMonitor:
         return {"alert_id": alert["alert_id"], "status": status, "at": format_ms(at_ms),
                 "opened_at": format_ms(alert["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
                 "metric": metric, "severity": severity, "signals": alert["signals"],
-                "evidence": asdict(signal) if signal else None}
+                "evidence": json.dumps(asdict(signal)) if signal else ""}

@@ -15,6 +15,7 @@ from schemas import time_ms
 from .agents import AgentStates
 from .assembly import CallAssembler, Update
 from .kpi import KpiConfig
+from .monitor import QualityMonitor
 from .qa import QaAssembler
 
 SWEEP_EVERY_MS = 60_000
@@ -73,11 +74,12 @@ class Processor:
         return update
 
 
-STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows", "evaluations")
+STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows", "evaluations", "series")
 
 
 class Chain:
-    """Every stage in one process (the embedded runner; tests): per-event stage → FCR → KPI windows.
+    """Every stage in one process (the embedded runner; tests): per-event stage → FCR → KPI windows,
+    and observations → quality monitor → alerts (``update.alerts``).
 
     ``state`` holds one mapping per part of ``STATE_PARTS``; it is plain data, saved between runs.
     """
@@ -91,6 +93,7 @@ class Chain:
                                    self.state["watermarks"], self.state["evaluations"], config)
         self.fcr = FcrTracker(self.state["callers"], config)
         self.kpis = KpiAggregator(self.state["windows"], config)
+        self.monitor = QualityMonitor(self.state["series"])
         self._settle = Watermarks({})
 
     def process(self, event: dict) -> Update | None:
@@ -106,4 +109,6 @@ class Chain:
             self.kpis.apply(key, delta)
         if due:  # after applying: a verdict settling now still reaches its window
             self.kpis.sweep(watermark)
+        for key, value, at in update.observations if update else ():
+            update.alerts += self.monitor.observe(key, value, at)
         return update

@@ -36,7 +36,10 @@ class QaAssembler:
     def apply(self, event: dict) -> Update | None:
         """An ``evaluation.submitted`` or a ``speech.analyzed`` (scored automatically)."""
         metrics = {"interruptions": None, "silence_ratio": None, "agent_talk_ratio": None}
+        speech_sentiment = None
         if event["event_type"] == "speech.analyzed":
+            customer = (event.get("sentiment") or {}).get("customer")
+            speech_sentiment = max(0.0, -customer) if customer is not None else None
             result = analyse(event)
             if result is None:
                 return None
@@ -56,6 +59,12 @@ class QaAssembler:
         contrib = self._contribution(event, scored)
         row = self._row(event, scored, state["version"]) | metrics
         update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[row])
+        if state["version"] == 1 and event["kind"] in KINDS:  # detectors see each evaluation once
+            update.observations = [(f"{level}|{e_site}|{entity}|qa_{event['kind']}", scored["pct"], time_ms(event["event_time"]))
+                                   for level, e_site, entity in self._levels(event)]
+            if speech_sentiment is not None:
+                update.observations += [(f"{level}|{e_site}|{entity}|sentiment_negative", speech_sentiment,
+                                         time_ms(event["event_time"])) for level, e_site, entity in self._levels(event)]
         state["contrib"] = contrib
         self.states[key] = state
         return update
@@ -70,14 +79,17 @@ class QaAssembler:
                 sections = [s for s in _category_sections(e, name) if s in scored["sections"]]
                 counters[f"qa_{name}_score"] = sum(scored["sections"][s]["score"] for s in sections)
                 counters[f"qa_{name}_max"] = sum(scored["sections"][s]["max"] for s in sections)
+        out: dict = {}
+        kpi.add(out, [k2 for k2 in kpi.keys_at(self.config, time_ms(e["event_time"]), self._levels(e))
+                      if k2.split("|")[3] != str(kpi.LIVE_WINDOW_S)], counters)
+        return out
+
+    def _levels(self, e: dict) -> list[tuple[str, str, str]]:
         levels = [("agent", e["site_id"], e["agent_id"]), ("site", e["site_id"], e["site_id"])]
         team = self.team_of(e["agent_id"])
         if team:
             levels.append(("team", e["site_id"], team))
-        out: dict = {}
-        kpi.add(out, [k2 for k2 in kpi.keys_at(self.config, time_ms(e["event_time"]), levels)
-                      if k2.split("|")[3] != str(kpi.LIVE_WINDOW_S)], counters)
-        return out
+        return levels
 
     def _row(self, e: dict, scored: dict, version: int) -> dict:
         sections = scored["sections"]
