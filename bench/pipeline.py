@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,7 +83,11 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
     first = None
     try:
         while True:
-            pending = lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
+            try:
+                pending = lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
+            except KafkaException:  # coordinator still loading: ask again
+                time.sleep(0.25)
+                continue
             if first is None and pending < n:
                 first = time.perf_counter()
             if pending == 0 and drained(bootstrap, env):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from callqa.publish import event_key
 from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa, wait_for
@@ -48,7 +48,18 @@ def lag(bootstrap, group, topics, transactional=False):
 
 
 def drained(bootstrap, env) -> bool:
-    """Every stage has committed all its input: events, the internal FCR and window topics, then the sink."""
+    """Every stage has committed all its input: events, the internal topics, then the sink.
+    A retriable broker answer (coordinator still loading, moving) means: not yet."""
+    try:
+        return _drained(bootstrap, env)
+    except KafkaException as exc:
+        if exc.args[0].retriable() or exc.args[0].code() in (KafkaError.NOT_COORDINATOR,
+                                                             KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+            return False
+        raise
+
+
+def _drained(bootstrap, env) -> bool:
     app = env["CALLQA_APP_ID"]
     internal = [f"{app}-fcr-notes", f"{app}-window-deltas", f"{app}-observations"]
     outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"],
