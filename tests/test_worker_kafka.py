@@ -76,8 +76,13 @@ class Worker:
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
     def stop(self):
+        """SIGTERM; a worker stuck in faust's exactly-once shutdown is killed (offsets commit after writes)."""
         self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(60) is not None
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def run_until_caught_up(env, tmp_path, bootstrap):
@@ -85,7 +90,19 @@ def run_until_caught_up(env, tmp_path, bootstrap):
     worker = Worker(env, tmp_path / "worker.log")
     try:
         produce(bootstrap, env["CALLQA_TOPIC_EVENTS"])
-        wait_for(lambda: drained(bootstrap, env), 180, what="every stage caught up")
+        try:
+            # a restarted worker may first wait out its predecessor's group session and transactions
+            wait_for(lambda: drained(bootstrap, env), 300, what="every stage caught up")
+        except TimeoutError:
+            app = env["CALLQA_APP_ID"]
+            detail = {(group, topic): lag(bootstrap, group, [topic], transactional=topic != env["CALLQA_TOPIC_EVENTS"])
+                      for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], f"{app}-fcr-notes",
+                                                   f"{app}-window-deltas", f"{app}-observations"]),
+                                            (app + "-sink", [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"],
+                                                             env["CALLQA_TOPIC_DEAD_LETTERS"], env["CALLQA_TOPIC_EVALUATIONS"],
+                                                             env["CALLQA_TOPIC_ALERTS"]]))
+                      for topic in topics}
+            raise TimeoutError(f"not drained: {detail}") from None
     finally:
         worker.stop()
     return store_snapshot(tmp_path / "data")
