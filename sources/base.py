@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from schemas import format_ms
+
 
 @dataclass
 class Converted:
@@ -35,7 +37,5 @@ class IngestSummary:
 
 def envelope(event_id: str, event_type: str, time_ms: int, site_id: str, source: str, **fields) -> dict:
     """A canonical event (fields that are None are left out)."""
-    from schemas import format_ms
-
     return {"event_id": event_id, "event_type": event_type, "schema_version": 1, "event_time": format_ms(time_ms),
             "site_id": site_id, "source": source, **{k: v for k, v in fields.items() if v is not None}}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from callqa.core.scorecard import DEFAULT_FORM, load_form
+from schemas import format_ms
 
 from .base import envelope
 from .pii import CallerHasher
@@ -180,7 +181,7 @@ class Simulator:
             for site in sorted({a.site for a in self.agents}):
                 pending += self._site_day(site, day, start_ms + d * DAY_MS)
             pending.sort(key=lambda e: (e["event_time"], e["event_id"]))
-            cut = envelope("x", "x", start_ms + (d + 1) * DAY_MS, "x", "x")["event_time"]
+            cut = format_ms(start_ms + (d + 1) * DAY_MS)
             i = bisect.bisect_left([e["event_time"] for e in pending], cut)
             yield from pending[:i]
             pending = pending[i:]
@@ -200,7 +201,7 @@ class Simulator:
                 out.append(envelope(f"sim{self.c.seed}:ops:{i}", "ops.changed", d.start_ms, site, SOURCE,
                                     change_id=f"sim-change-{i}", change_type="system_change",
                                     scope={"level": d.scope_level, "ids": [d.scope_id]},
-                                    effective_from=envelope("x", "x", d.start_ms, "x", "x")["event_time"],
+                                    effective_from=format_ms(d.start_ms),
                                     description="Simulated system change (injected drift)"))
         return out
 
