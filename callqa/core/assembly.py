@@ -187,16 +187,17 @@ class CallAssembler:
 
     def _commit(self, state: dict) -> Update:
         state["version"] += 1
-        contrib = self._contribution(state)
+        segs, call = segments(state), self._call_counters(state)  # once per event: both below use them
+        contrib = self._contribution(state, segs, call)
         update = Update(deltas=kpi.diff(state["contrib"], contrib), fcr=self._fcr_notes(state))
         state["contrib"] = contrib
         result = outcome(state)
         if result is not None:
-            record = self._record(state, result)
+            record = self._record(state, result, segs)
             update.records.append(record)
             if not state.get("observed"):  # drift detectors see each finished call once
                 state["observed"] = True
-                update.observations = self._observations(state, record)
+                update.observations = self._observations(state, record, call)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
         self.expiry.push(state["call_id"], self._due(state))
         return update
@@ -278,16 +279,14 @@ class CallAssembler:
             kpi.HIST: {str((wait or 0) // 1000): 1},
         }
 
-    def _contribution(self, s: dict) -> dict:
+    def _contribution(self, s: dict, segs: list[dict], call: dict | None) -> dict:
         """The counters this call adds to each of its windows (recomputed from the state)."""
-        call = self._call_counters(s)
         if call is None:
             return {}
         arrived, result = arrival_ms(s), outcome(s)
-        segs = segments(s)
-        call |= {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
-                 "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
-                 "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
+        call = call | {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
+                       "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
+                       "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
         out: dict = {}
         kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), call)
         for i, seg in enumerate(segs):  # agents and teams count their own segments
@@ -304,7 +303,7 @@ class CallAssembler:
             kpi.add(out, kpi.keys_at(self.config, arrived, levels), work)
         return out
 
-    def _observations(self, s: dict, record: dict) -> list[tuple[str, float, int]]:
+    def _observations(self, s: dict, record: dict, counts: dict | None) -> list[tuple[str, float, int]]:
         """Per finished call: handle, hold and transfer for its agent, team and site; service-level hit
         and abandonment for its site and queue."""
         at = max(s["last_ms"], arrival_ms(s) or 0)
@@ -318,7 +317,6 @@ class CallAssembler:
                 out += [(key + "handle_s", (record["talk_ms"] + record["hold_ms"]) / 1000, at),
                         (key + "hold_s", record["hold_ms"] / 1000, at),
                         (key + "transferred", float(record["transfer_count"] > 0), at)]
-        counts = self._call_counters(s)
         if counts and counts["sl_denominator"]:
             for level, _, entity in self._entities(s):
                 key = f"{level}|{s['site_id']}|{entity}|"
@@ -326,8 +324,7 @@ class CallAssembler:
                         (key + "abandoned", float(counts["abandoned"]), at)]
         return out
 
-    def _record(self, s: dict, result: str) -> dict:
-        segs = segments(s)
+    def _record(self, s: dict, result: str, segs: list[dict]) -> dict:
         start = arrival_ms(s)
         end = s["ended_ms"] if s["answers"] else s["abandoned_ms"]
         if end is None:
