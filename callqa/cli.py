@@ -10,8 +10,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-import orjson
-
 from schemas import time_ms as schemas_time
 
 from .config import Config, ConfigError
@@ -63,6 +61,21 @@ def _embedded_pipeline(config: Config, store):
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi,
                             config.data_dir / "embedded-state.json")
+
+
+def _target(config: Config):
+    """Where generated or converted events go: (target, store to close or None).
+    Kafka when configured, else the embedded pipeline (see callqa.ingest)."""
+    from . import ingest as run
+
+    if config.kafka_bootstrap_servers:
+        from .publish import Publisher
+
+        _ensure_topics(config)
+        return run.KafkaTarget(Publisher(config.kafka_bootstrap_servers, config.topic_events,
+                                         config.topic_dead_letters)), None
+    store = _store(config)
+    return run.EmbeddedTarget(_embedded_pipeline(config, store)), store
 
 
 def _ensure_topics(config: Config) -> None:
@@ -214,16 +227,7 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
         raise UserError("--follow works with --format asterisk-queue-log (a live queue_log file)")
     if not file.exists():
         raise UserError(f"{file}: no such file")
-    if config.kafka_bootstrap_servers:
-        from .publish import Publisher
-
-        _ensure_topics(config)
-        target = run.KafkaTarget(Publisher(config.kafka_bootstrap_servers, config.topic_events,
-                                           config.topic_dead_letters))
-        store = None
-    else:
-        store = _store(config)
-        target = run.EmbeddedTarget(_embedded_pipeline(config, store))
+    target, store = _target(config)
     hasher = CallerHasher(config.caller_hash_key)
     interrupted = []
     with file.open(encoding="utf-8", errors="replace", newline="") as handle:
@@ -286,23 +290,9 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     except DriftSpecError as exc:
         raise UserError(str(exc)) from None
     sim = Simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
-    store = None
-    if out:
-        handle = out.open("wb")
-        send = lambda event: handle.write(orjson.dumps(event) + b"\n")
-        finish = handle.close
-    elif config.kafka_bootstrap_servers:
-        from .publish import Publisher
+    from .ingest import FileTarget
 
-        _ensure_topics(config)
-        publisher = Publisher(config.kafka_bootstrap_servers, config.topic_events, config.topic_dead_letters)
-        send = lambda event: publisher.event(orjson.dumps(event))
-        finish = publisher.flush
-    else:
-        store = _store(config)
-        pipeline = _embedded_pipeline(config, store)
-        send = lambda event: pipeline.feed_event(event, "simulator", event["event_id"])
-        finish = pipeline.close
+    target, store = (FileTarget(out), None) if out else _target(config)
     counts: dict[str, int] = {}
     wall0 = sim_t0 = None
     from rich.progress import Progress
@@ -322,9 +312,9 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
             if day != last_day and last_day is not None:
                 progress.advance(task)
             last_day = day
-            send(event)
+            target.event(event, "simulator", event["event_id"])
             counts[event["event_type"]] = counts.get(event["event_type"], 0) + 1
-    finish()
+    target.close()
     if store is not None:
         store.close()
     truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,

@@ -64,6 +64,19 @@ class KafkaTarget:
     close = idle
 
 
+class FileTarget:
+    """Events as JSON Lines in a file (``simulate --out``)."""
+
+    def __init__(self, path: Path):
+        self.handle = path.open("wb")
+
+    def event(self, event: dict, origin: str, position: str) -> None:
+        self.handle.write(orjson.dumps(event) + b"\n")
+
+    def close(self) -> None:
+        self.handle.close()
+
+
 def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order: bool = False) -> IngestSummary:
     """Send every unit's events (sorted by event time first when ``in_time_order``) and its errors."""
     summary, held = IngestSummary(), []
