@@ -60,7 +60,8 @@ def _embedded_pipeline(config: Config, store):
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi,
-                            config.data_dir / "embedded-state.json")
+                            config.data_dir / "embedded-state.json", config.policy, config.sampling_key,
+                            config.topic_partitions)
 
 
 def _target(config: Config):
@@ -139,7 +140,8 @@ def run() -> None:
         Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
         {config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
          config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS,
-         config.topic_alerts: tables.ALERTS},
+         config.topic_alerts: tables.ALERTS, config.topic_sampling: tables.SAMPLING_RATES,
+         config.topic_sampling_decisions: tables.SAMPLING_DECISIONS, config.topic_review_queue: tables.REVIEW_QUEUE},
         BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
     )
     stop = threading.Event()
@@ -264,8 +266,9 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
                    "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=2024-03-06")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JSON Lines here instead of sending to Kafka / the embedded pipeline.")
-@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=Path("simulation-truth.json"),
-              show_default=True, help="Ground-truth side file: the injected drifts and the calls that are truly poor.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Ground-truth side file: the injected drifts and the calls that are truly poor "
+                   "[default: CALLQA_DATA_DIR/simulation-truth.json].")
 def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, truth) -> None:
     """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
     import json
@@ -317,6 +320,9 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     target.close()
     if store is not None:
         store.close()
+    if truth is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        truth = config.data_dir / "simulation-truth.json"
     truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,
                                  "poor_calls": sim.truth.poor_calls}, indent=1))
     console.print(f"{sum(counts.values())} events ({sites} sites x {agents_per_site} agents, {days} days); "

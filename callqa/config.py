@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .core.kpi import KpiConfig, QueueRules
+from .core.sampling import PolicyConfig
 
 
 class ConfigError(ValueError):
@@ -36,7 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_KPIS", "callqa.kpis", "KPI window rows out (latest version wins)."),
     Setting("CALLQA_TOPIC_EVALUATIONS", "callqa.evaluations", "Scored evaluations out (human, automatic, test calls, calibration)."),
     Setting("CALLQA_TOPIC_ALERTS", "callqa.alerts", "Alerts out."),
-    Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Sampling-rate changes and sampling decisions out."),
+    Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Agents' review-rate changes out (the audit trail: old and new rate, cause, evidence)."),
+    Setting("CALLQA_TOPIC_SAMPLING_DECISIONS", "callqa.sampling-decisions", "One select-or-skip decision per recorded call, with the reason."),
+    Setting("CALLQA_TOPIC_REVIEW_QUEUE", "callqa.review-queue", "Calls selected for review (queued, or dropped for a riskier call)."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
@@ -49,6 +52,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
     Setting("CALLQA_QA_MONTHLY_TARGET", "30", "Human evaluations each agent should get a month."),
+    Setting("CALLQA_SAMPLING_POLICY", None, "JSON file of monitoring-policy overrides (fields of `callqa.core.sampling.PolicyConfig`, e.g. {\"base_rate\": 0.05, \"tier_factor\": {\"high\": 0.5, \"middle\": 1, \"low\": 2}})."),
+    Setting("CALLQA_QA_REVIEWERS", "12", "QA reviewers: review capacity is reviewers × reviews per hour × review hours a day."),
+    Setting("CALLQA_QA_REVIEWS_PER_HOUR", "12", "Reviews one reviewer completes in an hour."),
+    Setting("CALLQA_QA_REVIEW_HOURS", "7", "Hours a day a reviewer spends reviewing."),
+    Setting("CALLQA_SAMPLING_KEY", "", "Secret key of the sampling draws (a keyed hash of the call id: unpredictable, and the same on a replay). Empty: a fixed development key."),
+    Setting("CALLQA_TEST_CALLS_PER_WEEK", "200", "Internal test (mystery) calls in a weekly plan."),
     Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Empty: a fixed development key and a warning."),
 )
 
@@ -102,6 +111,24 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
                      fcr_horizon_s=_int("CALLQA_FCR_HORIZON_S", raw["CALLQA_FCR_HORIZON_S"]))
 
 
+def _policy(raw: dict) -> PolicyConfig:
+    spec = {}
+    if raw["CALLQA_SAMPLING_POLICY"]:
+        path = Path(raw["CALLQA_SAMPLING_POLICY"])
+        try:
+            spec = json.loads(path.read_text())
+            assert isinstance(spec, dict)
+        except (OSError, ValueError, AssertionError) as exc:
+            raise ConfigError(f"CALLQA_SAMPLING_POLICY={path}: not a readable JSON object ({exc})") from None
+    capacity = {"reviewers": _int("CALLQA_QA_REVIEWERS", raw["CALLQA_QA_REVIEWERS"]),
+                "reviews_per_hour": _int("CALLQA_QA_REVIEWS_PER_HOUR", raw["CALLQA_QA_REVIEWS_PER_HOUR"]),
+                "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"])}
+    try:
+        return PolicyConfig.from_json(spec, **capacity)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"CALLQA_SAMPLING_POLICY: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Config:
     kafka_bootstrap_servers: str | None
@@ -115,12 +142,17 @@ class Config:
     topic_evaluations: str
     topic_alerts: str
     topic_sampling: str
+    topic_sampling_decisions: str
+    topic_review_queue: str
     topic_partitions: int
     kpi_windows: tuple[int, ...]
     kpi: "KpiConfig"
     sink_batch_rows: int
     sink_batch_seconds: float
     qa_monthly_target: int
+    policy: "PolicyConfig"
+    sampling_key: bytes
+    test_calls_per_week: int
     caller_hash_key: str
 
     @property
@@ -147,15 +179,20 @@ class Config:
             topic_evaluations=raw["CALLQA_TOPIC_EVALUATIONS"],
             topic_alerts=raw["CALLQA_TOPIC_ALERTS"],
             topic_sampling=raw["CALLQA_TOPIC_SAMPLING"],
+            topic_sampling_decisions=raw["CALLQA_TOPIC_SAMPLING_DECISIONS"],
+            topic_review_queue=raw["CALLQA_TOPIC_REVIEW_QUEUE"],
             topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),
             kpi_windows=windows,
             kpi=_kpi_config(raw, windows),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
             qa_monthly_target=_int("CALLQA_QA_MONTHLY_TARGET", raw["CALLQA_QA_MONTHLY_TARGET"]),
+            policy=_policy(raw),
+            sampling_key=(raw["CALLQA_SAMPLING_KEY"] or "callqa-development").encode(),
+            test_calls_per_week=_int("CALLQA_TEST_CALLS_PER_WEEK", raw["CALLQA_TEST_CALLS_PER_WEEK"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
         )
 
 
-# every setting is a Config field, except the KPI rules, which make up Config.kpi
-assert len(SETTINGS) - 7 == len(fields(Config)) - 1
+# every setting is a Config field, except the KPI rules (7, making up Config.kpi) and the policy's (4, Config.policy)
+assert len(SETTINGS) - 7 - 4 == len(fields(Config)) - 2

@@ -22,6 +22,8 @@ from sinks.writer import BatchWriter
 from .core.dead_letters import dead_letter
 from .core.kpi import KpiConfig
 from .core.pipeline import Chain
+from .core.sampling import PolicyConfig
+from .partitions import partition_of
 
 
 @dataclass
@@ -32,14 +34,18 @@ class RunSummary:
     dead_letters: int = 0
     records: int = 0
     kpi_rows: int = 0
+    alerts: int = 0
+    rate_changes: int = 0
+    selected: int = 0
 
 
 class EmbeddedPipeline:
-    def __init__(self, writer: BatchWriter, config: KpiConfig, state_path: Path | None = None):
+    def __init__(self, writer: BatchWriter, config: KpiConfig, state_path: Path | None = None,
+                 policy: PolicyConfig = PolicyConfig(), sampling_key: bytes = b"callqa-development", partitions: int = 1):
         self.writer = writer
         self.state_path = state_path
         state = orjson.loads(state_path.read_bytes()) if state_path and state_path.exists() else {}
-        self.chain = Chain(state, config)
+        self.chain = Chain(state, config, policy, sampling_key, partitions, partition_of)
         self.summary = RunSummary()
 
     def feed(self, raw: bytes | str, origin: str, position: str) -> None:
@@ -81,17 +87,30 @@ class EmbeddedPipeline:
             self.writer.submit(tables.CALL_RECORDS, record)
         for evaluation in update.evaluations:
             self.writer.submit(tables.EVALUATIONS, evaluation)
-        for alert in update.alerts:
-            self.writer.submit(tables.ALERTS, alert)
+        self._alerts(update.alerts)
+        sampled = update.sampled
+        s.rate_changes += len(sampled.rates)
+        s.selected += sum(r["status"] == "queued" for r in sampled.reviews) - sum(r["status"] == "dropped" for r in sampled.reviews)
+        for table, rows in ((tables.SAMPLING_RATES, sampled.rates), (tables.SAMPLING_DECISIONS, sampled.decisions),
+                            (tables.REVIEW_QUEUE, sampled.reviews)):
+            for row in rows:
+                self.writer.submit(table, row)
         if self.writer.due():
             self.flush()
 
     def flush(self) -> None:
-        """Write the changed windows' rows and everything buffered."""
-        for row in self.chain.kpis.drain():
+        """Write the changed windows' rows (and the threshold alerts they raise) and everything buffered."""
+        rows, alerts = self.chain.drain()
+        for row in rows:
             self.summary.kpi_rows += 1
             self.writer.submit(tables.KPI_WINDOWS, row)
+        self._alerts(alerts)
         self.writer.flush()
+
+    def _alerts(self, alerts: list[dict]) -> None:
+        self.summary.alerts += sum(a["status"] == "open" for a in alerts)
+        for alert in alerts:
+            self.writer.submit(tables.ALERTS, alert)
 
     def close(self) -> None:
         """Flush, then save the state for the next run."""

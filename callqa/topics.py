@@ -9,7 +9,8 @@ from .config import Config
 
 def topic_names(config: Config) -> list[str]:
     return [config.topic_events, config.topic_dead_letters, config.topic_call_records,
-            config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling]
+            config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling,
+            config.topic_sampling_decisions, config.topic_review_queue]
 
 
 def ensure_topics(config: Config, timeout_s: float = 30) -> None:

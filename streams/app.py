@@ -5,7 +5,10 @@
         ├─ call records, scored evaluations ──► call-records, evaluations
         ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
         ├─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
-        └─ observations (by series: level|site|entity|metric) ──► monitor: detectors ──► alerts
+        │                                                   └─ closed windows ──► threshold alerts
+        ├─ observations (by series: level|site|entity|metric) ──► monitor: detectors ──► alerts
+        │                                                   └─ drift alerts ──► signals (by agent)
+        └─ recorded calls, ops changes (by agent) ──► sample: rates, decisions ──► sampling topics
 
 Each agent runs the pure core (``callqa.core``) with faust Tables as its state, so a restarted worker
 resumes from the changelogs. Exactly-once processing keeps table updates, output messages and input
@@ -18,20 +21,17 @@ from __future__ import annotations
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 
 from callqa.config import Config
 from callqa.core.dead_letters import dead_letter
 from callqa.core.fcr import FcrTracker
 from callqa.core.kpi import KpiAggregator
 from callqa.core.monitor import QualityMonitor
-from callqa.core.pipeline import Processor, Watermarks
+from callqa.core.pipeline import Processor, Watermarks, alert_signals
+from callqa.core.sampling import Sampler
+from callqa.core.thresholds import ThresholdMonitor
+from callqa.partitions import partition_of
 from schemas import InvalidEvent, time_ms, validate
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a key."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def create_app(config: Config) -> faust.App:
@@ -61,15 +61,22 @@ def create_app(config: Config) -> faust.App:
     deltas = app.topic(f"{config.app_id}-window-deltas", partitions=n, internal=True, **raw)
     observations = app.topic(f"{config.app_id}-observations", partitions=n, internal=True, **raw)
     alerts = app.topic(config.topic_alerts, partitions=n, **raw)
+    sampling_inputs = app.topic(f"{config.app_id}-sampling-inputs", partitions=n, internal=True, **raw)
+    rate_changes = app.topic(config.topic_sampling, partitions=n, **raw)
+    decisions = app.topic(config.topic_sampling_decisions, partitions=n, **raw)
+    review_queue = app.topic(config.topic_review_queue, partitions=n, **raw)
 
     processor = Processor(app.Table("calls", partitions=n), app.Table("agents", partitions=n),
                           app.GlobalTable("agent-profiles", partitions=n), app.Table("watermarks", partitions=n),
-                          app.Table("evaluations", partitions=n), config.kpi)
+                          app.Table("evaluations", partitions=n), config.kpi, config.policy)
     fcr = FcrTracker(app.Table("fcr-callers", partitions=n), config.kpi)
     fcr_marks = Watermarks(app.Table("fcr-watermarks", partitions=n))
     windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
     window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
     monitor = QualityMonitor(app.Table("series", partitions=n))
+    thresholds = ThresholdMonitor(app.Table("thresholds", partitions=n))
+    sampler = Sampler(app.Table("sampling-agents", partitions=n), app.Table("sampling-partitions", partitions=n),
+                      processor.profiles, config.policy, config.sampling_key, n)
 
     def owned_by(partition: int, key_of=lambda key: key):
         return lambda key: partition_of(key_of(key), n) == partition
@@ -81,6 +88,10 @@ def create_app(config: Config) -> faust.App:
             by_series.setdefault(series_of(key), []).append([key, delta])
         for series, items in by_series.items():
             await deltas.send(key=series.encode(), value=orjson.dumps(items))
+
+    async def send_signals(signals) -> None:
+        for agent, signal_id, signal, at in signals:
+            await sampling_inputs.send(key=agent.encode(), value=orjson.dumps({"signal": [signal_id, signal, at]}))
 
     @app.agent(events)
     async def process(stream):
@@ -109,6 +120,9 @@ def create_app(config: Config) -> faust.App:
             for series, value, at in update.observations:
                 await observations.send(key=series.encode(), value=orjson.dumps([value, at]))
             await send_deltas(update.deltas)
+            for candidate in update.candidates:
+                await sampling_inputs.send(key=candidate["agent_id"].encode(), value=orjson.dumps({"candidate": candidate}))
+            await send_signals(update.signals)
 
     @app.agent(fcr_notes)
     async def first_call_resolution(stream):
@@ -131,6 +145,8 @@ def create_app(config: Config) -> faust.App:
                 windows.sweep(watermark, owned_by(partition, series_of))
             for row in windows.drain():
                 await kpis.send(key=_row_key(row), value=orjson.dumps(row))
+                for alert in thresholds.observe(row):
+                    await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
 
     @app.agent(observations)
     async def monitor_quality(stream):
@@ -138,6 +154,22 @@ def create_app(config: Config) -> faust.App:
             value, at = orjson.loads(event.value)
             for alert in monitor.observe(event.key.decode(), value, at):
                 await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+                await send_signals(alert_signals(alert, config.policy, processor.profiles))
+
+    @app.agent(sampling_inputs)
+    async def sample(stream):
+        async for event in stream.events():
+            message, agent = orjson.loads(event.value), event.key.decode()
+            if "candidate" in message:
+                out = sampler.decide(message["candidate"], str(event.message.partition))
+            else:
+                out = sampler.signal(agent, *message["signal"])
+            for row in out.rates:
+                await rate_changes.send(key=row["agent_id"].encode(), value=orjson.dumps(row))
+            for row in out.decisions:
+                await decisions.send(key=row["call_id"].encode(), value=orjson.dumps(row))
+            for row in out.reviews:
+                await review_queue.send(key=row["call_id"].encode(), value=orjson.dumps(row))
 
     return app
 

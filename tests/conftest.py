@@ -59,6 +59,8 @@ def callqa_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "CALLQA_TOPIC_EVALUATIONS": f"t{run}.evaluations",
         "CALLQA_TOPIC_ALERTS": f"t{run}.alerts",
         "CALLQA_TOPIC_SAMPLING": f"t{run}.sampling",
+        "CALLQA_TOPIC_SAMPLING_DECISIONS": f"t{run}.sampling-decisions",
+        "CALLQA_TOPIC_REVIEW_QUEUE": f"t{run}.review-queue",
         "CALLQA_SINK_BATCH_SECONDS": "0.5",
     })
     env.update(extra)

@@ -85,13 +85,14 @@ def test_fixture_is_canonical_json_lines():
 def test_migrate_applies_once(tmp_path):
     env = callqa_env(tmp_path)
     first, second = run_callqa(["migrate"], env), run_callqa(["migrate"], env)
-    assert "applied 0001_spine, 0002_qa, 0003_alerts" in first.stdout and "schema up to date" in second.stdout
+    names = ["0001_spine", "0002_qa", "0003_alerts", "0004_sampling"]
+    assert f"applied {', '.join(names)}" in first.stdout and "schema up to date" in second.stdout
     store = EmbeddedStore(tmp_path / "data" / "chdb")
     try:
-        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [
-            ("0001_spine",), ("0002_qa",), ("0003_alerts",)]
-        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {"call_records", "kpi_windows", "dead_letters",
-                                                                 "evaluations"}
+        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [(n,) for n in names]
+        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {
+            "call_records", "kpi_windows", "dead_letters", "evaluations", "alerts", "sampling_rates",
+            "sampling_decisions", "review_queue"}
     finally:
         store.close()
 

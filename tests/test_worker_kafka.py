@@ -59,11 +59,18 @@ def drained(bootstrap, env) -> bool:
         raise
 
 
+def stages(env) -> tuple[list[str], list[str]]:
+    """The worker's internal topics and the sink's input topics."""
+    app = env["CALLQA_APP_ID"]
+    internal = [f"{app}-fcr-notes", f"{app}-window-deltas", f"{app}-observations", f"{app}-sampling-inputs"]
+    outputs = [env[f"CALLQA_TOPIC_{name}"] for name in ("CALL_RECORDS", "KPIS", "DEAD_LETTERS", "EVALUATIONS", "ALERTS",
+                                                       "SAMPLING", "SAMPLING_DECISIONS", "REVIEW_QUEUE")]
+    return internal, outputs
+
+
 def _drained(bootstrap, env) -> bool:
     app = env["CALLQA_APP_ID"]
-    internal = [f"{app}-fcr-notes", f"{app}-window-deltas", f"{app}-observations"]
-    outputs = [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"], env["CALLQA_TOPIC_DEAD_LETTERS"],
-               env["CALLQA_TOPIC_EVALUATIONS"], env["CALLQA_TOPIC_ALERTS"]]
+    internal, outputs = stages(env)
     return (lag(bootstrap, app, [env["CALLQA_TOPIC_EVENTS"]]) == 0
             and lag(bootstrap, app, internal, transactional=True) == 0
             and lag(bootstrap, app + "-sink", outputs, transactional=True) == 0)
@@ -95,12 +102,9 @@ def run_until_caught_up(env, tmp_path, bootstrap):
             wait_for(lambda: drained(bootstrap, env), 300, what="every stage caught up")
         except TimeoutError:
             app = env["CALLQA_APP_ID"]
+            internal, outputs = stages(env)
             detail = {(group, topic): lag(bootstrap, group, [topic], transactional=topic != env["CALLQA_TOPIC_EVENTS"])
-                      for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], f"{app}-fcr-notes",
-                                                   f"{app}-window-deltas", f"{app}-observations"]),
-                                            (app + "-sink", [env["CALLQA_TOPIC_CALL_RECORDS"], env["CALLQA_TOPIC_KPIS"],
-                                                             env["CALLQA_TOPIC_DEAD_LETTERS"], env["CALLQA_TOPIC_EVALUATIONS"],
-                                                             env["CALLQA_TOPIC_ALERTS"]]))
+                      for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], *internal]), (app + "-sink", outputs))
                       for topic in topics}
             raise TimeoutError(f"not drained: {detail}") from None
     finally:

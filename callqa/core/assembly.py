@@ -21,6 +21,7 @@ from schemas import format_ms, time_ms
 
 from . import kpi
 from .expiry import Expiry
+from .sampling import Decisions
 
 UNANSWERED = {"caller_hangup": "abandoned"}  # other reasons (timeout, phantom, ...) are outcomes of their own
 
@@ -28,7 +29,8 @@ UNANSWERED = {"caller_hangup": "abandoned"}  # other reasons (timeout, phantom, 
 @dataclass
 class Update:
     """What one event (or sweep) changed: call records and evaluations to (re)write, KPI deltas, FCR
-    notes, or why it was refused."""
+    notes, drift observations and alerts, sampling candidates, signals and decisions, or why it was
+    refused."""
 
     records: list[dict] = field(default_factory=list)
     deltas: list[tuple[str, dict]] = field(default_factory=list)
@@ -36,6 +38,9 @@ class Update:
     evaluations: list[dict] = field(default_factory=list)
     observations: list[tuple[str, float, int]] = field(default_factory=list)  # (series key, value, at ms)
     alerts: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)  # recorded calls for the sampling stage
+    signals: list[tuple[str, str, dict, int]] = field(default_factory=list)  # (agent, signal id, signal, at ms)
+    sampled: Decisions = field(default_factory=Decisions)
     refused: str | None = None
 
     def extend(self, other: "Update") -> None:

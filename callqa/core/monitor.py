@@ -89,7 +89,7 @@ class QualityMonitor:
         if signal is not None:
             shift = abs(signal.value - signal.baseline_mean) / signal.baseline_sigma
             severity = "critical" if signal.chart == "shewhart" or shift >= self.alerts.critical_sigmas else "warning"
-        return {"alert_id": alert["alert_id"], "status": status, "at": format_ms(at_ms),
+        return {"alert_id": alert["alert_id"], "kind": "drift", "status": status, "at": format_ms(at_ms),
                 "opened_at": format_ms(alert["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
                 "metric": metric, "severity": severity, "signals": alert["signals"],
                 "evidence": json.dumps(asdict(signal)) if signal else ""}

@@ -17,6 +17,8 @@ from .assembly import CallAssembler, Update
 from .kpi import KpiConfig
 from .monitor import QualityMonitor
 from .qa import QaAssembler
+from .sampling import PolicyConfig, Sampler, agent_targets, alert_signal, change_signal
+from .thresholds import ThresholdMonitor
 
 SWEEP_EVERY_MS = 60_000
 
@@ -42,8 +44,9 @@ class Watermarks:
 class Processor:
     def __init__(self, calls: MutableMapping[str, dict], agents: MutableMapping[str, dict],
                  profiles: MutableMapping[str, dict], watermarks: MutableMapping[str, int],
-                 evaluations: MutableMapping[str, dict], config: KpiConfig):
+                 evaluations: MutableMapping[str, dict], config: KpiConfig, policy: PolicyConfig = PolicyConfig()):
         self.profiles = profiles
+        self.policy = policy
         team_of = lambda agent: (profiles.get(agent) or {}).get("team_id")
         self.calls = CallAssembler(calls, config, team_of)
         self.agents = AgentStates(agents, config, team_of)
@@ -60,12 +63,18 @@ class Processor:
             update = Update(deltas=self.agents.apply(event, watermark))
         elif kind == "agent.profile":
             self.profiles[event["agent_id"]] = {"team_id": event["team_id"], "site_id": event["site_id"],
-                                                "hire_date": event["hire_date"], "tier": event.get("tier")}
+                                                "hire_date": event["hire_date"], "tier": event.get("tier"),
+                                                "shift": event.get("shift")}
             update = None
         elif kind in ("evaluation.submitted", "speech.analyzed"):
             update = self.qa.apply(event)
-        else:
-            update = None  # recordings and ops events feed the sampling stage (later)
+        elif kind == "recording.completed":
+            update = Update(candidates=[self.candidate(event)])
+        else:  # ops.changed: a signal to every agent in its scope
+            signal_id, signal = change_signal(event, self.policy)
+            at = time_ms(event["event_time"])
+            targets = agent_targets(event["scope"]["level"], event["scope"].get("ids", []), event.get("site_id"), self.profiles)
+            update = Update(signals=[(agent, signal_id, signal, at) for agent in targets])
         if sweep:
             swept = self.calls.sweep(watermark, owns)
             if swept.records or swept.deltas or swept.fcr or swept.evaluations:
@@ -73,27 +82,57 @@ class Processor:
                 update.extend(swept)
         return update
 
+    def candidate(self, event: dict) -> dict:
+        """What the sampling stage needs of a recorded call (the call's state is on this partition)."""
+        t = time_ms(event["event_time"])
+        call = self.calls.states.get(event["call_id"]) or {}
+        answers = call.get("answers") or []
+        return {"call_id": event["call_id"], "recording_id": event["recording_id"], "storage_uri": event["storage_uri"],
+                "agent_id": event["agent_id"], "site_id": event["site_id"], "queue_id": call.get("queue_id"),
+                "answered_ms": min(answers)[0] if answers else t - event["duration_ms"],
+                "duration_ms": event["duration_ms"], "at_ms": t}
 
-STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows", "evaluations", "series")
+
+def alert_signals(alert: dict, policy: PolicyConfig, profiles) -> list[tuple[str, str, dict, int]]:
+    """A drift alert as signals to the agents it concerns (none for other alerts)."""
+    found = alert_signal(alert, policy)
+    if found is None:
+        return []
+    (level, entity), signal_id, signal = found
+    at = time_ms(alert["at"])
+    return [(agent, signal_id, signal, at) for agent in agent_targets(level, [entity], alert["site_id"], profiles)]
+
+
+STATE_PARTS = ("calls", "agents", "profiles", "watermarks", "callers", "windows", "evaluations", "series",
+               "thresholds", "sampling_agents", "sampling_partitions")
 
 
 class Chain:
-    """Every stage in one process (the embedded runner; tests): per-event stage → FCR → KPI windows,
-    and observations → quality monitor → alerts (``update.alerts``).
+    """Every stage in one process (the embedded runner; tests): per-event stage → FCR → KPI windows
+    (→ threshold alerts, in ``drain``), observations → quality monitor → alerts (``update.alerts``),
+    and signals + recorded calls → sampler → rate changes, decisions, reviews (``update.sampled``).
 
     ``state`` holds one mapping per part of ``STATE_PARTS``; it is plain data, saved between runs.
     """
 
-    def __init__(self, state: dict[str, dict], config: KpiConfig):
+    def __init__(self, state: dict[str, dict], config: KpiConfig, policy: PolicyConfig = PolicyConfig(),
+                 sampling_key: bytes = b"callqa-development", partitions: int = 1,
+                 partition_of: Callable[[str, int], int] = lambda key, n: 0):
+        """``partitions`` and ``partition_of`` split the sampler's capacity and learned shares by agent
+        as the worker's topic partitions do, so both paths make the same decisions."""
         from .fcr import FcrTracker
         from .kpi import KpiAggregator
 
         self.state = {part: state.setdefault(part, {}) for part in STATE_PARTS}
         self.processor = Processor(self.state["calls"], self.state["agents"], self.state["profiles"],
-                                   self.state["watermarks"], self.state["evaluations"], config)
+                                   self.state["watermarks"], self.state["evaluations"], config, policy)
         self.fcr = FcrTracker(self.state["callers"], config)
         self.kpis = KpiAggregator(self.state["windows"], config)
         self.monitor = QualityMonitor(self.state["series"])
+        self.thresholds = ThresholdMonitor(self.state["thresholds"])
+        self.sampler = Sampler(self.state["sampling_agents"], self.state["sampling_partitions"],
+                               self.state["profiles"], policy, sampling_key, partitions)
+        self._partition = lambda agent: str(partition_of(agent, partitions))
         self._settle = Watermarks({})
 
     def process(self, event: dict) -> Update | None:
@@ -109,6 +148,19 @@ class Chain:
             self.kpis.apply(key, delta)
         if due:  # after applying: a verdict settling now still reaches its window
             self.kpis.sweep(watermark)
-        for key, value, at in update.observations if update else ():
+        if update is None:
+            return None
+        for key, value, at in update.observations:
             update.alerts += self.monitor.observe(key, value, at)
+        for alert in update.alerts:
+            update.signals += alert_signals(alert, self.processor.policy, self.processor.profiles)
+        for agent, signal_id, signal, at in update.signals:
+            update.sampled.extend(self.sampler.signal(agent, signal_id, signal, at))
+        for candidate in update.candidates:
+            update.sampled.extend(self.sampler.decide(candidate, self._partition(candidate["agent_id"])))
         return update
+
+    def drain(self) -> tuple[list[dict], list[dict]]:
+        """KPI rows of the windows changed since the last drain, and the threshold alerts they raise."""
+        rows = self.kpis.drain()
+        return rows, [alert for row in rows for alert in self.thresholds.observe(row)]

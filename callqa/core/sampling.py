@@ -1,0 +1,371 @@
+"""Adaptive monitoring frequency: each agent's review rate, and a select-or-skip decision per recording.
+
+**The agent's rate** (audited) is ``base_rate × tenure × tier × signal``, at most ``max_rate``:
+tenure and tier factors come from the hotline manual (new hires under 3 months the most, under a year
++30%; the tier factors turn its effort shares — high 15%, low 45% — into multipliers for the usual
+20/60/20 tier mix); ``signal`` is the strongest active signal: a quality-drift alert on the agent,
+their team or their site (opened → raised, cleared → may relax), or an ``ops.changed`` event in
+their scope (knowledge, system, process change, new business, new hires) for ``change_days``.
+A raise applies at once; a relaxation only once the rate has been held ``dwell_ms`` and the new
+target is below ``1/hysteresis`` of the current rate. Every change is an event: old rate, new rate,
+what caused it, the signal and its evidence.
+
+**Per recording** the probability is the agent's rate times call factors — shift hour, peak traffic
+and call-duration bucket, each the manual's share of reviews divided by the share of calls observed
+in that bucket (learned per site and partition, clipped), and the day of the agent's rotation
+(60/70/80/100/120%). A weekday × shift-band cell the agent has no review in this month gets
+``coverage_factor`` more; an agent behind pace for ``min_per_month`` reviews gets the rate that
+catches up. The draw is a keyed hash of the call id: unpredictable without the key, and the same on
+a replay. Selections are capped by QA capacity (reviewers × reviews per hour × hours a day, split
+evenly over partitions): when a day is full, a call of a riskier agent (higher rate multiplier)
+displaces the least risky selection, which is dropped with its reason.
+
+State is plain JSON-able data in two mappings: per agent and per partition (faust Tables when
+keyed by agent; dicts in the embedded runner).
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from schemas import format_ms, time_ms
+
+DAY_MS = 86_400_000
+BANDS = ("first_hour", "middle", "last_two_hours")
+DURATIONS = ((15_000, "under_15s"), (50_000, "15_50s"), (80_000, "50_80s"), (200_000, "80_200s"), (math.inf, "over_200s"))
+METHODS = ("recording_review", "live_remote", "side_by_side")
+# which way each monitored metric goes when quality gets worse
+WORSE = {"qa_human": -1, "qa_auto": -1, "qa_test_call": -1, "handle_s": 1, "hold_s": 1, "transferred": 1,
+         "sentiment_negative": 1, "service_level": -1, "abandoned": 1}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    base_rate: float = 0.03
+    min_per_month: int = 30
+    max_rate: float = 0.5
+    new_hire_days: int = 90
+    new_hire_factor: float = 4.0  # above every other weight: new hires get the most
+    first_year_factor: float = 1.3
+    tier_factor: dict = field(default_factory=lambda: {"high": 0.75, "middle": 0.67, "low": 2.25})
+    shift_share: dict = field(default_factory=lambda: {"first_hour": 0.20, "middle": 0.55, "last_two_hours": 0.25})
+    rotation_factor: tuple = (0.6, 0.7, 0.8, 1.0, 1.2)
+    peak_share: float = 0.5
+    peak_hour_ratio: float = 1.25  # an hour with this many times the mean hourly calls is peak
+    duration_share: dict = field(default_factory=lambda: {"under_15s": 0.0, "15_50s": 0.15, "50_80s": 0.40,
+                                                          "80_200s": 0.30, "over_200s": 0.15})
+    factor_clip: tuple = (0.25, 4.0)
+    learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
+    drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
+    change_factor: float = 2.0
+    change_days: int = 14
+    dwell_ms: int = 3 * DAY_MS
+    hysteresis: float = 1.1
+    coverage_factor: float = 3.0
+    reviewers: int = 12
+    reviews_per_hour: int = 12
+    review_hours: float = 7.0
+
+    @property
+    def daily_capacity(self) -> int:
+        return int(self.reviewers * self.reviews_per_hour * self.review_hours)
+
+    @classmethod
+    def from_json(cls, spec: dict, **overrides) -> "PolicyConfig":
+        """A policy from a JSON object of field overrides (unknown fields are an error)."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(f"unknown sampling policy fields: {', '.join(sorted(unknown))}")
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+        return cls(**{**spec, **overrides})
+
+
+def uniform(key: bytes, call_id: str) -> float:
+    """A keyed, replay-stable uniform draw in [0, 1) for a call."""
+    digest = hashlib.blake2b(call_id.encode(), key=key[:64], digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _month(at_ms: int) -> str:
+    return format_ms(at_ms)[:7]
+
+
+def _month_bounds(at_ms: int) -> tuple[int, int]:
+    d = datetime.fromtimestamp(at_ms / 1000, UTC)
+    start = datetime(d.year, d.month, 1, tzinfo=UTC)
+    end = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+@dataclass
+class Decisions:
+    """What one input changed: rate changes, decisions (new or revised) and review-queue rows."""
+
+    rates: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)
+    reviews: list[dict] = field(default_factory=list)
+
+    def extend(self, other: "Decisions") -> None:
+        self.rates += other.rates
+        self.decisions += other.decisions
+        self.reviews += other.reviews
+
+
+def agent_targets(level: str, ids: list[str], site: str | None, profiles: Mapping[str, dict]) -> list[str]:
+    """Agents in a scope (center, site, queue, team, agent). Agents are not members of queues: a
+    queue-scoped change reaches the agents of its site (every site when it names none)."""
+    if level == "agent":
+        return list(ids)
+    if level == "queue":
+        level, ids = ("site", [site]) if site else ("center", [])
+    field_ = {"site": "site_id", "team": "team_id"}.get(level)
+    return sorted(a for a, p in profiles.items() if field_ is None or p.get(field_) in ids)
+
+
+def alert_signal(alert: dict, policy: PolicyConfig) -> tuple[list[str], str, dict] | None:
+    """(scope level, scope ids), signal id and signal of a quality alert that raises review rates:
+    a drift towards worse quality at agent, team or site level. None for anything else."""
+    if alert.get("kind", "drift") != "drift" or alert["level"] not in policy.drift_factor:
+        return None
+    if alert["status"] == "cleared":
+        return [alert["level"], alert["entity_id"]], alert["alert_id"], {"active": False}
+    evidence = json.loads(alert["evidence"])
+    if evidence["direction"] != WORSE.get(alert["metric"]):
+        return None
+    return [alert["level"], alert["entity_id"]], alert["alert_id"], {
+        "active": True, "kind": f"drift:{alert['level']}", "factor": policy.drift_factor[alert["level"]],
+        "until_ms": None, "evidence": {"series": f"{alert['level']}|{alert['site_id']}|{alert['entity_id']}|{alert['metric']}",
+                                       **evidence}}
+
+
+def change_signal(event: dict, policy: PolicyConfig) -> tuple[str, dict]:
+    """Signal id and signal of an ``ops.changed`` event."""
+    start = time_ms(event["effective_from"])
+    end = event.get("effective_to")
+    return event["change_id"], {
+        "active": True, "kind": f"ops:{event['change_type']}", "factor": policy.change_factor, "from_ms": start,
+        "until_ms": time_ms(end) if end else start + policy.change_days * DAY_MS,
+        "evidence": {"change_id": event["change_id"], "change_type": event["change_type"], "scope": event["scope"],
+                     "description": event.get("description", "")}}
+
+
+class Sampler:
+    def __init__(self, agents: MutableMapping[str, dict], partitions: MutableMapping[str, dict],
+                 profiles: Mapping[str, dict], policy: PolicyConfig, key: bytes, shares: int = 1):
+        self.agents = agents
+        self.partitions = partitions
+        self.profiles = profiles
+        self.policy = policy
+        self.key = key
+        self.capacity = max(1, math.ceil(policy.daily_capacity / shares))  # per partition and day
+
+    # -- the agent's rate ---------------------------------------------------------------------
+    def signal(self, agent_id: str, signal_id: str, signal: dict, at_ms: int) -> Decisions:
+        """An alert or change reaching one agent; returns the rate change it causes, if any."""
+        a = self._agent(agent_id)
+        if signal["active"]:
+            a["signals"][signal_id] = {k: v for k, v in signal.items() if k != "active"}
+        elif signal_id in a["signals"]:
+            a["signals"][signal_id]["until_ms"] = at_ms  # cleared: ends now
+        out = Decisions(rates=self._rebalance(agent_id, a, at_ms))
+        self.agents[agent_id] = a
+        return out
+
+    def _agent(self, agent_id: str) -> dict:
+        return self.agents.get(agent_id) or {"rate": None, "since": 0, "factors": {}, "signals": {}, "month": "", "first_ms": 0,
+                                             "calls": 0, "selected": 0, "cells": [], "work_day": "", "rotation": 0,
+                                             "changes": 0}
+
+    def _factors(self, agent_id: str, a: dict, at_ms: int) -> tuple[dict, str | None]:
+        p, profile = self.policy, self.profiles.get(agent_id) or {}
+        tenure = 1.0
+        if profile.get("hire_date"):
+            days = (datetime.fromtimestamp(at_ms / 1000, UTC).date() - date.fromisoformat(profile["hire_date"])).days
+            tenure = p.new_hire_factor if days < p.new_hire_days else p.first_year_factor if days < 365 else 1.0
+        strongest, signal = None, 1.0
+        for sid, s in sorted(a["signals"].items()):
+            if s.get("from_ms", 0) <= at_ms and (s["until_ms"] is None or at_ms < s["until_ms"]) and s["factor"] > signal:
+                strongest, signal = sid, s["factor"]
+        for sid in [sid for sid, s in a["signals"].items() if s["until_ms"] is not None and s["until_ms"] <= at_ms]:
+            del a["signals"][sid]  # over: it no longer holds the rate up
+        return {"tenure": tenure, "tier": p.tier_factor.get(profile.get("tier") or "middle", 1.0), "signal": signal}, strongest
+
+    def _rebalance(self, agent_id: str, a: dict, at_ms: int) -> list[dict]:
+        p = self.policy
+        factors, strongest = self._factors(agent_id, a, at_ms)
+        target = round(min(p.max_rate, p.base_rate * math.prod(factors.values())), 6)
+        old = a["rate"]
+        if old is None:
+            cause = "initial"
+        elif target > old:
+            cause = "raised"
+        elif target * p.hysteresis <= old and at_ms - a["since"] >= p.dwell_ms:
+            cause = "relaxed"
+        else:
+            return []
+        changed = sorted(k for k in factors if factors[k] != a["factors"].get(k))
+        signal = a["signals"].get(strongest) if strongest else None
+        a.update(rate=target, since=at_ms, factors=factors, changes=a["changes"] + 1)
+        profile = self.profiles.get(agent_id) or {}
+        return [{"change_id": f"{agent_id}|{a['changes']}", "agent_id": agent_id, "site_id": profile.get("site_id") or "",
+                 "team_id": profile.get("team_id") or "", "at": format_ms(at_ms), "old_rate": old or 0.0,
+                 "new_rate": target, "cause": cause, "factors_changed": changed, "signal_id": strongest or "",
+                 "signal_kind": signal["kind"] if signal else "", "factors": json.dumps(factors),
+                 "evidence": json.dumps(signal["evidence"]) if signal else ""}]
+
+    # -- per recording ------------------------------------------------------------------------
+    def decide(self, c: dict, partition: str = "0") -> Decisions:
+        """Select or skip one recorded call (a candidate from ``Processor``)."""
+        p, at = self.policy, c["at_ms"]
+        agent_id = c["agent_id"]
+        a = self._agent(agent_id)
+        out = Decisions(rates=self._rebalance(agent_id, a, at))
+        if a["month"] != _month(at):
+            a.update(month=_month(at), first_ms=at, calls=0, selected=0, cells=[])
+        a["calls"] += 1
+        day = format_ms(at)[:10]
+        if a["work_day"] != day:
+            gap = (date.fromisoformat(day) - date.fromisoformat(a["work_day"])).days if a["work_day"] else 99
+            a["rotation"] = a["rotation"] + 1 if gap == 1 else 0
+            a["work_day"] = day
+        part = self._partition(partition, day, at)
+        factors, cell = self._call_factors(part, c, a)
+        rate = a["rate"] * math.prod(factors.values())
+        covered = rate * (1 if cell in a["cells"] else p.coverage_factor)
+        pace = self._pace(a, at)
+        probability = min(1.0, max(covered, pace))
+        u = uniform(self.key, c["call_id"])
+        reason = "rate" if u < rate else "coverage" if u < covered else "pace" if u < pace else "not drawn"
+        profile = self.profiles.get(agent_id) or {}
+        risk = round(a["rate"] / p.base_rate, 4)
+        decision = {"call_id": c["call_id"], "recording_id": c["recording_id"], "agent_id": agent_id,
+                    "site_id": c["site_id"], "team_id": profile.get("team_id") or "", "queue_id": c.get("queue_id") or "",
+                    "at": format_ms(at), "selected": u < probability, "reason": reason, "probability": round(probability, 6),
+                    "agent_rate": a["rate"], "risk": risk, "cell": cell, "factors": json.dumps(factors),
+                    "method": self._method(agent_id, a, at), "version": 1}
+        if decision["selected"]:
+            self._enqueue(part, decision, c, u, out, a)
+            if decision["selected"]:
+                a["selected"] += 1
+                if cell not in a["cells"]:
+                    a["cells"].append(cell)
+        out.decisions.append(decision)
+        self.agents[agent_id] = a
+        self.partitions[partition] = part
+        return out
+
+    def _pace(self, a: dict, at_ms: int) -> float:
+        """The probability that still reaches ``min_per_month`` reviews by the month's end (pro rata
+        for an agent first seen mid-month), projecting the agent's calls so far; 0 when on pace or
+        before a tenth of the agent's month has passed."""
+        month_start, month_end = _month_bounds(at_ms)
+        span = month_end - a["first_ms"]
+        fraction = (at_ms - a["first_ms"]) / span
+        target = self.policy.min_per_month * span / (month_end - month_start)
+        if fraction < 0.1 or a["selected"] >= target:
+            return 0.0
+        remaining = a["calls"] / fraction * (1 - fraction)
+        return (target - a["selected"]) / max(remaining, 1.0)
+
+    def _method(self, agent_id: str, a: dict, at_ms: int) -> str:
+        """Side-by-side for new hires and agents whose own quality drifted; live listening while a
+        team/site drift or an operational change holds the rate up; otherwise recording review."""
+        profile = self.profiles.get(agent_id) or {}
+        hired = profile.get("hire_date")
+        if hired and (datetime.fromtimestamp(at_ms / 1000, UTC).date() - date.fromisoformat(hired)).days < self.policy.new_hire_days:
+            return "side_by_side"
+        kinds = {s["kind"] for s in a["signals"].values() if s.get("from_ms", 0) <= at_ms}
+        if "drift:agent" in kinds:
+            return "side_by_side"
+        return "live_remote" if kinds else "recording_review"
+
+    def _partition(self, partition: str, day: str, at_ms: int) -> dict:
+        part = self.partitions.get(partition) or {"day": day, "queue": [], "month": _month(at_ms), "stats": {}}
+        if day > part["day"]:  # a new day's queue (a late call of an earlier day joins today's)
+            part.update(day=day, queue=[])
+        if part["month"] != _month(at_ms):  # older months count half: shares follow the traffic
+            part["month"] = _month(at_ms)
+            for counts in part["stats"].values():
+                for k in counts:
+                    counts[k] /= 2
+        return part
+
+    def _call_factors(self, part: dict, c: dict, a: dict) -> tuple[dict, str]:
+        """Multipliers of the agent's rate for this call, and its coverage cell (weekday-shift band)."""
+        p = self.policy
+        answered = c["answered_ms"]
+        hour = answered // 3_600_000 % 24
+        band = self._band(c["agent_id"], answered)
+        duration = next(name for limit, name in DURATIONS if c["duration_ms"] < limit)
+        counts = part["stats"].setdefault(c["site_id"], {})
+        hours = [counts.get(f"hour:{h}", 0) for h in range(24)]
+        open_hours = sum(1 for n in hours if n)
+        peak = bool(open_hours) and hours[hour] >= p.peak_hour_ratio * sum(hours) / open_hours
+        observed = {"band": band, "peak": str(peak), "duration": duration}
+        targets = {"band": p.shift_share, "peak": {"True": p.peak_share, "False": 1 - p.peak_share},
+                   "duration": p.duration_share}
+        factors = {}
+        for dim, bucket in observed.items():
+            total = counts.get(f"{dim}:total", 0)
+            seen = counts.get(f"{dim}:{bucket}", 0)
+            # target shares renormalised over the buckets that have calls (no calls, nothing to steer)
+            present = sum(share for b, share in targets[dim].items() if counts.get(f"{dim}:{b}"))
+            share = targets[dim].get(bucket, 0.0)
+            if total < p.learn_calls or not seen or not present:
+                factors[dim] = 1.0
+            else:
+                factors[dim] = round(min(p.factor_clip[1], max(p.factor_clip[0], share / present / (seen / total))), 4) if share else 0.0
+        factors["rotation"] = p.rotation_factor[a["rotation"] % len(p.rotation_factor)]
+        for key in (f"hour:{hour}", *(f"{d}:{b}" for d, b in observed.items()), *(f"{d}:total" for d in observed)):
+            counts[key] = counts.get(key, 0) + 1
+        weekday = datetime.fromtimestamp(answered / 1000, UTC).strftime("%a")
+        return factors, f"{weekday}-{band}"
+
+    def _band(self, agent_id: str, t: int) -> str:
+        """Where in the agent's shift a call falls (the profile's shift; 'middle' without one)."""
+        shift = (self.profiles.get(agent_id) or {}).get("shift")
+        if not shift:
+            return "middle"
+        minute = t // 60_000 % 1440
+        start = int(shift["start"][:2]) * 60 + int(shift["start"][3:])
+        end = int(shift["end"][:2]) * 60 + int(shift["end"][3:])
+        into, length = (minute - start) % 1440, (end - start) % 1440 or 1440
+        return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
+
+    def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict) -> None:
+        """Add a selection to the partition's review queue for the day, within capacity: a riskier
+        call displaces the least risky one; otherwise the new call is skipped."""
+        entry = [decision["risk"], -u, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", "")}]
+        queue = part["queue"]
+        if len(queue) >= self.capacity:
+            if entry[:2] <= queue[0][:2]:
+                decision.update(selected=False, reason=f"capacity ({self.capacity} reviews a day in this partition)")
+                return
+            _, _, _, dropped = heapq.heapreplace(queue, entry)
+            revised = {k: v for k, v in dropped.items() if k != "storage_uri"}
+            revised.update(selected=False, reason=f"displaced by a riskier call ({c['call_id']})", version=2)
+            out.decisions.append(revised)
+            out.reviews.append(review_row(dropped, "dropped"))
+            mine = dropped["agent_id"] == decision["agent_id"]
+            owner = current if mine else self.agents.get(dropped["agent_id"])
+            if owner and owner["selected"]:
+                owner["selected"] -= 1
+                if not mine:
+                    self.agents[dropped["agent_id"]] = owner
+        else:
+            heapq.heappush(queue, entry)
+        out.reviews.append(review_row(entry[3], "queued"))
+
+
+def review_row(decision: dict, status: str) -> dict:
+    return {"call_id": decision["call_id"], "recording_id": decision["recording_id"],
+            "storage_uri": decision.get("storage_uri", ""), "agent_id": decision["agent_id"],
+            "site_id": decision["site_id"], "team_id": decision["team_id"], "day": decision["at"][:10],
+            "at": decision["at"], "method": decision["method"], "reason": decision["reason"], "risk": decision["risk"],
+            "status": status, "version": 1 if status == "queued" else 2}

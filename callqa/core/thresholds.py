@@ -1,0 +1,91 @@
+"""KPI-threshold alerts on closed windows (service level, abandonment, ASA per site and queue).
+
+A window is judged once the series moves on to a later window, on its final figures; windows with
+fewer than ``min_offered`` calls are not judged (small samples). An alert opens on the first breach
+(``critical`` past the critical limit, else ``warning``), further breaches update it (de-duplication)
+and it clears after ``clear_after`` judged windows back inside the limit by ``clear_margin``
+(hysteresis: no flapping). Each event carries its evidence: the window, the value and the limits.
+State per ``level|site|entity|metric|window_s``: the open window's figures and the alert.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+from schemas import format_ms, time_ms
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    metric: str  # a KPI row column
+    worse: int  # -1: lower is worse (service level), +1: higher is worse
+    warning: float
+    critical: float
+    clear_margin: float
+    window_s: int = 900
+    levels: tuple[str, ...] = ("site", "queue")
+    min_offered: int = 20
+    clear_after: int = 2
+
+
+RULES = (
+    ThresholdRule("service_level", -1, 0.80, 0.60, 0.03),
+    ThresholdRule("abandon_rate", 1, 0.08, 0.15, 0.01),
+    ThresholdRule("asa_s", 1, 30.0, 90.0, 5.0),
+)
+
+
+class ThresholdMonitor:
+    def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES):
+        self.state = state
+        self.rules = rules
+
+    def observe(self, row: dict) -> list[dict]:
+        """One (re)emitted KPI row; returns alert events for the window it closes, if any."""
+        out = []
+        start = time_ms(row["window_start"])
+        for rule in self.rules:
+            if row["level"] not in rule.levels or row["window_s"] != rule.window_s:
+                continue
+            key = f"{row['level']}|{row['site_id']}|{row['entity_id']}|{rule.metric}|{rule.window_s}"
+            s = self.state.get(key) or {"start": start, "value": None, "offered": 0, "alert": None, "calm": 0}
+            if start > s["start"]:
+                out += self._judge(key, rule, s)
+                s["start"] = start
+            if start == s["start"]:
+                s["value"], s["offered"] = row.get(rule.metric), row.get("offered", 0)
+            self.state[key] = s
+        return out
+
+    def _judge(self, key: str, rule: ThresholdRule, s: dict) -> list[dict]:
+        value = s["value"]
+        if value is None or s["offered"] < rule.min_offered:
+            return []
+        at = s["start"] + rule.window_s * 1000
+        beyond = lambda limit: (value - limit) * rule.worse > 0
+        if beyond(rule.warning):
+            s["calm"] = 0
+            severity = "critical" if beyond(rule.critical) else "warning"
+            if s["alert"] is None:
+                s["alert"] = {"alert_id": f"{key}|{s['start']}", "opened_ms": at, "signals": 0}
+            s["alert"]["signals"] += 1
+            return [self._event(key, rule, s, "open" if s["alert"]["signals"] == 1 else "update", at, severity)]
+        if s["alert"] is not None and (rule.warning - value) * rule.worse >= rule.clear_margin:
+            s["calm"] += 1
+            if s["calm"] >= rule.clear_after:
+                event = self._event(key, rule, s, "cleared", at, None)
+                s["alert"], s["calm"] = None, 0
+                return [event]
+        elif s["alert"] is not None:
+            s["calm"] = 0  # inside the limit but not by the margin: not yet calm
+        return []
+
+    def _event(self, key: str, rule: ThresholdRule, s: dict, status: str, at: int, severity: str | None) -> dict:
+        level, site, entity, metric, _ = key.split("|")
+        evidence = {"rule": "below" if rule.worse < 0 else "above", "value": s["value"], "warning": rule.warning,
+                    "critical": rule.critical, "clear_margin": rule.clear_margin, "offered": s["offered"],
+                    "window_start": format_ms(s["start"]), "window_s": rule.window_s}
+        return {"alert_id": s["alert"]["alert_id"], "kind": "threshold", "status": status, "at": format_ms(at),
+                "opened_at": format_ms(s["alert"]["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
+                "metric": metric, "severity": severity, "signals": s["alert"]["signals"], "evidence": json.dumps(evidence)}

@@ -1,0 +1,227 @@
+"""The monitoring-frequency policy and per-call sampling decisions (pure core, no servers)."""
+import json
+from collections import Counter
+from dataclasses import replace
+
+from callqa.core.sampling import DAY_MS, PolicyConfig, Sampler, agent_targets, alert_signal, change_signal, uniform
+from callqa.core.thresholds import ThresholdMonitor
+from schemas import format_ms, time_ms
+
+T0 = time_ms("2024-03-04T00:00:00.000Z")  # a Monday
+HOUR = 3_600_000
+PROFILES = {
+    "veteran": {"site_id": "s1", "team_id": "s1/t1", "hire_date": "2015-01-01", "tier": "middle",
+                "shift": {"start": "08:00", "end": "17:00"}},
+    "rookie": {"site_id": "s1", "team_id": "s1/t1", "hire_date": "2024-02-20", "tier": "middle",
+               "shift": {"start": "08:00", "end": "17:00"}},
+    "laggard": {"site_id": "s1", "team_id": "s1/t2", "hire_date": "2015-01-01", "tier": "low",
+                "shift": {"start": "08:00", "end": "17:00"}},
+    "star": {"site_id": "s2", "team_id": "s2/t1", "hire_date": "2015-01-01", "tier": "high",
+             "shift": {"start": "08:00", "end": "17:00"}},
+}
+
+
+def sampler(policy=PolicyConfig(), profiles=PROFILES, key=b"test-key"):
+    return Sampler({}, {}, profiles, policy, key)
+
+
+def call(agent, at, n, duration=180_000):
+    site = PROFILES.get(agent, {}).get("site_id", "s1")
+    return {"call_id": f"{agent}-{n}", "recording_id": f"rec-{agent}-{n}", "storage_uri": "s3://x", "agent_id": agent,
+            "site_id": site, "queue_id": "billing", "answered_ms": at - duration, "duration_ms": duration, "at_ms": at}
+
+
+def workday_calls(agent, days, per_day=40, start=T0):
+    """``per_day`` calls spread over 09:00-16:00 of each day."""
+    for d in range(days):
+        for i in range(per_day):
+            yield call(agent, start + d * DAY_MS + 9 * HOUR + i * (7 * HOUR // per_day), d * 1000 + i)
+
+
+def alert(status, level="agent", entity="veteran", metric="qa_human", direction=-1, at=T0, site="s1"):
+    return {"alert_id": f"{level}|{site}|{entity}|{metric}|1", "kind": "drift", "status": status, "at": format_ms(at),
+            "opened_at": format_ms(at), "level": level, "site_id": site, "entity_id": entity, "metric": metric,
+            "severity": "warning", "signals": 1,
+            "evidence": json.dumps({"chart": "cusum", "direction": direction, "value": 70.0, "statistic": 9.0,
+                                    "limit": 8.0, "baseline_mean": 85.0, "baseline_sigma": 5.0, "observations": 60})}
+
+
+def test_agent_rates_follow_the_manual_weights():
+    s = sampler()
+    rates = {}
+    for agent in PROFILES:
+        (change,) = s.decide(call(agent, T0 + 10 * HOUR, 0)).rates
+        assert change["cause"] == "initial" and change["old_rate"] == 0
+        rates[agent] = change["new_rate"]
+    p = PolicyConfig()
+    assert rates["veteran"] == round(p.base_rate * 0.67, 6)
+    assert rates["rookie"] == round(p.base_rate * 4.0 * 0.67, 6)
+    assert rates["laggard"] == round(p.base_rate * 2.25, 6) and rates["star"] == round(p.base_rate * 0.75, 6)
+    assert rates["rookie"] > rates["laggard"] > rates["star"] > rates["veteran"]  # a new hire gets the most
+
+
+def test_new_hires_are_recommended_side_by_side_and_others_recording_review():
+    s = sampler()
+    methods = {a: s.decide(call(a, T0 + 10 * HOUR, 0)).decisions[0]["method"] for a in PROFILES}
+    assert methods == {"veteran": "recording_review", "rookie": "side_by_side", "laggard": "recording_review",
+                       "star": "recording_review"}
+
+
+def test_a_worse_drift_raises_at_once_and_relaxes_only_after_the_dwell_with_hysteresis():
+    policy = PolicyConfig()
+    s = sampler(policy)
+    base = s.decide(call("veteran", T0 + 9 * HOUR, 0)).rates[0]["new_rate"]
+    target, signal_id, signal = alert_signal(alert("open", at=T0 + 10 * HOUR), policy)
+    (raised,) = s.signal("veteran", signal_id, signal, T0 + 10 * HOUR).rates
+    assert raised["cause"] == "raised" and raised["old_rate"] == base and raised["new_rate"] == round(base * 3, 6)
+    assert raised["signal_kind"] == "drift:agent" and json.loads(raised["evidence"])["baseline_mean"] == 85.0
+    assert s.decide(call("veteran", T0 + 11 * HOUR, 1)).decisions[0]["method"] == "side_by_side"
+
+    _, _, cleared = alert_signal(alert("cleared", at=T0 + 30 * HOUR), policy)
+    assert s.signal("veteran", signal_id, cleared, T0 + 30 * HOUR).rates == []  # held: dwell not over
+    assert s.decide(call("veteran", T0 + 2 * DAY_MS + 10 * HOUR, 2)).rates == []
+    (relaxed,) = s.decide(call("veteran", T0 + 3 * DAY_MS + 11 * HOUR, 3)).rates  # 3 days after the raise
+    assert relaxed["cause"] == "relaxed" and relaxed["new_rate"] == base
+
+    # an improvement (QA going up) is not a reason to review more
+    assert alert_signal(alert("open", direction=1), policy) is None
+    # hysteresis: a target only slightly below the current rate does not move it
+    small = replace(policy, drift_factor={"agent": 1.05, "team": 1.05, "site": 1.05})
+    s2 = sampler(small)
+    s2.decide(call("veteran", T0, 0))
+    _, sid, sig = alert_signal(alert("open"), small)
+    s2.signal("veteran", sid, sig, T0 + HOUR)
+    s2.signal("veteran", sid, {"active": False}, T0 + HOUR)
+    assert s2.decide(call("veteran", T0 + 10 * DAY_MS, 1)).rates == []
+
+
+def test_team_alerts_and_ops_changes_reach_the_agents_in_scope_and_expire():
+    policy = PolicyConfig()
+    assert agent_targets("team", ["s1/t1"], "s1", PROFILES) == ["rookie", "veteran"]
+    assert agent_targets("site", ["s2"], None, PROFILES) == ["star"]
+    assert agent_targets("center", [], None, PROFILES) == sorted(PROFILES)
+    assert agent_targets("queue", ["billing"], "s1", PROFILES) == ["laggard", "rookie", "veteran"]
+
+    s = sampler()
+    base = s.decide(call("laggard", T0 + 9 * HOUR, 0)).rates[0]["new_rate"]
+    change = {"change_id": "kb-7", "change_type": "knowledge_update", "scope": {"level": "team", "ids": ["s1/t2"]},
+              "effective_from": format_ms(T0 + DAY_MS), "description": "new card fees"}
+    sid, sig = change_signal(change, policy)
+    assert s.signal("laggard", sid, sig, T0 + 10 * HOUR).rates == []  # not yet effective
+    (raised,) = s.decide(call("laggard", T0 + DAY_MS + 9 * HOUR, 1)).rates
+    assert raised["signal_kind"] == "ops:knowledge_update" and raised["new_rate"] == round(min(0.5, base * 2), 6)
+    assert json.loads(raised["evidence"])["description"] == "new card fees"
+    assert s.decide(call("laggard", T0 + 14 * DAY_MS + 9 * HOUR, 2)).rates == []  # still effective
+    (relaxed,) = s.decide(call("laggard", T0 + 15 * DAY_MS + 10 * HOUR, 3)).rates
+    assert relaxed["cause"] == "relaxed" and relaxed["new_rate"] == base
+
+
+def test_tenure_moves_the_rate_as_a_new_hire_settles_in():
+    s = sampler()
+    first = s.decide(call("rookie", T0 + 9 * HOUR, 0)).rates[0]
+    later = s.decide(call("rookie", T0 + 80 * DAY_MS, 1)).rates[0]  # hired 2024-02-20: 90 days on 2024-05-20
+    assert later["cause"] == "relaxed" and later["factors_changed"] == ["tenure"]
+    assert later["new_rate"] == round(first["new_rate"] / 4.0 * 1.3, 6)
+
+
+def test_draws_are_replay_stable_keyed_and_not_predictable():
+    a, b = sampler(key=b"k1"), sampler(key=b"k1")
+    calls = list(workday_calls("veteran", 5))
+    picks = [d["selected"] for c in calls for d in a.decide(c).decisions]
+    assert picks == [d["selected"] for c in calls for d in b.decide(c).decisions]  # a replay decides the same
+    other = sampler(key=b"k2")
+    assert picks != [d["selected"] for c in calls for d in other.decide(c).decisions]  # the key matters
+    draws = [uniform(b"k1", f"call-{i}") for i in range(20000)]
+    assert all(0 <= u < 1 for u in draws) and abs(sum(draws) / len(draws) - 0.5) < 0.01
+    positions = Counter(i % 40 for i, picked in enumerate(picks) if picked)  # no favourite position in the day
+    assert max(positions.values()) <= 3
+
+
+def test_a_month_meets_the_minimum_per_agent_and_covers_every_weekday_and_shift_band():
+    s = sampler(replace(PolicyConfig(), base_rate=0.01))
+    start = time_ms("2024-04-01T00:00:00.000Z")
+    selected = Counter()
+    cells = set()
+    for d in range(30):
+        for i in range(36):  # 08:00-17:00, a call every 15 minutes
+            c = call("veteran", start + d * DAY_MS + 8 * HOUR + i * 15 * 60_000 + 200_000, d * 100 + i)
+            (decision,) = s.decide(c).decisions
+            if decision["selected"]:
+                selected[decision["reason"]] += 1
+                cells.add(decision["cell"])
+    total = sum(selected.values())
+    assert 30 <= total <= 45, selected  # 1% of 1,080 calls would be 11: the monthly minimum takes it to 30
+    assert selected["pace"] > 0
+    assert {c.split("-")[0] for c in cells} == {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
+    assert {c.split("-")[1] for c in cells} == {"first_hour", "middle", "last_two_hours"}
+
+
+def test_a_weekday_and_shift_band_without_a_review_this_month_is_drawn_more_often():
+    s = sampler(replace(PolicyConfig(), min_per_month=0))
+    s.decide(call("veteran", T0 + 9 * HOUR, 0))
+    s.agents["veteran"]["cells"] = ["Mon-middle"]  # as if a Monday mid-shift call had been reviewed
+    covered = s.decide(call("veteran", T0 + 10 * HOUR, 1)).decisions[0]
+    uncovered = s.decide(call("veteran", T0 + 8 * HOUR + 1_000, 2, duration=500)).decisions[0]
+    assert covered["cell"] == "Mon-middle" and uncovered["cell"] == "Mon-first_hour"
+    assert uncovered["probability"] == round(covered["probability"] * 3.0, 6)  # same factors while learning
+
+
+def test_capacity_caps_a_day_and_keeps_the_riskiest_agents():
+    policy = replace(PolicyConfig(), base_rate=0.5, reviewers=1, reviews_per_hour=5, review_hours=1.0)
+    s = sampler(policy)
+    queued, dropped, capacity_skips = Counter(), Counter(), 0
+    for agent in ("veteran", "star", "laggard"):  # the riskiest agent's calls come last
+        for c in workday_calls(agent, 1, per_day=30):
+            out = s.decide(c)
+            capacity_skips += sum(d["reason"].startswith("capacity") for d in out.decisions)
+            for r in out.reviews:
+                (queued if r["status"] == "queued" else dropped)[r["call_id"]] += 1
+    final = {c for c in queued if c not in dropped}
+    assert len(final) == 5  # 1 reviewer × 5 reviews an hour × 1 hour
+    assert all(c.startswith("laggard") for c in final)  # low tier (×2.25) displaced the others
+    assert dropped and capacity_skips > 0
+    # the displaced decisions were revised with their reason
+    day = s.partitions["0"]["queue"]
+    assert len(day) == 5
+    # a new day starts with a fresh capacity
+    out = s.decide(call("veteran", T0 + DAY_MS + 10 * HOUR, 999))
+    assert s.partitions["0"]["day"] == "2024-03-05"
+    assert len(s.partitions["0"]["queue"]) == (1 if out.decisions[0]["selected"] else 0)
+
+
+def test_call_factors_steer_reviews_to_the_manuals_shares():
+    s = sampler(replace(PolicyConfig(), base_rate=0.2, min_per_month=0, coverage_factor=1.0))
+    by_band, by_duration = Counter(), Counter()
+    calls = by_band_calls = 0
+    for d in range(20):
+        for i in range(36):
+            duration = (60_000, 180_000, 300_000)[i % 3]
+            c = call("veteran", T0 + d * DAY_MS + 8 * HOUR + i * 15 * 60_000 + duration, d * 100 + i, duration)
+            (decision,) = s.decide(c).decisions
+            if decision["selected"] and d >= 5:
+                band = decision["cell"].split("-")[1]
+                by_band[band] += 1
+                by_duration[duration] += 1
+    total = sum(by_band.values())
+    # first hour: 4 of 36 calls (11%) but a 20% share of reviews; the 50-80 s bucket: a third of calls, 40%
+    assert 0.15 < by_band["first_hour"] / total < 0.30
+    assert by_duration[60_000] / total > 0.36
+
+
+def test_threshold_alerts_judge_closed_windows_with_hysteresis():
+    m = ThresholdMonitor({})
+
+    def window(i, sl, offered=50):
+        return {"level": "site", "site_id": "s1", "entity_id": "s1", "window_s": 900,
+                "window_start": format_ms(T0 + i * 900_000), "service_level": sl, "offered": offered,
+                "abandon_rate": 0.01, "asa_s": 5.0}
+
+    events = []
+    for i, sl in enumerate([0.9, 0.5, 0.5, 0.79, 0.82, 0.85, 0.9, 0.9]):
+        events += m.observe(window(i, sl))
+        events += m.observe(window(i, sl))  # re-emitted rows of an open window change nothing
+    assert [(e["status"], e["severity"]) for e in events] == [("open", "critical"), ("update", "critical"),
+                                                             ("update", "warning"), ("cleared", None)]
+    # 0.82 is inside the limit but within the margin: not calm; 0.85 and 0.9 are: cleared after two
+    assert json.loads(events[0]["evidence"])["value"] == 0.5 and events[0]["kind"] == "threshold"
+    assert m.observe(window(20, 0.1, offered=5)) == [] and m.observe(window(21, 0.9)) == []  # too few calls to judge
