@@ -1,6 +1,7 @@
 """The ``callqa`` command line."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -328,6 +329,128 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     console.print(f"{sum(counts.values())} events ({sites} sites x {agents_per_site} agents, {days} days); "
                   f"ground truth in {truth}", soft_wrap=True)
     print_table(["event type", "events"], sorted(counts.items()))
+
+
+@main.command()
+@click.option("--sites", default=2, show_default=True, type=click.IntRange(1, 50))
+@click.option("--agents-per-site", default=30, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--days", default=28, show_default=True, type=click.IntRange(1, 366))
+@click.option("--start", default="2024-03-04", show_default=True, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--seed", default=3, show_default=True, type=int)
+@click.option("--drift", "drifts", multiple=True, metavar="SPEC",
+              help="Injected drift (as for simulate); default: a QA drop on a team (day 8), an agent who stops "
+                   "apologising (day 10), +40% handle time on a team (day 15).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None:
+    """Measure drift detection (delay, false alarms per agent-month) and adaptive sampling against a
+    fixed-N policy of the same review budget, on simulated traffic with ground truth (no store used)."""
+    from datetime import date
+
+    from rich.progress import Progress
+
+    from sources.simulator import DriftSpec, DriftSpecError, SimConfig
+
+    from .evaluation import default_drifts
+    from .evaluation import evaluate as run_evaluation
+
+    config = _config()
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        specs = tuple(DriftSpec.parse(d) for d in (drifts or default_drifts(first_day)))
+    except DriftSpecError as exc:
+        raise UserError(str(exc)) from None
+    sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
+    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("evaluate (events)", total=None)
+        result = run_evaluation(sim, config.policy, seed, lambda n: progress.update(task, completed=n))
+    figures = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(figures, indent=1))
+        return
+    print_table(["drift", "scope", "from", "detected", "delay h", "by"],
+                [(d["kind"], d["scope_id"], d["from"], d["detected_at"] or "not detected", d["delay_hours"],
+                  d["detected_by"]) for d in figures["drifts"]], title="Injected drifts")
+    console.print(f"{figures['false_alarms']} false quality alarms = {figures['false_alarms_per_agent_month']} per "
+                  f"agent-month ({figures['agent_level_false_alarms_per_agent_month']} on agents' own series); "
+                  f"{figures['service_alerts_unrelated_to_drifts']} service-level/abandonment alerts; "
+                  f"{figures['rate_changes']} review-rate changes", soft_wrap=True)
+    p = figures["policies"]
+    print_table(["policy", "reviews", "poor calls found", "share poor"],
+                [(name, p[name]["reviews"], p[name]["poor_found"], p[name]["poor_share"]) for name in ("adaptive", "fixed_n")],
+                title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
+
+
+def _day(text: str, option: str) -> "date":
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@main.command()
+@click.option("--day", required=True, help="YYYY-MM-DD: the day whose selected calls are to be reviewed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+def plan(day: str, as_json: bool) -> None:
+    """Each reviewer's plan for a day's review queue: focus agents, why, target count
+    (CALLQA_QA_REVIEWERS reviewers, each CALLQA_QA_REVIEWS_PER_HOUR × CALLQA_QA_REVIEW_HOURS reviews)."""
+    from sinks import queries
+
+    from .core.plans import reviewer_plans
+
+    config = _config()
+    store = _store(config)
+    try:
+        columns, rows = store.query(queries.REVIEW_QUEUE_DAY.format(day=_day(day, "--day").isoformat()))
+    finally:
+        store.close()
+    p = config.policy
+    reviewers = [f"qa-{i:02d}" for i in range(1, p.reviewers + 1)]
+    plans = reviewer_plans([dict(zip(columns, r)) for r in rows], reviewers, int(p.reviews_per_hour * p.review_hours))
+    if as_json:
+        click.echo(json.dumps(plans, indent=1))
+        return
+    planned = sum(x["target"] for x in plans)
+    print_table(["reviewer", "agent", "team", "risk", "target", "why"],
+                [(x["reviewer"], x["agent_id"], x["team_id"], x["risk"], x["target"], x["why"]) for x in plans],
+                title=f"Review plans for {day}: {planned} of {len(rows)} queued calls")
+
+
+@main.command("test-calls")
+@click.option("--week", required=True, help="YYYY-MM-DD: the first day of the week to plan.")
+@click.option("--new-business", "new_business", multiple=True, metavar="TOPIC",
+              help="A new product or service the test calls should ask about (repeatable).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def test_calls(week: str, new_business: tuple[str, ...], seed: int, as_json: bool) -> None:
+    """A week's internal test (mystery) calls, CALLQA_TEST_CALLS_PER_WEEK of them: agents who worked the
+    four weeks before, none twice, every slot covered, topics from new business and the items failed most."""
+    from sinks import queries
+
+    from .core.plans import weekly_test_calls
+
+    config = _config()
+    first = _day(week, "--week")
+    store = _store(config)
+    try:
+        columns, rows = store.query(queries.ACTIVE_AGENTS.format(week=first.isoformat()))
+        items = [item for item, _ in store.query(queries.FAILING_ITEMS.format(week=first.isoformat(), limit=5))[1]]
+    finally:
+        store.close()
+    if not rows:
+        raise UserError(f"no agent took calls in the four weeks before {first}: nothing to plan from")
+    agents = [dict(zip(columns, r)) for r in rows]
+    calls = weekly_test_calls(first, agents, list(new_business), items, config.test_calls_per_week, seed)
+    if as_json:
+        click.echo(json.dumps(calls, indent=1))
+        return
+    print_table(["id", "at", "slot", "agent", "site", "topic"],
+                [(c["test_call_id"], c["at"], c["slot"], c["agent_id"], c["site_id"], f"{c['topic_kind']}: {c['topic']}")
+                 for c in calls], title=f"Test calls for the week of {first}: {len(calls)}")
 
 
 def _month(month: str) -> str:

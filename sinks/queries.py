@@ -77,3 +77,32 @@ SELECT evaluation_id, call_id, agent_id, evaluator_id, form_id, form_version, to
 FROM evaluations FINAL
 WHERE kind = 'calibration' AND formatDateTime(evaluated_at, '%Y-%m') = '{month}'
 """
+
+# A day's review queue (what the reviewers' plans are made from).
+REVIEW_QUEUE_DAY = """
+SELECT call_id, agent_id, team_id, site_id, method, reason, risk
+FROM review_queue FINAL
+WHERE day = '{day}' AND status = 'queued'
+ORDER BY risk DESC, call_id
+"""
+
+# Agents who took calls in the four weeks before a week, with the hours of day they worked.
+ACTIVE_AGENTS = """
+SELECT agent_id, any(site_id) AS site_id, groupUniqArray(toHour(answered_at)) AS hours
+FROM call_records FINAL
+WHERE agent_id != '' AND answered_at >= toDateTime64('{week}', 3, 'UTC') - INTERVAL 28 DAY
+  AND answered_at < toDateTime64('{week}', 3, 'UTC')
+GROUP BY agent_id
+ORDER BY agent_id
+"""
+
+# The evaluation items agents failed most in the four weeks before a week.
+FAILING_ITEMS = """
+SELECT substring(tag, 6) AS item, count() AS failures
+FROM evaluations FINAL ARRAY JOIN coaching_tags AS tag
+WHERE startsWith(tag, 'fail:') AND evaluated_at >= toDateTime64('{week}', 3, 'UTC') - INTERVAL 28 DAY
+  AND evaluated_at < toDateTime64('{week}', 3, 'UTC')
+GROUP BY item
+ORDER BY failures DESC, item
+LIMIT {limit}
+"""

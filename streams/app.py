@@ -27,7 +27,7 @@ from callqa.core.dead_letters import dead_letter
 from callqa.core.fcr import FcrTracker
 from callqa.core.kpi import KpiAggregator
 from callqa.core.monitor import QualityMonitor
-from callqa.core.pipeline import Processor, Watermarks, alert_signals
+from callqa.core.pipeline import Processor, Watermarks, alert_signals, sampling_signal
 from callqa.core.sampling import Sampler
 from callqa.core.thresholds import ThresholdMonitor
 from callqa.partitions import partition_of
@@ -119,6 +119,8 @@ def create_app(config: Config) -> faust.App:
                 await fcr_notes.send(key=note["caller"].encode(), value=orjson.dumps(note))
             for series, value, at in update.observations:
                 await observations.send(key=series.encode(), value=orjson.dumps([value, at]))
+                for agent, site, metric in sampling_signal(series):
+                    await sampling_inputs.send(key=agent.encode(), value=orjson.dumps({"observe": [site, metric, value]}))
             await send_deltas(update.deltas)
             for candidate in update.candidates:
                 await sampling_inputs.send(key=candidate["agent_id"].encode(), value=orjson.dumps({"candidate": candidate}))
@@ -160,8 +162,12 @@ def create_app(config: Config) -> faust.App:
     async def sample(stream):
         async for event in stream.events():
             message, agent = orjson.loads(event.value), event.key.decode()
+            partition = str(event.message.partition)
+            if "observe" in message:
+                sampler.observe(agent, *message["observe"], partition)
+                continue
             if "candidate" in message:
-                out = sampler.decide(message["candidate"], str(event.message.partition))
+                out = sampler.decide(message["candidate"], partition)
             else:
                 out = sampler.signal(agent, *message["signal"])
             for row in out.rates:

@@ -79,12 +79,21 @@ def test_alerts_open_once_absorb_repeats_and_clear_with_hysteresis():
 def test_an_alert_does_not_clear_before_its_dwell_time():
     from callqa.core.monitor import AlertConfig, MetricChart, QualityMonitor
 
-    monitor = QualityMonitor({}, {"aht": MetricChart(ChartConfig(warmup=10, min_sigma=1.0))},
+    monitor = QualityMonitor({}, {"handle_s": MetricChart(ChartConfig(warmup=10, min_sigma=1.0))},
                              AlertConfig(clear_after=2, min_open_ms=10**9))
     events = []
     for i, value in enumerate([100.0] * 10 + [200.0] + [100.0] * 20):
-        events += monitor.observe("site|s1|s1|aht", value, i * 1000)
+        events += monitor.observe("site|s1|s1|handle_s", value, i * 1000)
     assert [e["status"] for e in events] == ["open"] and events[0]["severity"] == "critical"
+
+
+def test_an_improvement_restarts_the_chart_but_raises_no_alert():
+    from callqa.core.monitor import MetricChart, QualityMonitor
+
+    monitor = QualityMonitor({}, {"handle_s": MetricChart(ChartConfig(warmup=10, min_sigma=1.0))})
+    calls = [100.0] * 10 + [10.0] + [100.0] * 5 + [190.0]
+    events = [e for i, value in enumerate(calls) for e in monitor.observe("site|s1|s1|handle_s", value, i * 1000)]
+    assert [(e["status"], e["at"][-7:]) for e in events] == [("open", "16.000Z")]  # only the slowdown at 16 s
 
 
 def test_an_injected_drift_raises_alerts_on_the_embedded_path(tmp_path):

@@ -83,8 +83,8 @@ def test_a_worse_drift_raises_at_once_and_relaxes_only_after_the_dwell_with_hyst
     (relaxed,) = s.decide(call("veteran", T0 + 3 * DAY_MS + 11 * HOUR, 3)).rates  # 3 days after the raise
     assert relaxed["cause"] == "relaxed" and relaxed["new_rate"] == base
 
-    # an improvement (QA going up) is not a reason to review more
-    assert alert_signal(alert("open", direction=1), policy) is None
+    # threshold alerts (service level, ...) do not move review rates
+    assert alert_signal({**alert("open"), "kind": "threshold"}, policy) is None
     # hysteresis: a target only slightly below the current rate does not move it
     small = replace(policy, drift_factor={"agent": 1.05, "team": 1.05, "site": 1.05})
     s2 = sampler(small)
@@ -158,12 +158,14 @@ def test_a_month_meets_the_minimum_per_agent_and_covers_every_weekday_and_shift_
 
 def test_a_weekday_and_shift_band_without_a_review_this_month_is_drawn_more_often():
     s = sampler(replace(PolicyConfig(), min_per_month=0))
-    s.decide(call("veteran", T0 + 9 * HOUR, 0))
+    t = T0 + 7 * DAY_MS  # Monday 2024-03-11
+    s.decide(call("veteran", t + 9 * HOUR, 0))
     s.agents["veteran"]["cells"] = ["Mon-middle"]  # as if a Monday mid-shift call had been reviewed
-    covered = s.decide(call("veteran", T0 + 10 * HOUR, 1)).decisions[0]
-    uncovered = s.decide(call("veteran", T0 + 8 * HOUR + 1_000, 2, duration=500)).decisions[0]
+    covered = s.decide(call("veteran", t + 10 * HOUR, 1)).decisions[0]
+    uncovered = s.decide(call("veteran", t + 8 * HOUR + 1_000, 2, duration=500)).decisions[0]
     assert covered["cell"] == "Mon-middle" and uncovered["cell"] == "Mon-first_hour"
-    assert uncovered["probability"] == round(covered["probability"] * 3.0, 6)  # same factors while learning
+    ramp = (10 * DAY_MS + 8 * HOUR + 1_000) / (31 * DAY_MS)  # share of March gone; the boost reaches ×3 at its end
+    assert uncovered["probability"] == round(covered["probability"] * (1 + 2 * ramp), 6)  # same factors while learning
 
 
 def test_capacity_caps_a_day_and_keeps_the_riskiest_agents():

@@ -5,7 +5,8 @@ per-call values are skewed (handle time) or binary (transferred, answered in SL,
 metric is averaged over ``subgroup`` observations before the detector sees it; sparse human QA
 scores are charted one by one.
 
-An alert opens on the first signal of a series; while it is open, further signals only update its
+Alerts are about quality getting worse (``WORSE`` gives each metric's bad direction): a signal the
+other way restarts the chart but raises nothing. An alert opens on the first such signal of a series; while it is open, further signals only update its
 evidence (de-duplication). It clears after ``clear_after`` consecutive in-control observations and
 no sooner than ``min_open_ms`` after it opened (hysteresis: no flapping). Severity: ``critical``
 for a Shewhart jump or a shift of at least ``critical_sigmas``, else ``warning``. Each alert event
@@ -29,13 +30,17 @@ class MetricChart:
     subgroup: int = 1
 
 
+# which way each metric goes when quality gets worse
+WORSE = {"qa_human": -1, "qa_auto": -1, "qa_test_call": -1, "handle_s": 1, "hold_s": 1, "transferred": 1,
+         "sentiment_negative": 1, "service_level": -1, "abandoned": 1}
+
 # per metric: the chart (sigma floor in the metric's unit, for subgroup means) and the subgroup size
 CHARTS = {
     "qa_human": MetricChart(ChartConfig(min_sigma=2.0)),
     "qa_test_call": MetricChart(ChartConfig(min_sigma=2.0)),
     "qa_auto": MetricChart(ChartConfig(warmup=20, min_sigma=2.0), 10),
-    "handle_s": MetricChart(ChartConfig(warmup=20, min_sigma=10.0), 10),
-    "hold_s": MetricChart(ChartConfig(warmup=20, min_sigma=5.0), 10),
+    "handle_s": MetricChart(ChartConfig(warmup=30, min_sigma=10.0), 20),
+    "hold_s": MetricChart(ChartConfig(warmup=30, min_sigma=5.0), 25),
     "sentiment_negative": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 10),
     "transferred": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
     "service_level": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
@@ -68,8 +73,9 @@ class QualityMonitor:
             return []
         mean, s["sum"], s["n"] = s["sum"] / s["n"], 0.0, 0
         signal = update(s["chart"], mean, chart.chart)
+        metric = key.rsplit("|", 1)[1]
         out = []
-        if signal is not None:
+        if signal is not None and signal.direction == WORSE[metric]:
             s["calm"] = 0
             if s["alert"] is None:
                 s["alert"] = {"alert_id": f"{key}|{at_ms}", "opened_ms": at_ms, "signals": 0}

@@ -93,6 +93,12 @@ class Processor:
                 "duration_ms": event["duration_ms"], "at_ms": t}
 
 
+def sampling_signal(series: str) -> list[tuple[str, str, str]]:
+    """(agent, site, metric) when an observation is an attitude or emotion signal for the sampler."""
+    level, site, entity, metric = series.split("|")
+    return [(entity, site, metric)] if level == "agent" and metric in ("qa_auto", "sentiment_negative") else []
+
+
 def alert_signals(alert: dict, policy: PolicyConfig, profiles) -> list[tuple[str, str, dict, int]]:
     """A drift alert as signals to the agents it concerns (none for other alerts)."""
     found = alert_signal(alert, policy)
@@ -152,6 +158,8 @@ class Chain:
             return None
         for key, value, at in update.observations:
             update.alerts += self.monitor.observe(key, value, at)
+            for agent, site, metric in sampling_signal(key):
+                self.sampler.observe(agent, site, metric, value, self._partition(agent))
         for alert in update.alerts:
             update.signals += alert_signals(alert, self.processor.policy, self.processor.profiles)
         for agent, signal_id, signal, at in update.signals:

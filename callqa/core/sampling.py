@@ -12,9 +12,10 @@ what caused it, the signal and its evidence.
 
 **Per recording** the probability is the agent's rate times call factors — shift hour, peak traffic
 and call-duration bucket, each the manual's share of reviews divided by the share of calls observed
-in that bucket (learned per site and partition, clipped), and the day of the agent's rotation
-(60/70/80/100/120%). A weekday × shift-band cell the agent has no review in this month gets
-``coverage_factor`` more; an agent behind pace for ``min_per_month`` reviews gets the rate that
+in that bucket (learned per site and partition, clipped), the day of the agent's rotation
+(60/70/80/100/120%), and attitude and emotion: the agent's automatic-QA shortfall and customers'
+negative sentiment (EWMAs) against their site's. A weekday × shift-band cell the agent has no review in this month gets up to
+``coverage_factor`` more (rising as the month runs out); an agent behind pace for ``min_per_month`` reviews gets the rate that
 catches up. The draw is a keyed hash of the call id: unpredictable without the key, and the same on
 a replay. Selections are capped by QA capacity (reviewers × reviews per hour × hours a day, split
 evenly over partitions): when a day is full, a call of a riskier agent (higher rate multiplier)
@@ -39,9 +40,6 @@ DAY_MS = 86_400_000
 BANDS = ("first_hour", "middle", "last_two_hours")
 DURATIONS = ((15_000, "under_15s"), (50_000, "15_50s"), (80_000, "50_80s"), (200_000, "80_200s"), (math.inf, "over_200s"))
 METHODS = ("recording_review", "live_remote", "side_by_side")
-# which way each monitored metric goes when quality gets worse
-WORSE = {"qa_human": -1, "qa_auto": -1, "qa_test_call": -1, "handle_s": 1, "hold_s": 1, "transferred": 1,
-         "sentiment_negative": 1, "service_level": -1, "abandoned": 1}
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,9 @@ class PolicyConfig:
     duration_share: dict = field(default_factory=lambda: {"under_15s": 0.0, "15_50s": 0.15, "50_80s": 0.40,
                                                           "80_200s": 0.30, "over_200s": 0.15})
     factor_clip: tuple = (0.25, 4.0)
+    signal_alpha: float = 0.05  # EWMA weight of attitude (automatic QA) and emotion (negative sentiment) signals
+    signal_min: int = 20  # an agent's observations before their signals count
+    signal_clip: tuple = (0.5, 3.0)
     learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
     change_factor: float = 2.0
@@ -129,15 +130,13 @@ def agent_targets(level: str, ids: list[str], site: str | None, profiles: Mappin
 
 
 def alert_signal(alert: dict, policy: PolicyConfig) -> tuple[list[str], str, dict] | None:
-    """(scope level, scope ids), signal id and signal of a quality alert that raises review rates:
-    a drift towards worse quality at agent, team or site level. None for anything else."""
+    """(scope level, scope ids), signal id and signal of a quality alert (always towards worse
+    quality, see ``monitor.WORSE``) at agent, team or site level. None for other alerts."""
     if alert.get("kind", "drift") != "drift" or alert["level"] not in policy.drift_factor:
         return None
     if alert["status"] == "cleared":
         return [alert["level"], alert["entity_id"]], alert["alert_id"], {"active": False}
     evidence = json.loads(alert["evidence"])
-    if evidence["direction"] != WORSE.get(alert["metric"]):
-        return None
     return [alert["level"], alert["entity_id"]], alert["alert_id"], {
         "active": True, "kind": f"drift:{alert['level']}", "factor": policy.drift_factor[alert["level"]],
         "until_ms": None, "evidence": {"series": f"{alert['level']}|{alert['site_id']}|{alert['entity_id']}|{alert['metric']}",
@@ -220,6 +219,20 @@ class Sampler:
                  "evidence": json.dumps(signal["evidence"]) if signal else ""}]
 
     # -- per recording ------------------------------------------------------------------------
+    def observe(self, agent_id: str, site_id: str, metric: str, value: float, partition: str = "0") -> None:
+        """An agent's automatic-QA % (``qa_auto``) or a call's negative sentiment (``sentiment_negative``):
+        the attitude and emotion signals, as EWMAs of the shortfall per agent and per site."""
+        alpha, bad = self.policy.signal_alpha, 100.0 - value if metric == "qa_auto" else value
+        a = self._agent(agent_id)
+        n, mean = a.setdefault("signal_n", {}).get(metric, 0), a.setdefault("signal_ewma", {}).get(metric, bad)
+        a["signal_n"][metric], a["signal_ewma"][metric] = n + 1, mean + max(alpha, 1 / (n + 1)) * (bad - mean)
+        self.agents[agent_id] = a
+        part = self.partitions.get(partition) or {"day": "", "queue": [], "month": "", "stats": {}}
+        site = part.setdefault("signals", {}).setdefault(site_id, {})
+        n, mean = site.get(f"{metric}:n", 0), site.get(metric, bad)
+        site[f"{metric}:n"], site[metric] = n + 1, mean + max(alpha / 10, 1 / (n + 1)) * (bad - mean)
+        self.partitions[partition] = part
+
     def decide(self, c: dict, partition: str = "0") -> Decisions:
         """Select or skip one recorded call (a candidate from ``Processor``)."""
         p, at = self.policy, c["at_ms"]
@@ -237,7 +250,9 @@ class Sampler:
         part = self._partition(partition, day, at)
         factors, cell = self._call_factors(part, c, a)
         rate = a["rate"] * math.prod(factors.values())
-        covered = rate * (1 if cell in a["cells"] else p.coverage_factor)
+        month_start, month_end = _month_bounds(at)
+        ramp = (at - month_start) / (month_end - month_start)  # uncovered cells matter more as the month runs out
+        covered = rate * (1 if cell in a["cells"] else 1 + (p.coverage_factor - 1) * ramp)
         pace = self._pace(a, at)
         probability = min(1.0, max(covered, pace))
         u = uniform(self.key, c["call_id"])
@@ -287,6 +302,8 @@ class Sampler:
 
     def _partition(self, partition: str, day: str, at_ms: int) -> dict:
         part = self.partitions.get(partition) or {"day": day, "queue": [], "month": _month(at_ms), "stats": {}}
+        if not part["month"]:
+            part["month"] = _month(at_ms)
         if day > part["day"]:  # a new day's queue (a late call of an earlier day joins today's)
             part.update(day=day, queue=[])
         if part["month"] != _month(at_ms):  # older months count half: shares follow the traffic
@@ -322,6 +339,11 @@ class Sampler:
             else:
                 factors[dim] = round(min(p.factor_clip[1], max(p.factor_clip[0], share / present / (seen / total))), 4) if share else 0.0
         factors["rotation"] = p.rotation_factor[a["rotation"] % len(p.rotation_factor)]
+        site = part.get("signals", {}).get(c["site_id"], {})
+        for metric, name in (("qa_auto", "attitude"), ("sentiment_negative", "emotion")):
+            mine, theirs = a.get("signal_ewma", {}).get(metric), site.get(metric)
+            if a.get("signal_n", {}).get(metric, 0) >= p.signal_min and theirs:
+                factors[name] = round(min(p.signal_clip[1], max(p.signal_clip[0], mine / theirs)), 4)
         for key in (f"hour:{hour}", *(f"{d}:{b}" for d, b in observed.items()), *(f"{d}:total" for d in observed)):
             counts[key] = counts.get(key, 0) + 1
         weekday = datetime.fromtimestamp(answered / 1000, UTC).strftime("%a")
