@@ -69,7 +69,7 @@ class Processor:
         elif kind in ("evaluation.submitted", "speech.analyzed"):
             update = self.qa.apply(event)
         elif kind == "recording.completed":
-            update = Update(candidates=[self.candidate(event)])
+            update = self._recorded(event)
         else:  # ops.changed: a signal to every agent in its scope
             signal_id, signal = change_signal(event, self.policy)
             at = time_ms(event["event_time"])
@@ -82,10 +82,20 @@ class Processor:
                 update.extend(swept)
         return update
 
-    def candidate(self, event: dict) -> dict:
-        """What the sampling stage needs of a recorded call (the call's state is on this partition)."""
+    def _recorded(self, event: dict) -> Update | None:
+        """A recorded call for the sampling stage, once (a repeated event is dropped while the call's
+        state, on this partition, remembers it)."""
+        call = self.calls.states.get(event["call_id"])
+        if call is not None:
+            if event["event_id"] in call["seen"]:
+                return None
+            call["seen"].append(event["event_id"])
+            self.calls.states[event["call_id"]] = call
+        return Update(candidates=[self.candidate(event, call or {})])
+
+    def candidate(self, event: dict, call: dict) -> dict:
+        """What the sampling stage needs of a recorded call."""
         t = time_ms(event["event_time"])
-        call = self.calls.states.get(event["call_id"]) or {}
         answers = call.get("answers") or []
         return {"call_id": event["call_id"], "recording_id": event["recording_id"], "storage_uri": event["storage_uri"],
                 "agent_id": event["agent_id"], "site_id": event["site_id"], "queue_id": call.get("queue_id"),

@@ -26,6 +26,7 @@ keyed by agent; dicts in the embedded runner).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -37,6 +38,7 @@ from datetime import UTC, date, datetime
 from schemas import format_ms, time_ms
 
 DAY_MS = 86_400_000
+EPOCH = date(1970, 1, 1).toordinal()
 BANDS = ("first_hour", "middle", "last_two_hours")
 DURATIONS = ((15_000, "under_15s"), (50_000, "15_50s"), (80_000, "50_80s"), (200_000, "80_200s"), (math.inf, "over_200s"))
 METHODS = ("recording_review", "live_remote", "side_by_side")
@@ -93,15 +95,28 @@ def uniform(key: bytes, call_id: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _month(at_ms: int) -> str:
-    return format_ms(at_ms)[:7]
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _month_bounds(at_ms: int) -> tuple[int, int]:
-    d = datetime.fromtimestamp(at_ms / 1000, UTC)
+@functools.lru_cache(maxsize=4096)
+def _calendar(day: int) -> tuple[str, str, int, int]:
+    """Of an epoch day: its date, its month, and the month's first and end ms (cached: hot path)."""
+    d = date.fromordinal(EPOCH + day)
     start = datetime(d.year, d.month, 1, tzinfo=UTC)
     end = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return d.isoformat(), d.isoformat()[:7], int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shift_minutes(start: str, end: str) -> tuple[int, int]:
+    """A shift's start minute of the day and its length in minutes ("HH:MM" strings)."""
+    first = int(start[:2]) * 60 + int(start[3:])
+    return first, (int(end[:2]) * 60 + int(end[3:]) - first) % 1440 or 1440
+
+
+@functools.lru_cache(maxsize=65536)
+def _epoch_day(iso_date: str) -> int:
+    return date.fromisoformat(iso_date).toordinal() - EPOCH
 
 
 @dataclass
@@ -163,6 +178,7 @@ class Sampler:
         self.policy = policy
         self.key = key
         self.capacity = max(1, math.ceil(policy.daily_capacity / shares))  # per partition and day
+        self._peak_share = {"peak": policy.peak_share, "off_peak": 1 - policy.peak_share}
 
     # -- the agent's rate ---------------------------------------------------------------------
     def signal(self, agent_id: str, signal_id: str, signal: dict, at_ms: int) -> Decisions:
@@ -178,14 +194,14 @@ class Sampler:
 
     def _agent(self, agent_id: str) -> dict:
         return self.agents.get(agent_id) or {"rate": None, "since": 0, "factors": {}, "signals": {}, "month": "", "first_ms": 0,
-                                             "calls": 0, "selected": 0, "cells": [], "work_day": "", "rotation": 0,
+                                             "calls": 0, "selected": 0, "cells": [], "work_day": 0, "rotation": 0,
                                              "changes": 0}
 
     def _factors(self, agent_id: str, a: dict, at_ms: int) -> tuple[dict, str | None]:
         p, profile = self.policy, self.profiles.get(agent_id) or {}
         tenure = 1.0
         if profile.get("hire_date"):
-            days = (datetime.fromtimestamp(at_ms / 1000, UTC).date() - date.fromisoformat(profile["hire_date"])).days
+            days = at_ms // DAY_MS - _epoch_day(profile["hire_date"])
             tenure = p.new_hire_factor if days < p.new_hire_days else p.first_year_factor if days < 365 else 1.0
         strongest, signal = None, 1.0
         for sid, s in sorted(a["signals"].items()):
@@ -194,6 +210,18 @@ class Sampler:
         for sid in [sid for sid, s in a["signals"].items() if s["until_ms"] is not None and s["until_ms"] <= at_ms]:
             del a["signals"][sid]  # over: it no longer holds the rate up
         return {"tenure": tenure, "tier": p.tier_factor.get(profile.get("tier") or "middle", 1.0), "signal": signal}, strongest
+
+    def _recheck_ms(self, agent_id: str, a: dict, at_ms: int, target: float) -> int:
+        """The next time the agent's target rate can move without a new signal: a signal starting or
+        ending, a tenure step, or the dwell ending while a lower target waits."""
+        times = [s[k] for s in a["signals"].values() for k in ("from_ms", "until_ms") if s.get(k) and s[k] > at_ms]
+        hired = (self.profiles.get(agent_id) or {}).get("hire_date")
+        if hired:
+            times += [t for t in ((_epoch_day(hired) + d) * DAY_MS for d in (self.policy.new_hire_days, 365)) if t > at_ms]
+        if a["rate"] is not None and target < a["rate"]:
+            times.append(a["since"] + self.policy.dwell_ms)
+        return min(times, default=2**62)
+
 
     def _rebalance(self, agent_id: str, a: dict, at_ms: int) -> list[dict]:
         p = self.policy
@@ -207,10 +235,13 @@ class Sampler:
         elif target * p.hysteresis <= old and at_ms - a["since"] >= p.dwell_ms:
             cause = "relaxed"
         else:
+            a["recheck_ms"] = self._recheck_ms(agent_id, a, at_ms, target) if target * p.hysteresis <= old else \
+                self._recheck_ms(agent_id, a, at_ms, old)
             return []
         changed = sorted(k for k in factors if factors[k] != a["factors"].get(k))
         signal = a["signals"].get(strongest) if strongest else None
         a.update(rate=target, since=at_ms, factors=factors, changes=a["changes"] + 1)
+        a["recheck_ms"] = self._recheck_ms(agent_id, a, at_ms, target)
         profile = self.profiles.get(agent_id) or {}
         return [{"change_id": f"{agent_id}|{a['changes']}", "agent_id": agent_id, "site_id": profile.get("site_id") or "",
                  "team_id": profile.get("team_id") or "", "at": format_ms(at_ms), "old_rate": old or 0.0,
@@ -238,32 +269,36 @@ class Sampler:
         p, at = self.policy, c["at_ms"]
         agent_id = c["agent_id"]
         a = self._agent(agent_id)
-        out = Decisions(rates=self._rebalance(agent_id, a, at))
-        if a["month"] != _month(at):
-            a.update(month=_month(at), first_ms=at, calls=0, selected=0, cells=[])
+        profile = self.profiles.get(agent_id) or {}
+        profile_key = f"{profile.get('hire_date')}|{profile.get('tier')}"
+        if at >= a.get("recheck_ms", 0) or a.get("profile") != profile_key:  # else the target cannot have moved
+            a["profile"] = profile_key
+            out = Decisions(rates=self._rebalance(agent_id, a, at))
+        else:
+            out = Decisions()
+        day_index = at // DAY_MS
+        day, month, month_start, month_end = _calendar(day_index)
+        if a["month"] != month:
+            a.update(month=month, first_ms=at, calls=0, selected=0, cells=[])
         a["calls"] += 1
-        day = format_ms(at)[:10]
-        if a["work_day"] != day:
-            gap = (date.fromisoformat(day) - date.fromisoformat(a["work_day"])).days if a["work_day"] else 99
-            a["rotation"] = a["rotation"] + 1 if gap == 1 else 0
-            a["work_day"] = day
-        part = self._partition(partition, day, at)
-        factors, cell = self._call_factors(part, c, a)
+        if a["work_day"] != day_index:
+            a["rotation"] = a["rotation"] + 1 if day_index - a["work_day"] == 1 else 0
+            a["work_day"] = day_index
+        part = self._partition(partition, day, month)
+        factors, cell = self._call_factors(part, c, a, profile)
         rate = a["rate"] * math.prod(factors.values())
-        month_start, month_end = _month_bounds(at)
         ramp = (at - month_start) / (month_end - month_start)  # uncovered cells matter more as the month runs out
         covered = rate * (1 if cell in a["cells"] else 1 + (p.coverage_factor - 1) * ramp)
-        pace = self._pace(a, at)
+        pace = self._pace(a, at, month_start, month_end)
         probability = min(1.0, max(covered, pace))
         u = uniform(self.key, c["call_id"])
         reason = "rate" if u < rate else "coverage" if u < covered else "pace" if u < pace else "not drawn"
-        profile = self.profiles.get(agent_id) or {}
         risk = round(a["rate"] / p.base_rate, 4)
         decision = {"call_id": c["call_id"], "recording_id": c["recording_id"], "agent_id": agent_id,
                     "site_id": c["site_id"], "team_id": profile.get("team_id") or "", "queue_id": c.get("queue_id") or "",
                     "at": format_ms(at), "selected": u < probability, "reason": reason, "probability": round(probability, 6),
-                    "agent_rate": a["rate"], "risk": risk, "cell": cell, "factors": json.dumps(factors),
-                    "method": self._method(agent_id, a, at), "version": 1}
+                    "agent_rate": a["rate"], "risk": risk, "cell": cell, "factors": factors,
+                    "method": self._method(profile, a, at), "version": 1}
         if decision["selected"]:
             self._enqueue(part, decision, c, u, out, a)
             if decision["selected"]:
@@ -275,11 +310,10 @@ class Sampler:
         self.partitions[partition] = part
         return out
 
-    def _pace(self, a: dict, at_ms: int) -> float:
+    def _pace(self, a: dict, at_ms: int, month_start: int, month_end: int) -> float:
         """The probability that still reaches ``min_per_month`` reviews by the month's end (pro rata
         for an agent first seen mid-month), projecting the agent's calls so far; 0 when on pace or
         before a tenth of the agent's month has passed."""
-        month_start, month_end = _month_bounds(at_ms)
         span = month_end - a["first_ms"]
         fraction = (at_ms - a["first_ms"]) / span
         target = self.policy.min_per_month * span / (month_end - month_start)
@@ -288,76 +322,84 @@ class Sampler:
         remaining = a["calls"] / fraction * (1 - fraction)
         return (target - a["selected"]) / max(remaining, 1.0)
 
-    def _method(self, agent_id: str, a: dict, at_ms: int) -> str:
+    def _method(self, profile: dict, a: dict, at_ms: int) -> str:
         """Side-by-side for new hires and agents whose own quality drifted; live listening while a
         team/site drift or an operational change holds the rate up; otherwise recording review."""
-        profile = self.profiles.get(agent_id) or {}
         hired = profile.get("hire_date")
-        if hired and (datetime.fromtimestamp(at_ms / 1000, UTC).date() - date.fromisoformat(hired)).days < self.policy.new_hire_days:
+        if hired and at_ms // DAY_MS - _epoch_day(hired) < self.policy.new_hire_days:
             return "side_by_side"
+        if not a["signals"]:
+            return "recording_review"
         kinds = {s["kind"] for s in a["signals"].values() if s.get("from_ms", 0) <= at_ms}
         if "drift:agent" in kinds:
             return "side_by_side"
         return "live_remote" if kinds else "recording_review"
 
-    def _partition(self, partition: str, day: str, at_ms: int) -> dict:
-        part = self.partitions.get(partition) or {"day": day, "queue": [], "month": _month(at_ms), "stats": {}}
-        if not part["month"]:
-            part["month"] = _month(at_ms)
+    def _partition(self, partition: str, day: str, month: str) -> dict:
+        part = self.partitions.get(partition) or {"day": day, "queue": [], "month": month, "stats": {}}
         if day > part["day"]:  # a new day's queue (a late call of an earlier day joins today's)
-            part.update(day=day, queue=[])
-        if part["month"] != _month(at_ms):  # older months count half: shares follow the traffic
-            part["month"] = _month(at_ms)
-            for counts in part["stats"].values():
-                for k in counts:
-                    counts[k] /= 2
+            part.update(day=day, queue=[], queued={})
+        if part["month"] != month:  # older months count half: shares follow the traffic
+            if part["month"]:
+                for counts in part["stats"].values():
+                    counts["hours"] = [n / 2 for n in counts["hours"]]
+                    counts["total"] /= 2
+                    for dim in ("band", "peak", "duration"):
+                        counts[dim] = {b: n / 2 for b, n in counts[dim].items()}
+            part["month"] = month
         return part
 
-    def _call_factors(self, part: dict, c: dict, a: dict) -> tuple[dict, str]:
+    def _call_factors(self, part: dict, c: dict, a: dict, profile: dict) -> tuple[dict, str]:
         """Multipliers of the agent's rate for this call, and its coverage cell (weekday-shift band)."""
         p = self.policy
         answered = c["answered_ms"]
         hour = answered // 3_600_000 % 24
-        band = self._band(c["agent_id"], answered)
+        band = self._band(profile.get("shift"), answered)
         duration = next(name for limit, name in DURATIONS if c["duration_ms"] < limit)
-        counts = part["stats"].setdefault(c["site_id"], {})
-        hours = [counts.get(f"hour:{h}", 0) for h in range(24)]
-        open_hours = sum(1 for n in hours if n)
-        peak = bool(open_hours) and hours[hour] >= p.peak_hour_ratio * sum(hours) / open_hours
-        observed = {"band": band, "peak": str(peak), "duration": duration}
-        targets = {"band": p.shift_share, "peak": {"True": p.peak_share, "False": 1 - p.peak_share},
-                   "duration": p.duration_share}
+        counts = part["stats"].setdefault(c["site_id"], {"hours": [0] * 24, "total": 0, "band": {}, "peak": {},
+                                                          "duration": {}})
+        hours, total = counts["hours"], counts["total"]
+        open_hours = 24 - hours.count(0)
+        peak = "peak" if open_hours and hours[hour] >= p.peak_hour_ratio * total / open_hours else "off_peak"
         factors = {}
-        for dim, bucket in observed.items():
-            total = counts.get(f"{dim}:total", 0)
-            seen = counts.get(f"{dim}:{bucket}", 0)
-            # target shares renormalised over the buckets that have calls (no calls, nothing to steer)
-            present = sum(share for b, share in targets[dim].items() if counts.get(f"{dim}:{b}"))
-            share = targets[dim].get(bucket, 0.0)
-            if total < p.learn_calls or not seen or not present:
+        low, high = p.factor_clip
+        for dim, bucket, targets in (("band", band, p.shift_share), ("peak", peak, self._peak_share),
+                                     ("duration", duration, p.duration_share)):
+            seen = counts[dim]
+            n = seen.get(bucket, 0)
+            if total < p.learn_calls or not n:
                 factors[dim] = 1.0
             else:
-                factors[dim] = round(min(p.factor_clip[1], max(p.factor_clip[0], share / present / (seen / total))), 4) if share else 0.0
+                # the target share renormalised over the buckets that have calls (none: nothing to steer)
+                share = targets.get(bucket, 0.0) / self._present(targets, seen)
+                factors[dim] = round(min(high, max(low, share * total / n)), 4)
+            seen[bucket] = n + 1
+        hours[hour] += 1
+        counts["total"] = total + 1
         factors["rotation"] = p.rotation_factor[a["rotation"] % len(p.rotation_factor)]
         site = part.get("signals", {}).get(c["site_id"], {})
         for metric, name in (("qa_auto", "attitude"), ("sentiment_negative", "emotion")):
             mine, theirs = a.get("signal_ewma", {}).get(metric), site.get(metric)
             if a.get("signal_n", {}).get(metric, 0) >= p.signal_min and theirs:
                 factors[name] = round(min(p.signal_clip[1], max(p.signal_clip[0], mine / theirs)), 4)
-        for key in (f"hour:{hour}", *(f"{d}:{b}" for d, b in observed.items()), *(f"{d}:total" for d in observed)):
-            counts[key] = counts.get(key, 0) + 1
-        weekday = datetime.fromtimestamp(answered / 1000, UTC).strftime("%a")
-        return factors, f"{weekday}-{band}"
+        return factors, f"{WEEKDAYS[(answered // DAY_MS + 3) % 7]}-{band}"  # 1970-01-01 was a Thursday
 
-    def _band(self, agent_id: str, t: int) -> str:
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _present_of(targets: tuple, buckets: frozenset) -> float:
+        return sum(share for b, share in targets if b in buckets) or 1.0
+
+    def _present(self, targets: dict, seen: dict) -> float:
+        """The target shares of the buckets seen so far (cached: the set rarely changes)."""
+        return self._present_of(tuple(targets.items()), frozenset(seen))
+
+    @staticmethod
+    def _band(shift: dict | None, t: int) -> str:
         """Where in the agent's shift a call falls (the profile's shift; 'middle' without one)."""
-        shift = (self.profiles.get(agent_id) or {}).get("shift")
         if not shift:
             return "middle"
-        minute = t // 60_000 % 1440
-        start = int(shift["start"][:2]) * 60 + int(shift["start"][3:])
-        end = int(shift["end"][:2]) * 60 + int(shift["end"][3:])
-        into, length = (minute - start) % 1440, (end - start) % 1440 or 1440
+        start, length = _shift_minutes(shift["start"], shift["end"])
+        into = (t // 60_000 % 1440 - start) % 1440
         return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
 
     def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict) -> None:
@@ -365,11 +407,15 @@ class Sampler:
         call displaces the least risky one; otherwise the new call is skipped."""
         entry = [decision["risk"], -u, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", "")}]
         queue = part["queue"]
+        queued = part.setdefault("queued", {})
+        if c["call_id"] in queued:  # the same recording again: already queued
+            return
         if len(queue) >= self.capacity:
             if entry[:2] <= queue[0][:2]:
                 decision.update(selected=False, reason=f"capacity ({self.capacity} reviews a day in this partition)")
                 return
             _, _, _, dropped = heapq.heapreplace(queue, entry)
+            del queued[dropped["call_id"]]
             revised = {k: v for k, v in dropped.items() if k != "storage_uri"}
             revised.update(selected=False, reason=f"displaced by a riskier call ({c['call_id']})", version=2)
             out.decisions.append(revised)
@@ -382,6 +428,7 @@ class Sampler:
                     self.agents[dropped["agent_id"]] = owner
         else:
             heapq.heappush(queue, entry)
+        queued[c["call_id"]] = 1
         out.reviews.append(review_row(entry[3], "queued"))
 
 

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS sampling_decisions
     agent_rate   Float64,
     risk         Float64,
     cell         LowCardinality(String),
-    factors      String,
+    factors      Map(String, Float64),
     method       LowCardinality(String),
     version      UInt32
 )
