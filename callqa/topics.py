@@ -7,8 +7,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from .config import Config
 
 
+def internal_topic(config: Config, name: str) -> str:
+    """The name of one of the worker's internal (repartition) topics."""
+    return f"{config.app_id}-{name}"
+
+
+INTERNAL = ("fcr-notes", "window-deltas", "observations", "sampling-inputs")
+
+
 def topic_names(config: Config) -> list[str]:
-    return [config.topic_events, config.topic_dead_letters, config.topic_call_records,
+    """Every topic the worker reads or writes except faust's changelogs: created up front, so the
+    worker's consumer is assigned all of them from the start."""
+    return [*(internal_topic(config, name) for name in INTERNAL), config.topic_events, config.topic_dead_letters, config.topic_call_records,
             config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling,
             config.topic_sampling_decisions, config.topic_review_queue]
 

@@ -31,6 +31,7 @@ from callqa.core.pipeline import Processor, Watermarks, alert_signals, sampling_
 from callqa.core.sampling import Sampler
 from callqa.core.thresholds import ThresholdMonitor
 from callqa.partitions import partition_of
+from callqa.topics import internal_topic
 from schemas import InvalidEvent, time_ms, validate
 
 
@@ -57,11 +58,11 @@ def create_app(config: Config) -> faust.App:
     call_records = app.topic(config.topic_call_records, partitions=n, **raw)
     kpis = app.topic(config.topic_kpis, partitions=n, **raw)
     evaluations = app.topic(config.topic_evaluations, partitions=n, **raw)
-    fcr_notes = app.topic(f"{config.app_id}-fcr-notes", partitions=n, internal=True, **raw)
-    deltas = app.topic(f"{config.app_id}-window-deltas", partitions=n, internal=True, **raw)
-    observations = app.topic(f"{config.app_id}-observations", partitions=n, internal=True, **raw)
+    fcr_notes = app.topic(internal_topic(config, "fcr-notes"), partitions=n, internal=True, **raw)
+    deltas = app.topic(internal_topic(config, "window-deltas"), partitions=n, internal=True, **raw)
+    observations = app.topic(internal_topic(config, "observations"), partitions=n, internal=True, **raw)
     alerts = app.topic(config.topic_alerts, partitions=n, **raw)
-    sampling_inputs = app.topic(f"{config.app_id}-sampling-inputs", partitions=n, internal=True, **raw)
+    sampling_inputs = app.topic(internal_topic(config, "sampling-inputs"), partitions=n, internal=True, **raw)
     rate_changes = app.topic(config.topic_sampling, partitions=n, **raw)
     decisions = app.topic(config.topic_sampling_decisions, partitions=n, **raw)
     review_queue = app.topic(config.topic_review_queue, partitions=n, **raw)
@@ -74,20 +75,21 @@ def create_app(config: Config) -> faust.App:
     windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
     window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
     monitor = QualityMonitor(app.Table("series", partitions=n))
-    thresholds = ThresholdMonitor(app.Table("thresholds", partitions=n))
+    thresholds = ThresholdMonitor(app.Table("thresholds", partitions=n), sources=n)
     sampler = Sampler(app.Table("sampling-agents", partitions=n), app.Table("sampling-partitions", partitions=n),
                       processor.profiles, config.policy, config.sampling_key, n)
 
     def owned_by(partition: int, key_of=lambda key: key):
         return lambda key: partition_of(key_of(key), n) == partition
 
-    async def send_deltas(pairs) -> None:
-        """One message per series (all windows of one site, queue, team or agent) and event."""
+    async def send_deltas(pairs, source: list | None = None) -> None:
+        """One message per series (all windows of one site, queue, team or agent) and event; from the
+        per-event stage, with its partition and watermark (``source``) for the threshold judge."""
         by_series: dict[str, list] = {}
         for key, delta in pairs:
             by_series.setdefault(series_of(key), []).append([key, delta])
         for series, items in by_series.items():
-            await deltas.send(key=series.encode(), value=orjson.dumps(items))
+            await deltas.send(key=series.encode(), value=orjson.dumps({"source": source, "deltas": items}))
 
     async def send_signals(signals) -> None:
         for agent, signal_id, signal, at in signals:
@@ -121,7 +123,7 @@ def create_app(config: Config) -> faust.App:
                 await observations.send(key=series.encode(), value=orjson.dumps([value, at]))
                 for agent, site, metric in sampling_signal(series):
                     await sampling_inputs.send(key=agent.encode(), value=orjson.dumps({"observe": [site, metric, value]}))
-            await send_deltas(update.deltas)
+            await send_deltas(update.deltas, [str(message.partition), processor.watermarks.marks[str(message.partition)]])
             for candidate in update.candidates:
                 await sampling_inputs.send(key=candidate["agent_id"].encode(), value=orjson.dumps({"candidate": candidate}))
             await send_signals(update.signals)
@@ -139,7 +141,10 @@ def create_app(config: Config) -> faust.App:
     async def aggregate(stream):
         async for event in stream.events():
             partition, latest = event.message.partition, 0
-            for key, delta in orjson.loads(event.value):
+            message = orjson.loads(event.value)
+            if message["source"]:
+                thresholds.advance(event.key.decode(), *message["source"])
+            for key, delta in message["deltas"]:
                 windows.apply(key, delta)
                 latest = max(latest, int(key.rsplit("|", 1)[1]))
             watermark, due = window_marks.advance(str(partition), latest)

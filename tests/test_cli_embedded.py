@@ -21,6 +21,9 @@ def store_snapshot(data_dir):
             "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
             "evaluations": store.query("SELECT * EXCEPT version FROM evaluations FINAL ORDER BY evaluation_id")[1],
             "alerts": store.query("SELECT * FROM alerts FINAL ORDER BY ALL")[1],
+            "sampling": store.query("SELECT * FROM sampling_decisions FINAL ORDER BY call_id")[1],
+            "reviews": store.query("SELECT * FROM review_queue FINAL ORDER BY call_id")[1],
+            "rates": store.query("SELECT * EXCEPT change_id FROM sampling_rates FINAL ORDER BY agent_id, at, new_rate")[1],
         }
     finally:
         store.close()

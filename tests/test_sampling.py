@@ -219,11 +219,24 @@ def test_threshold_alerts_judge_closed_windows_with_hysteresis():
                 "abandon_rate": 0.01, "asa_s": 5.0}
 
     events = []
-    for i, sl in enumerate([0.9, 0.5, 0.5, 0.79, 0.82, 0.85, 0.9, 0.9]):
-        events += m.observe(window(i, sl))
-        events += m.observe(window(i, sl))  # re-emitted rows of an open window change nothing
-    assert [(e["status"], e["severity"]) for e in events] == [("open", "critical"), ("update", "critical"),
-                                                             ("update", "warning"), ("cleared", None)]
+    for i, sl in enumerate([0.9, 0.5, 0.5, 0.79, 0.82, 0.85, 0.9, 0.9, 0.9]):
+        events += m.observe(window(i, 0.99), T0 + i * 900_000)  # early figures, replaced by later ones
+        events += m.observe(window(i, sl), T0 + (i + 1) * 900_000)  # judged once 15 min past its end
+        if i >= 3:
+            events += m.observe(window(i - 3, 0.0), T0 + (i + 1) * 900_000)  # a late correction: not judged again
+    assert [(e["status"], e["severity"], json.loads(e["evidence"])["window_start"][11:16]) for e in events] == [
+        ("open", "critical", "00:15"), ("update", "critical", "00:30"), ("update", "warning", "00:45"),
+        ("cleared", None, "01:30")]
     # 0.82 is inside the limit but within the margin: not calm; 0.85 and 0.9 are: cleared after two
     assert json.loads(events[0]["evidence"])["value"] == 0.5 and events[0]["kind"] == "threshold"
-    assert m.observe(window(20, 0.1, offered=5)) == [] and m.observe(window(21, 0.9)) == []  # too few calls to judge
+    assert events[0]["at"] == format_ms(T0 + 2 * 900_000)  # at the window's end
+    late = [e for i in (20, 21, 22, 23) for e in m.observe(window(i, 0.1, offered=5), T0 + 30 * 900_000)]
+    assert late == []  # too few calls to judge
+    # the worker's inputs: a window is judged once every partition feeding the series has passed it
+    w = ThresholdMonitor({}, sources=2)
+    w.advance("site|s1|s1", "0", T0 + 10 * 900_000)
+    assert w.observe(window(0, 0.5)) == []  # one partition far ahead, the other not heard from yet
+    w.advance("site|s1|s1", "1", T0 + 900_000)  # a partition behind: window 0 not yet judged
+    assert w.observe(window(0, 0.5)) == []
+    w.advance("site|s1|s1", "1", T0 + 2 * 900_000)
+    assert [e["status"] for e in w.observe(window(0, 0.5))] == ["open"]

@@ -170,7 +170,10 @@ def test_faust_and_embedded_paths_give_identical_kpis_on_simulated_traffic(kafka
     assert levels == {"site", "queue", "team", "agent"}
     assert streamed["kpi"] == embedded["kpi"] and streamed["calls"] == embedded["calls"]
     assert streamed["evaluations"] == embedded["evaluations"]
-    assert streamed["alerts"] == embedded["alerts"]
+    assert streamed["alerts"] == embedded["alerts"] and any(a[1] == "threshold" for a in embedded["alerts"])
+    # the same sampling decisions, review queue and rate changes on both paths
+    assert streamed["sampling"] == embedded["sampling"] and streamed["reviews"] == embedded["reviews"]
+    assert streamed["rates"] == embedded["rates"] and embedded["reviews"]
     assert len(embedded["calls"]) > 200 and streamed["dead"] == embedded["dead"] == []
     kinds = {row[1] for row in embedded["evaluations"]}
     assert kinds == {"human", "auto"}  # QA reaches ClickHouse through both paths

@@ -181,4 +181,5 @@ class Chain:
     def drain(self) -> tuple[list[dict], list[dict]]:
         """KPI rows of the windows changed since the last drain, and the threshold alerts they raise."""
         rows = self.kpis.drain()
-        return rows, [alert for row in rows for alert in self.thresholds.observe(row)]
+        progress = self.processor.watermarks.marks.get("0", 0)
+        return rows, [alert for row in rows for alert in self.thresholds.observe(row, progress)]

@@ -1,7 +1,10 @@
 """KPI-threshold alerts on closed windows (service level, abandonment, ASA per site and queue).
 
-A window is judged once the series moves on to a later window, on its final figures; windows with
-fewer than ``min_offered`` calls are not judged (small samples). An alert opens on the first breach
+A window is judged on its figures once the event-time watermark of every input feeding the series
+has passed its end by ``grace_s`` (the embedded runner has one input; the worker's per-event stage
+has one per partition, each running at its own pace, so a window is judged on the same figures
+either way); later corrections to a judged window are not judged again. Windows with fewer than ``min_offered`` calls are not judged
+(small samples). An alert opens on the first breach
 (``critical`` past the critical limit, else ``warning``), further breaches update it (de-duplication)
 and it clears after ``clear_after`` judged windows back inside the limit by ``clear_margin``
 (hysteresis: no flapping). Each event carries its evidence: the window, the value and the limits.
@@ -27,7 +30,10 @@ class ThresholdRule:
     levels: tuple[str, ...] = ("site", "queue")
     min_offered: int = 20
     clear_after: int = 2
+    grace_s: int = 900
 
+
+LEVELS = ("site", "queue")  # the levels any rule judges
 
 RULES = (
     ThresholdRule("service_level", -1, 0.80, 0.60, 0.03),
@@ -37,38 +43,57 @@ RULES = (
 
 
 class ThresholdMonitor:
-    def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES):
+    def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES, sources: int = 1):
+        """``sources``: how many inputs ``advance`` will report (the worker's partitions); a window
+        waits until each has passed it."""
         self.state = state
         self.rules = rules
+        self.sources = sources
 
-    def observe(self, row: dict) -> list[dict]:
-        """One (re)emitted KPI row; returns alert events for the window it closes, if any."""
+    def advance(self, series: str, source: str, watermark_ms: int) -> None:
+        """The watermark of one input (a partition of the per-event stage) feeding ``level|site|entity``."""
+        key = f"marks|{series}"
+        marks = self.state.get(key) or {}
+        if watermark_ms > marks.get(source, 0):
+            marks[source] = watermark_ms
+            self.state[key] = marks
+
+    def observe(self, row: dict, progress_ms: int | None = None) -> list[dict]:
+        """One (re)emitted KPI row; returns alert events of the windows that can now be judged.
+        ``progress_ms``: the input's watermark (one input); else the lowest mark ``advance`` recorded."""
+        if row["level"] not in LEVELS:
+            return []
         out = []
         start = time_ms(row["window_start"])
+        if progress_ms is None:
+            marks = self.state.get(f"marks|{row['level']}|{row['site_id']}|{row['entity_id']}") or {}
+            progress_ms = min(marks.values()) if len(marks) >= self.sources else 0
         for rule in self.rules:
             if row["level"] not in rule.levels or row["window_s"] != rule.window_s:
                 continue
             key = f"{row['level']}|{row['site_id']}|{row['entity_id']}|{rule.metric}|{rule.window_s}"
-            s = self.state.get(key) or {"start": start, "value": None, "offered": 0, "alert": None, "calm": 0}
-            if start > s["start"]:
-                out += self._judge(key, rule, s)
-                s["start"] = start
-            if start == s["start"]:
-                s["value"], s["offered"] = row.get(rule.metric), row.get("offered", 0)
+            s = self.state.get(key) or {"judged": 0, "pending": {}, "alert": None, "calm": 0}
+            if start > s["judged"]:
+                s["pending"][str(start)] = [row.get(rule.metric), row.get("offered", 0)]
+            due = progress_ms - rule.window_s * 1000 - rule.grace_s * 1000
+            for pending in sorted((int(p) for p in s["pending"] if int(p) <= due)):
+                value, offered = s["pending"].pop(str(pending))
+                s["judged"] = pending
+                out += self._judge(key, rule, s, pending, value, offered)
             self.state[key] = s
         return out
 
-    def _judge(self, key: str, rule: ThresholdRule, s: dict) -> list[dict]:
-        value = s["value"]
-        if value is None or s["offered"] < rule.min_offered:
+    def _judge(self, key: str, rule: ThresholdRule, s: dict, start: int, value, offered: int) -> list[dict]:
+        if value is None or offered < rule.min_offered:
             return []
-        at = s["start"] + rule.window_s * 1000
+        at = start + rule.window_s * 1000
+        s["last"] = {"start": start, "value": value, "offered": offered}
         beyond = lambda limit: (value - limit) * rule.worse > 0
         if beyond(rule.warning):
             s["calm"] = 0
             severity = "critical" if beyond(rule.critical) else "warning"
             if s["alert"] is None:
-                s["alert"] = {"alert_id": f"{key}|{s['start']}", "opened_ms": at, "signals": 0}
+                s["alert"] = {"alert_id": f"{key}|{start}", "opened_ms": at, "signals": 0}
             s["alert"]["signals"] += 1
             return [self._event(key, rule, s, "open" if s["alert"]["signals"] == 1 else "update", at, severity)]
         if s["alert"] is not None and (rule.warning - value) * rule.worse >= rule.clear_margin:
@@ -83,9 +108,10 @@ class ThresholdMonitor:
 
     def _event(self, key: str, rule: ThresholdRule, s: dict, status: str, at: int, severity: str | None) -> dict:
         level, site, entity, metric, _ = key.split("|")
-        evidence = {"rule": "below" if rule.worse < 0 else "above", "value": s["value"], "warning": rule.warning,
-                    "critical": rule.critical, "clear_margin": rule.clear_margin, "offered": s["offered"],
-                    "window_start": format_ms(s["start"]), "window_s": rule.window_s}
+        last = s["last"]
+        evidence = {"rule": "below" if rule.worse < 0 else "above", "value": last["value"], "warning": rule.warning,
+                    "critical": rule.critical, "clear_margin": rule.clear_margin, "offered": last["offered"],
+                    "window_start": format_ms(last["start"]), "window_s": rule.window_s}
         return {"alert_id": s["alert"]["alert_id"], "kind": "threshold", "status": status, "at": format_ms(at),
                 "opened_at": format_ms(s["alert"]["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
                 "metric": metric, "severity": severity, "signals": s["alert"]["signals"], "evidence": json.dumps(evidence)}
