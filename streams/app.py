@@ -150,10 +150,11 @@ def create_app(config: Config) -> faust.App:
             watermark, due = window_marks.advance(str(partition), latest)
             if due:
                 windows.sweep(watermark, owned_by(partition, series_of))
-            for row in windows.drain():
+            rows = windows.drain()
+            for row in rows:
                 await kpis.send(key=_row_key(row), value=orjson.dumps(row))
-                for alert in thresholds.observe(row):
-                    await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+            for alert in thresholds.observe(rows):
+                await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
 
     @app.agent(observations)
     async def monitor_quality(stream):

@@ -220,23 +220,28 @@ def test_threshold_alerts_judge_closed_windows_with_hysteresis():
 
     events = []
     for i, sl in enumerate([0.9, 0.5, 0.5, 0.79, 0.82, 0.85, 0.9, 0.9, 0.9]):
-        events += m.observe(window(i, 0.99), T0 + i * 900_000)  # early figures, replaced by later ones
-        events += m.observe(window(i, sl), T0 + (i + 1) * 900_000)  # judged once 15 min past its end
+        events += m.observe([window(i, 0.99)], T0 + i * 900_000)  # early figures, replaced by later ones
+        events += m.observe([window(i, sl)], T0 + (i + 1) * 900_000)  # judged once 15 min past its end
         if i >= 3:
-            events += m.observe(window(i - 3, 0.0), T0 + (i + 1) * 900_000)  # a late correction: not judged again
+            events += m.observe([window(i - 3, 0.0)], T0 + (i + 1) * 900_000)  # a late correction: not judged again
     assert [(e["status"], e["severity"], json.loads(e["evidence"])["window_start"][11:16]) for e in events] == [
         ("open", "critical", "00:15"), ("update", "critical", "00:30"), ("update", "warning", "00:45"),
         ("cleared", None, "01:30")]
     # 0.82 is inside the limit but within the margin: not calm; 0.85 and 0.9 are: cleared after two
     assert json.loads(events[0]["evidence"])["value"] == 0.5 and events[0]["kind"] == "threshold"
     assert events[0]["at"] == format_ms(T0 + 2 * 900_000)  # at the window's end
-    late = [e for i in (20, 21, 22, 23) for e in m.observe(window(i, 0.1, offered=5), T0 + 30 * 900_000)]
+    late = m.observe([window(i, 0.1, offered=5) for i in (20, 21, 22, 23)], T0 + 30 * 900_000)
     assert late == []  # too few calls to judge
     # the worker's inputs: a window is judged once every partition feeding the series has passed it
     w = ThresholdMonitor({}, sources=2)
     w.advance("site|s1|s1", "0", T0 + 10 * 900_000)
-    assert w.observe(window(0, 0.5)) == []  # one partition far ahead, the other not heard from yet
+    assert w.observe([window(0, 0.5)]) == []  # one partition far ahead, the other not heard from yet
     w.advance("site|s1|s1", "1", T0 + 900_000)  # a partition behind: window 0 not yet judged
-    assert w.observe(window(0, 0.5)) == []
+    assert w.observe([window(0, 0.5)]) == []
     w.advance("site|s1|s1", "1", T0 + 2 * 900_000)
-    assert [e["status"] for e in w.observe(window(0, 0.5))] == ["open"]
+    assert [e["status"] for e in w.observe([window(0, 0.5)])] == ["open"]
+    # a batch is recorded whole before judging: the window's final figures count even when a later
+    # window's row comes first
+    b = ThresholdMonitor({})
+    assert b.observe([window(3, 0.9), window(0, 0.99)], T0) == []
+    assert [e["status"] for e in b.observe([window(3, 0.9), window(0, 0.5)], T0 + 3 * 900_000)] == ["open"]

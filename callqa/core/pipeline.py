@@ -182,4 +182,4 @@ class Chain:
         """KPI rows of the windows changed since the last drain, and the threshold alerts they raise."""
         rows = self.kpis.drain()
         progress = self.processor.watermarks.marks.get("0", 0)
-        return rows, [alert for row in rows for alert in self.thresholds.observe(row, progress)]
+        return rows, self.thresholds.observe(rows, progress)

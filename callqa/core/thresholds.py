@@ -58,25 +58,34 @@ class ThresholdMonitor:
             marks[source] = watermark_ms
             self.state[key] = marks
 
-    def observe(self, row: dict, progress_ms: int | None = None) -> list[dict]:
-        """One (re)emitted KPI row; returns alert events of the windows that can now be judged.
+    def observe(self, rows: list[dict], progress_ms: int | None = None) -> list[dict]:
+        """(Re)emitted KPI rows; returns alert events of the windows that can now be judged. All rows
+        are recorded before any window is judged (a batch may carry a window's final figures late).
         ``progress_ms``: the input's watermark (one input); else the lowest mark ``advance`` recorded."""
-        if row["level"] not in LEVELS:
-            return []
-        out = []
-        start = time_ms(row["window_start"])
-        if progress_ms is None:
-            marks = self.state.get(f"marks|{row['level']}|{row['site_id']}|{row['entity_id']}") or {}
-            progress_ms = min(marks.values()) if len(marks) >= self.sources else 0
-        for rule in self.rules:
-            if row["level"] not in rule.levels or row["window_s"] != rule.window_s:
+        touched: dict[str, tuple[ThresholdRule, str]] = {}
+        for row in rows:
+            if row["level"] not in LEVELS:
                 continue
-            key = f"{row['level']}|{row['site_id']}|{row['entity_id']}|{rule.metric}|{rule.window_s}"
-            s = self.state.get(key) or {"judged": 0, "pending": {}, "alert": None, "calm": 0}
-            if start > s["judged"]:
-                s["pending"][str(start)] = [row.get(rule.metric), row.get("offered", 0)]
-            due = progress_ms - rule.window_s * 1000 - rule.grace_s * 1000
-            for pending in sorted((int(p) for p in s["pending"] if int(p) <= due)):
+            series = f"{row['level']}|{row['site_id']}|{row['entity_id']}"
+            start = time_ms(row["window_start"])
+            for rule in self.rules:
+                if row["level"] not in rule.levels or row["window_s"] != rule.window_s:
+                    continue
+                key = f"{series}|{rule.metric}|{rule.window_s}"
+                s = self.state.get(key) or {"judged": 0, "pending": {}, "alert": None, "calm": 0}
+                if start > s["judged"]:
+                    s["pending"][str(start)] = [row.get(rule.metric), row.get("offered", 0)]
+                    self.state[key] = s
+                touched[key] = (rule, series)
+        out = []
+        for key, (rule, series) in sorted(touched.items()):
+            progress = progress_ms
+            if progress is None:
+                marks = self.state.get(f"marks|{series}") or {}
+                progress = min(marks.values()) if len(marks) >= self.sources else 0
+            s = self.state[key]
+            due = progress - rule.window_s * 1000 - rule.grace_s * 1000
+            for pending in sorted(int(p) for p in s["pending"] if int(p) <= due):
                 value, offered = s["pending"].pop(str(pending))
                 s["judged"] = pending
                 out += self._judge(key, rule, s, pending, value, offered)
