@@ -43,6 +43,7 @@ class Evaluation:
     false_alarms: int = 0
     false_alarms_agent_level: int = 0
     service_alarms: int = 0
+    false_by_series: dict = field(default_factory=dict)
     alerts_opened: int = 0
     rate_changes: int = 0
     policies: dict = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Evaluation:
         return {"agents": self.agents, "days": self.days, "events": self.events, "drifts": self.drifts,
                 "alerts_opened": self.alerts_opened, "false_alarms": self.false_alarms,
                 "service_alerts_unrelated_to_drifts": self.service_alarms,
+                "false_alarms_by_series": dict(sorted(self.false_by_series.items())),
                 "false_alarms_per_agent_month": round(self.false_alarms / self.agent_months, 4),
                 "agent_level_false_alarms_per_agent_month": round(self.false_alarms_agent_level / self.agent_months, 4),
                 "rate_changes": self.rate_changes, "policies": self.policies}
@@ -106,6 +108,9 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
     result.false_alarms = sum(a["metric"] not in SERVICE for a in false)
     result.false_alarms_agent_level = sum(a["level"] == "agent" for a in false)
     result.service_alarms = len(false) - result.false_alarms
+    for a in false:
+        series = f"{a['level']}:{a['metric']}"
+        result.false_by_series[series] = result.false_by_series.get(series, 0) + 1
 
     poor = set(sim.truth.poor_calls)
     budget = len(reviewed)
