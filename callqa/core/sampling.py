@@ -22,7 +22,9 @@ evenly over partitions): when a day is full, a call of a riskier agent (higher r
 displaces the least risky selection, which is dropped with its reason.
 
 State is plain JSON-able data in two mappings: per agent and per partition (faust Tables when
-keyed by agent; dicts in the embedded runner).
+keyed by agent; dicts in the embedded runner). Coverage, pace and capacity depend on the order in
+which an agent's calls arrive; in the worker they come from several partitions, so the worker and
+the embedded runner apply the same rules but may pick different calls.
 """
 from __future__ import annotations
 
