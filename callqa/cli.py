@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 import sys
 import threading
 from pathlib import Path
@@ -272,9 +273,7 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
                    "[default: CALLQA_DATA_DIR/simulation-truth.json].")
 def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, truth) -> None:
     """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
-    import json
     import time
-    from datetime import date
 
     from sources.simulator import DriftSpec, DriftSpecError, SimConfig, Simulator
 
@@ -344,8 +343,6 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
 def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None:
     """Measure drift detection (delay, false alarms per agent-month) and adaptive sampling against a
     fixed-N policy of the same review budget, on simulated traffic with ground truth (no store used)."""
-    from datetime import date
-
     from rich.progress import Progress
 
     from sources.simulator import DriftSpec, DriftSpecError, SimConfig
@@ -383,9 +380,7 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
                 title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
 
 
-def _day(text: str, option: str) -> "date":
-    from datetime import date
-
+def _day(text: str, option: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:

@@ -50,7 +50,7 @@ def test_not_applicable_items_leave_the_maximum_and_unknown_items_are_refused():
 
 
 def speech(language, lines):
-    t, utterances = 0, []
+    utterances = []
     for speaker, text, start, end in lines:
         utterances.append({"speaker": speaker, "start_ms": start, "end_ms": end, "text": text})
     return {"event_id": "sp1", "event_type": "speech.analyzed", "schema_version": 1,

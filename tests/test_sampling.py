@@ -194,7 +194,6 @@ def test_capacity_caps_a_day_and_keeps_the_riskiest_agents():
 def test_call_factors_steer_reviews_to_the_manuals_shares():
     s = sampler(replace(PolicyConfig(), base_rate=0.2, min_per_month=0, coverage_factor=1.0))
     by_band, by_duration = Counter(), Counter()
-    calls = by_band_calls = 0
     for d in range(20):
         for i in range(36):
             duration = (60_000, 180_000, 300_000)[i % 3]

@@ -5,11 +5,10 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 
 from callqa.ingest import follow
 from sinks.store import EmbeddedStore
-from sources import FORMATS, amazon_connect
+from sources import FORMATS
 from sources.base import IngestSummary
 from sources.pii import CallerHasher
 from tests.conftest import FIXTURES, SHARED_DATA, callqa_env, run_callqa
