@@ -275,23 +275,17 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
     import time
 
-    from sources.simulator import DriftSpec, DriftSpecError, SimConfig, Simulator
+    from sources.simulator import SimConfig, Simulator
 
     config = _config()
-    try:
-        first_day = date.fromisoformat(start)
-    except ValueError:
-        raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
+    first_day = _day(start, "--start")
     if speed != "max":
         try:
             pace = float(speed)
             assert pace > 0
         except (ValueError, AssertionError):
             raise UserError(f"--speed {speed!r}: use 'max' or a positive number of simulated seconds per second") from None
-    try:
-        specs = tuple(DriftSpec.parse(d) for d in drifts)
-    except DriftSpecError as exc:
-        raise UserError(str(exc)) from None
+    specs = _drift_specs(drifts)
     sim = Simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
     from .ingest import FileTarget
 
@@ -345,20 +339,14 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
     fixed-N policy of the same review budget, on simulated traffic with ground truth (no store used)."""
     from rich.progress import Progress
 
-    from sources.simulator import DriftSpec, DriftSpecError, SimConfig
+    from sources.simulator import SimConfig
 
     from .evaluation import default_drifts
     from .evaluation import evaluate as run_evaluation
 
     config = _config()
-    try:
-        first_day = date.fromisoformat(start)
-    except ValueError:
-        raise UserError(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
-    try:
-        specs = tuple(DriftSpec.parse(d) for d in (drifts or default_drifts(first_day)))
-    except DriftSpecError as exc:
-        raise UserError(str(exc)) from None
+    first_day = _day(start, "--start")
+    specs = _drift_specs(drifts or default_drifts(first_day))
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
     with Progress(console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("evaluate (events)", total=None)
@@ -378,6 +366,16 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
     print_table(["policy", "reviews", "poor calls found", "share poor"],
                 [(name, p[name]["reviews"], p[name]["poor_found"], p[name]["poor_share"]) for name in ("adaptive", "fixed_n")],
                 title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
+
+
+def _drift_specs(texts) -> tuple:
+    """``--drift`` values as DriftSpecs; a malformed one is a user error."""
+    from sources.simulator import DriftSpec, DriftSpecError
+
+    try:
+        return tuple(DriftSpec.parse(text) for text in texts)
+    except DriftSpecError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _day(text: str, option: str) -> date:

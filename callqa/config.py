@@ -90,21 +90,27 @@ def _rules(name: str, threshold, short, formula) -> QueueRules:
     return QueueRules(_int(name, str(threshold), 0), _int(name, str(short), 0), formula)
 
 
+def _json_object(raw: dict, name: str) -> dict:
+    """The JSON object in the file a setting names ({} when unset)."""
+    if not raw[name]:
+        return {}
+    path = Path(raw[name])
+    try:
+        spec = json.loads(path.read_text())
+        assert isinstance(spec, dict)
+    except (OSError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"{name}={path}: not a readable JSON object ({exc})") from None
+    return spec
+
+
 def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
     default = _rules("CALLQA_SL_THRESHOLD_S/CALLQA_SHORT_ABANDON_S/CALLQA_SL_FORMULA", raw["CALLQA_SL_THRESHOLD_S"],
                      raw["CALLQA_SHORT_ABANDON_S"], raw["CALLQA_SL_FORMULA"])
     queues = {}
-    if raw["CALLQA_QUEUE_RULES"]:
-        path = Path(raw["CALLQA_QUEUE_RULES"])
-        try:
-            spec = json.loads(path.read_text())
-            assert isinstance(spec, dict)
-        except (OSError, ValueError, AssertionError) as exc:
-            raise ConfigError(f"CALLQA_QUEUE_RULES={path}: not a readable JSON object ({exc})") from None
-        for queue, rules in spec.items():
-            queues[queue] = _rules(f"CALLQA_QUEUE_RULES[{queue}]", rules.get("sl_threshold_s", default.sl_threshold_s),
-                                   rules.get("short_abandon_s", default.short_abandon_s),
-                                   rules.get("sl_formula", default.sl_formula))
+    for queue, rules in _json_object(raw, "CALLQA_QUEUE_RULES").items():
+        queues[queue] = _rules(f"CALLQA_QUEUE_RULES[{queue}]", rules.get("sl_threshold_s", default.sl_threshold_s),
+                               rules.get("short_abandon_s", default.short_abandon_s),
+                               rules.get("sl_formula", default.sl_formula))
     return KpiConfig(window_sizes_s=windows, default_rules=default, queue_rules=queues,
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
@@ -112,14 +118,7 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
 
 
 def _policy(raw: dict) -> PolicyConfig:
-    spec = {}
-    if raw["CALLQA_SAMPLING_POLICY"]:
-        path = Path(raw["CALLQA_SAMPLING_POLICY"])
-        try:
-            spec = json.loads(path.read_text())
-            assert isinstance(spec, dict)
-        except (OSError, ValueError, AssertionError) as exc:
-            raise ConfigError(f"CALLQA_SAMPLING_POLICY={path}: not a readable JSON object ({exc})") from None
+    spec = _json_object(raw, "CALLQA_SAMPLING_POLICY")
     capacity = {"reviewers": _int("CALLQA_QA_REVIEWERS", raw["CALLQA_QA_REVIEWERS"]),
                 "reviews_per_hour": _int("CALLQA_QA_REVIEWS_PER_HOUR", raw["CALLQA_QA_REVIEWS_PER_HOUR"]),
                 "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"])}

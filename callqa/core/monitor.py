@@ -64,7 +64,8 @@ class QualityMonitor:
 
     def observe(self, key: str, value: float, at_ms: int) -> list[dict]:
         """One observation; returns alert events (opened, updated, cleared)."""
-        chart = self.charts[key.rsplit("|", 1)[1]]
+        metric = key.rsplit("|", 1)[1]
+        chart = self.charts[metric]
         s = self.series.get(key) or {"chart": new_state(), "alert": None, "calm": 0, "sum": 0.0, "n": 0}
         s["sum"] += value
         s["n"] += 1
@@ -73,7 +74,6 @@ class QualityMonitor:
             return []
         mean, s["sum"], s["n"] = s["sum"] / s["n"], 0.0, 0
         signal = update(s["chart"], mean, chart.chart)
-        metric = key.rsplit("|", 1)[1]
         out = []
         if signal is not None and signal.direction == WORSE[metric]:
             s["calm"] = 0

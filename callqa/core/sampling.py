@@ -220,7 +220,7 @@ class Sampler:
         hired = (self.profiles.get(agent_id) or {}).get("hire_date")
         if hired:
             times += [t for t in ((_epoch_day(hired) + d) * DAY_MS for d in (self.policy.new_hire_days, 365)) if t > at_ms]
-        if a["rate"] is not None and target < a["rate"]:
+        if a["rate"] is not None and target * self.policy.hysteresis <= a["rate"]:  # a relaxation waits
             times.append(a["since"] + self.policy.dwell_ms)
         return min(times, default=2**62)
 
@@ -237,8 +237,7 @@ class Sampler:
         elif target * p.hysteresis <= old and at_ms - a["since"] >= p.dwell_ms:
             cause = "relaxed"
         else:
-            a["recheck_ms"] = self._recheck_ms(agent_id, a, at_ms, target) if target * p.hysteresis <= old else \
-                self._recheck_ms(agent_id, a, at_ms, old)
+            a["recheck_ms"] = self._recheck_ms(agent_id, a, at_ms, target)
             return []
         changed = sorted(k for k in factors if factors[k] != a["factors"].get(k))
         signal = a["signals"].get(strongest) if strongest else None
