@@ -49,7 +49,7 @@ def _open_and_migrate(config: Config):
 
     try:
         store = open_store(config.clickhouse_url, config.data_dir)
-        return store, migrate(store)
+        return store, migrate(store, config.retention_raw_days, config.retention_history_days)
     except StoreError as exc:
         raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
 
@@ -140,7 +140,7 @@ def run() -> None:
 
     sink = KafkaSink(
         Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
-        {config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
+        {config.topic_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
          config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS,
          config.topic_alerts: tables.ALERTS, config.topic_sampling: tables.SAMPLING_RATES,
          config.topic_sampling_decisions: tables.SAMPLING_DECISIONS, config.topic_review_queue: tables.REVIEW_QUEUE},

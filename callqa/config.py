@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from sinks import retention
+
 from .core.kpi import KpiConfig, QueueRules
 from .core.sampling import PolicyConfig
 
@@ -51,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
+    Setting("CALLQA_RETENTION_RAW_DAYS", str(retention.RAW_DAYS), "Days ClickHouse keeps raw data (events, dead letters, call records, KPI windows, sampling decisions), counted from when it was stored; applied by `callqa migrate`."),
+    Setting("CALLQA_RETENTION_HISTORY_DAYS", str(retention.HISTORY_DAYS), "Days it keeps history (day and month rollups, evaluations, alerts, sampling-rate changes, review queue)."),
     Setting("CALLQA_QA_MONTHLY_TARGET", "30", "Human evaluations each agent should get a month."),
     Setting("CALLQA_SAMPLING_POLICY", None, "JSON file of monitoring-policy overrides (fields of `callqa.core.sampling.PolicyConfig`, e.g. {\"base_rate\": 0.05, \"tier_factor\": {\"high\": 0.5, \"middle\": 1, \"low\": 2}})."),
     Setting("CALLQA_QA_REVIEWERS", "12", "QA reviewers: review capacity is reviewers × reviews per hour × review hours a day."),
@@ -148,6 +152,8 @@ class Config:
     kpi: "KpiConfig"
     sink_batch_rows: int
     sink_batch_seconds: float
+    retention_raw_days: int
+    retention_history_days: int
     qa_monthly_target: int
     policy: "PolicyConfig"
     sampling_key: bytes
@@ -166,6 +172,8 @@ class Config:
         windows = tuple(_int("CALLQA_KPI_WINDOWS", w.strip()) for w in raw["CALLQA_KPI_WINDOWS"].split(",") if w.strip())
         if not windows:
             raise ConfigError("CALLQA_KPI_WINDOWS must name at least one window size in seconds")
+        if 3600 not in windows:
+            raise ConfigError("CALLQA_KPI_WINDOWS must include 3600: the hourly windows feed the day and month rollups")
         return cls(
             kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
             clickhouse_url=raw["CLICKHOUSE_URL"],
@@ -185,6 +193,8 @@ class Config:
             kpi=_kpi_config(raw, windows),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
+            retention_raw_days=_int("CALLQA_RETENTION_RAW_DAYS", raw["CALLQA_RETENTION_RAW_DAYS"]),
+            retention_history_days=_int("CALLQA_RETENTION_HISTORY_DAYS", raw["CALLQA_RETENTION_HISTORY_DAYS"]),
             qa_monthly_target=_int("CALLQA_QA_MONTHLY_TARGET", raw["CALLQA_QA_MONTHLY_TARGET"]),
             policy=_policy(raw),
             sampling_key=(raw["CALLQA_SAMPLING_KEY"] or "callqa-development").encode(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from schemas import InvalidEvent, validate, validate_dict
-from sinks import tables
+from sinks import rollups, tables
 from sinks.writer import BatchWriter
 
 from .core.dead_letters import dead_letter
@@ -55,6 +55,7 @@ class EmbeddedPipeline:
         except InvalidEvent as exc:
             self.reject(str(exc), raw, origin, position)
             return
+        self.writer.submit(tables.RAW_EVENTS, tables.raw_event(event, raw))
         self._process(event, raw, origin, position)
 
     def feed_event(self, event: dict, origin: str, position: str) -> None:
@@ -64,6 +65,7 @@ class EmbeddedPipeline:
         except InvalidEvent as exc:
             self.reject(str(exc), orjson.dumps(event), origin, position)
             return
+        self.writer.submit(tables.RAW_EVENTS, tables.raw_event(event, orjson.dumps(event)))
         self._process(event, None, origin, position)
 
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
@@ -113,8 +115,9 @@ class EmbeddedPipeline:
             self.writer.submit(tables.ALERTS, alert)
 
     def close(self) -> None:
-        """Flush, then save the state for the next run."""
+        """Flush, roll the history up, then save the state for the next run."""
         self.flush()
+        rollups.refresh(self.writer.store)
         if self.state_path:
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps(self.chain.state))

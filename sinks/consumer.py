@@ -14,6 +14,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Message
 
 from callqa.core.dead_letters import dead_letter
+from schemas import InvalidEvent, validate
 
 from . import tables
 from .writer import BatchWriter
@@ -30,6 +31,9 @@ class KafkaSink:
 
     def submit(self, message: Message) -> None:
         table = self.routes[message.topic()]
+        if table == tables.RAW_EVENTS:
+            self._raw_event(message)
+            return
         try:
             row = orjson.loads(message.value())
             if not isinstance(row, dict):
@@ -39,6 +43,14 @@ class KafkaSink:
             row, table = dead_letter(f"undecodable row for {table}: {exc}", message.value(), origin,
                                      str(message.offset())), tables.DEAD_LETTERS
         self.writer.submit(table, row)
+
+    def _raw_event(self, message: Message) -> None:
+        """Input events are stored as they came; invalid ones are the worker's dead letters."""
+        try:
+            event = validate(message.value())
+        except InvalidEvent:
+            return
+        self.writer.submit(tables.RAW_EVENTS, tables.raw_event(event, message.value()))
 
     def poll(self) -> None:
         if self.writer.due():

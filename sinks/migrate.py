@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import retention
 from .store import Store
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -16,8 +17,8 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";\n") if s.strip().rstrip(";").strip()]
 
 
-def migrate(store: Store) -> list[str]:
-    """Apply the migrations not yet recorded; return their names."""
+def migrate(store: Store, raw_days: int = retention.RAW_DAYS, history_days: int = retention.HISTORY_DAYS) -> list[str]:
+    """Apply the migrations not yet recorded and the retention; return what changed."""
     store.execute(LEDGER)
     done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]}
     applied = []
@@ -28,4 +29,4 @@ def migrate(store: Store) -> list[str]:
             store.execute(statement.rstrip(";"))
         store.insert("schema_migrations", [{"name": path.stem}])
         applied.append(path.stem)
-    return applied
+    return applied + retention.apply(store, raw_days, history_days)

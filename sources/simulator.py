@@ -45,6 +45,9 @@ CALLS_PER_AGENT_DAY = 55
 PATIENCE_MEAN_S = 110
 HOLD_P, TRANSFER_P, QA_SAMPLE_P = 0.22, 0.05, 0.03
 POOR_SCORE = 60  # a call whose true QA score is below this is "poor" in the ground truth
+# calibration: a few calls scored by every evaluator and the lead; each evaluator's bias in points
+CALIBRATION_P = 0.003
+CALIBRATION_BIAS = {"qa-lead": 0.0, "qa-01": 0.0, "qa-02": 2.0, "qa-03": -9.0, "qa-04": 0.0, "qa-05": -2.0, "qa-06": 1.0}
 
 PHRASES = {
     "zh": {"greeting": "您好，工号{agent}很高兴为您服务，请问您贵姓？", "need": "请问有什么可以帮您？",
@@ -343,10 +346,25 @@ class Simulator:
             e("evaluation.submitted", end + rng.randint(1, 48) * HOUR_MS, evaluation_id=f"ev-{call}", agent_id=a.id,
               evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human",
               items=self._items(score, hold is not None, apologised, greeted))
+        self._calibration(out, a, call, end, score, hold is not None, apologised, greeted)
         return end + acw
 
-    def _items(self, score: float, held: bool, apologised: bool, greeted: bool) -> list[dict]:
-        rng, ratio = self.rng, score / 100
+    def _calibration(self, out: list, a: Agent, call: str, end: int, score: float, held: bool, apologised: bool,
+                     greeted: bool) -> None:
+        """Now and then a calibration session: the same call scored by every evaluator and the lead.
+        Drawn from the call's own generator, so the rest of the traffic stays as it was for a seed."""
+        rng = random.Random(f"{self.c.seed}:{call}:calibration")
+        if rng.random() >= CALIBRATION_P:
+            return
+        for i, (evaluator, bias) in enumerate(CALIBRATION_BIAS.items()):
+            out.append(envelope(
+              f"sim{self.c.seed}:{call}:calibration:{evaluator}", "evaluation.submitted", end + 24 * HOUR_MS + i * 600_000,
+              a.site, SOURCE, call_id=call, evaluation_id=f"cal-{call}-{evaluator}", agent_id=a.id, evaluator_id=evaluator, form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1],
+              kind="calibration", items=self._items(max(0.0, min(100.0, score + bias)), held, apologised, greeted, rng)))
+
+    def _items(self, score: float, held: bool, apologised: bool, greeted: bool,
+               rng: random.Random | None = None) -> list[dict]:
+        rng, ratio = rng or self.rng, score / 100
         items = []
         for item, spec in load_form(*DEFAULT_FORM).items.items():
             max_score = spec["max"]

@@ -1,7 +1,7 @@
 """`callqa replay` / `query` on the embedded default (chdb), run as a user runs them."""
 import json
 
-from sinks import queries
+from sinks import queries, rollups
 from sinks.store import EmbeddedStore
 from tests.conftest import FIXTURES, callqa_env, run_callqa
 from tests.events import expected_site_windows
@@ -10,20 +10,26 @@ DAY = FIXTURES / "day.jsonl"
 
 
 def store_snapshot(data_dir):
+    """Everything the pipeline stored, without the store's own bookkeeping (versions, ingestion times)."""
     store = EmbeddedStore(data_dir / "chdb")
+    mine = "EXCEPT (version, ingested_at)"
     try:
+        rollups.refresh(store)
         return {
-            "kpi": store.query("SELECT * EXCEPT version FROM kpi_windows FINAL ORDER BY level, site_id, entity_id, "
+            "kpi": store.query(f"SELECT * {mine} FROM kpi_windows FINAL ORDER BY level, site_id, entity_id, "
                                "window_s, window_start")[1],
             "site": store.query("SELECT site_id, toString(window_start), offered, answered, abandoned, wait_answered_ms "
                                 "FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 900")[1],
-            "calls": store.query("SELECT * FROM call_records FINAL ORDER BY ALL")[1],
+            "daily": store.query("SELECT * EXCEPT (refreshed_at, ingested_at) FROM kpi_daily FINAL ORDER BY ALL")[1],
+            "calls": store.query("SELECT * EXCEPT ingested_at FROM call_records FINAL ORDER BY ALL")[1],
+            "raw": store.query("SELECT * EXCEPT ingested_at FROM raw_events FINAL ORDER BY event_id")[1],
             "dead": store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY ALL")[1],
-            "evaluations": store.query("SELECT * EXCEPT version FROM evaluations FINAL ORDER BY evaluation_id")[1],
-            "alerts": store.query("SELECT * FROM alerts FINAL ORDER BY ALL")[1],
-            "sampling": store.query("SELECT * FROM sampling_decisions FINAL ORDER BY call_id")[1],
-            "reviews": store.query("SELECT * FROM review_queue FINAL ORDER BY call_id")[1],
-            "rates": store.query("SELECT * EXCEPT change_id FROM sampling_rates FINAL ORDER BY agent_id, at, new_rate")[1],
+            "evaluations": store.query(f"SELECT * {mine} FROM evaluations FINAL ORDER BY evaluation_id")[1],
+            "alerts": store.query("SELECT * EXCEPT ingested_at FROM alerts FINAL ORDER BY ALL")[1],
+            "sampling": store.query(f"SELECT * {mine} FROM sampling_decisions FINAL ORDER BY call_id")[1],
+            "reviews": store.query(f"SELECT * {mine} FROM review_queue FINAL ORDER BY call_id")[1],
+            "rates": store.query("SELECT * EXCEPT (change_id, ingested_at) FROM sampling_rates FINAL "
+                                 "ORDER BY agent_id, at, new_rate")[1],
         }
     finally:
         store.close()
@@ -83,21 +89,6 @@ def test_fixture_is_canonical_json_lines():
     lines = DAY.read_text().splitlines()
     assert sum(1 for line in lines if line.startswith("{") and line.endswith("}")) == len(lines) - 1
     assert json.loads(lines[0])["schema_version"] == 1
-
-
-def test_migrate_applies_once(tmp_path):
-    env = callqa_env(tmp_path)
-    first, second = run_callqa(["migrate"], env), run_callqa(["migrate"], env)
-    names = ["0001_spine", "0002_qa", "0003_alerts", "0004_sampling"]
-    assert f"applied {', '.join(names)}" in first.stdout and "schema up to date" in second.stdout
-    store = EmbeddedStore(tmp_path / "data" / "chdb")
-    try:
-        assert store.query("SELECT name FROM schema_migrations ORDER BY name")[1] == [(n,) for n in names]
-        assert {t for (t,) in store.query("SHOW TABLES")[1]} >= {
-            "call_records", "kpi_windows", "dead_letters", "evaluations", "alerts", "sampling_rates",
-            "sampling_decisions", "review_queue"}
-    finally:
-        store.close()
 
 
 def test_live_last_30_minutes_sums_the_latest_six_5_minute_buckets(tmp_path):

@@ -121,6 +121,9 @@ def test_kafka_faust_clickhouse_end_to_end(kafka, tmp_path):
     assert run_callqa(["replay", str(DAY)], embedded_env).returncode == 0
     embedded = store_snapshot(tmp_path / "embedded" / "data")
     assert first["kpi"] == embedded["kpi"] and first["calls"] == embedded["calls"]
+    # history: every valid input event stored as it came, and the same day rollups
+    assert first["raw"] == embedded["raw"] and len(first["raw"]) == 62  # 65 lines: 2 poison, 1 repeated event
+    assert first["daily"] == embedded["daily"] and first["daily"]
     expected = expected_site_windows(DAY, 900)
     assert len(first["calls"]) == 13
     assert {(r[0], r[1]): r[2:] for r in first["site"]} == {
@@ -134,6 +137,7 @@ def test_kafka_faust_clickhouse_end_to_end(kafka, tmp_path):
     # the same events again, through a restarted worker: nothing changes
     second = run_until_caught_up(env, tmp_path / "kafka", kafka)
     assert second["kpi"] == first["kpi"] and second["calls"] == first["calls"]
+    assert second["raw"] == first["raw"] and second["daily"] == first["daily"]
     assert len(second["dead"]) == 4  # the second copies sit at new offsets: nothing is lost
 
 
@@ -169,6 +173,7 @@ def test_faust_and_embedded_paths_give_identical_kpis_on_simulated_traffic(kafka
     levels = {r[0] for r in embedded["kpi"]}
     assert levels == {"site", "queue", "team", "agent"}
     assert streamed["kpi"] == embedded["kpi"] and streamed["calls"] == embedded["calls"]
+    assert streamed["raw"] == embedded["raw"] and streamed["daily"] == embedded["daily"]
     assert streamed["evaluations"] == embedded["evaluations"]
     assert streamed["alerts"] == embedded["alerts"] and any(a[1] == "threshold" for a in embedded["alerts"])
     # sampling: one decision per recorded call on both paths, the same initial rates, and every
