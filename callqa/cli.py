@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from datetime import UTC, date, datetime
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +15,7 @@ from rich.table import Table
 from schemas import time_ms as schemas_time
 
 from .config import Config, ConfigError
+from .core.calibration import DEFAULT_THRESHOLD_PCT
 
 console = Console()
 if not console.is_terminal:  # piped: do not squeeze tables to 80 columns
@@ -118,6 +119,41 @@ def migrate() -> None:
     store.close()
     where = f"embedded store {config.data_dir}" if config.embedded else "ClickHouse server"
     console.print(f"{where}: applied {', '.join(applied)}" if applied else f"{where}: schema up to date")
+
+
+@main.command()
+def check() -> None:
+    """Check that the configured Kafka and ClickHouse answer and are ready (the containers' health check):
+    every topic exists, every migration is applied. Exit 0 when ready, 2 with the reason when not."""
+    from confluent_kafka.admin import AdminClient
+
+    from sinks.migrate import MIGRATIONS
+    from sinks.store import StoreError, open_store
+
+    from .topics import topic_names
+
+    config = _config()
+    if config.kafka_bootstrap_servers:
+        try:
+            listed = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers}).list_topics(timeout=10)
+        except Exception as exc:  # librdkafka reports an unreachable cluster as a KafkaException
+            raise UserError(f"Kafka at {config.kafka_bootstrap_servers} unreachable: {exc}") from None
+        missing = sorted(set(topic_names(config)) - set(listed.topics))
+        if missing:
+            raise UserError(f"Kafka topics missing: {', '.join(missing)} (the worker creates them when it starts)")
+    try:
+        store = open_store(config.clickhouse_url, config.data_dir)
+        ledger = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                             "AND name = 'schema_migrations'")[1][0][0]
+        done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]} if ledger else set()
+        store.close()
+    except StoreError as exc:
+        raise UserError(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
+    pending = sorted(p.stem for p in MIGRATIONS.glob("*.sql") if p.stem not in done)
+    if pending:
+        raise UserError(f"migrations not applied: {', '.join(pending)}; run `callqa migrate`")
+    console.print("ready: " + ("Kafka topics present, " if config.kafka_bootstrap_servers else "")
+                  + ("ClickHouse server" if config.clickhouse_url else "embedded store") + " schema up to date")
 
 
 @main.command()
@@ -259,13 +295,14 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
 @click.option("--sites", default=3, show_default=True, type=click.IntRange(1, 50))
 @click.option("--agents-per-site", default=200, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
-@click.option("--start", default="2024-03-04", show_default=True, help="First day (YYYY-MM-DD, UTC).")
+@click.option("--start", default="2024-03-04", show_default=True, help="First day (YYYY-MM-DD, UTC), or 'today'.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--speed", default="max", show_default=True,
-              help="'max' (as fast as possible) or simulated seconds per wall-clock second, e.g. 60.")
+              help="'max' (as fast as possible), simulated seconds per wall-clock second (e.g. 60), or 'live': "
+                   "what is past at once, then each event when the clock reaches its time.")
 @click.option("--drift", "drifts", multiple=True, metavar="SPEC",
               help="Inject a drift, e.g. qa:team=site-1/team-2,delta=-15,from=2024-03-05 | "
-                   "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=2024-03-06")
+                   "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=+2 (days after --start)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JSON Lines here instead of sending to Kafka / the embedded pipeline.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -278,14 +315,15 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     from sources.simulator import SimConfig, Simulator
 
     config = _config()
-    first_day = _day(start, "--start")
-    if speed != "max":
+    first_day = datetime.now(UTC).date() if start == "today" else _day(start, "--start")
+    if speed not in ("max", "live"):
         try:
             pace = float(speed)
             assert pace > 0
         except (ValueError, AssertionError):
-            raise UserError(f"--speed {speed!r}: use 'max' or a positive number of simulated seconds per second") from None
-    specs = _drift_specs(drifts)
+            raise UserError(f"--speed {speed!r}: use 'max', 'live' or a positive number of simulated seconds "
+                            "per second") from None
+    specs = _drift_specs(drifts, first_day)
     sim = Simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
     from .ingest import FileTarget
 
@@ -298,7 +336,11 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
         task = progress.add_task("simulate", total=days)
         last_day = None
         for event in sim.events():
-            if speed != "max":
+            if speed == "live":
+                ahead = schemas_time(event["event_time"]) / 1000 - time.time()
+                if ahead > 0:
+                    time.sleep(ahead)
+            elif speed != "max":
                 t = schemas_time(event["event_time"]) / 1000
                 if wall0 is None:
                     wall0, sim_t0 = time.monotonic(), t
@@ -346,7 +388,7 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
 
     config = _config()
     first_day = _day(start, "--start")
-    specs = _drift_specs(drifts or default_drifts(first_day))
+    specs = _drift_specs(drifts or default_drifts(first_day), first_day)
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
     with Progress(console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("evaluate (events)", total=None)
@@ -368,12 +410,12 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
                 title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
 
 
-def _drift_specs(texts) -> tuple:
+def _drift_specs(texts, first_day: date) -> tuple:
     """``--drift`` values as DriftSpecs; a malformed one is a user error."""
     from sources.simulator import DriftSpec, DriftSpecError
 
     try:
-        return tuple(DriftSpec.parse(text) for text in texts)
+        return tuple(DriftSpec.parse(text, first_day) for text in texts)
     except DriftSpecError as exc:
         raise UserError(str(exc)) from None
 
@@ -473,7 +515,7 @@ def evaluations(month: str) -> None:
 @main.command()
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--expert", "experts", multiple=True, help="Evaluator id whose score is the reference (else the mean).")
-@click.option("--threshold", default=6.0, show_default=True, help="Flag deviations over this many percentage points.")
+@click.option("--threshold", default=DEFAULT_THRESHOLD_PCT, show_default=True, help="Flag deviations over this many percentage points.")
 def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
     """Calibration report of a month: each evaluator's deviation from the reference, and agreement
     (kappa per item, ICC of totals) per form version."""

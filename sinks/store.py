@@ -62,7 +62,10 @@ class ServerStore:
     def __init__(self, url: str):
         from clickhouse_driver import Client
 
-        self.url = url
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.address = f"{parts.hostname}:{parts.port or 9000}"  # for messages: the URL may hold a password
         self._client = Client.from_url(url)
         self._time_columns: dict[str, set[str]] = {}
 
@@ -92,8 +95,7 @@ class ServerStore:
             return self._client.execute(sql, params, **kwargs)
         except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
             self._client.disconnect()
-            raise StoreError(f"ClickHouse server {self._client.connection.host}:"
-                             f"{self._client.connection.port} unreachable: {exc}") from exc
+            raise StoreError(f"ClickHouse server {self.address} unreachable: {exc}") from exc
         except errors.Error as exc:
             raise StoreError(f"ClickHouse server: {exc}") from exc
 

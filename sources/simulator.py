@@ -71,7 +71,8 @@ class DriftSpecError(ValueError):
 class DriftSpec:
     """``KIND:key=value,...`` with KIND qa (QA mean moves by ``delta`` points), apology (agents stop
     apologising after holds) or aht (handle time times ``factor``, announced by an ops.changed
-    ``system_change``); scope ``site=``, ``team=`` or ``agent=``; ``from=`` ISO date or date-time (UTC)."""
+    ``system_change``); scope ``site=``, ``team=`` or ``agent=``; ``from=`` ISO date or date-time (UTC),
+    or ``+N`` days after ``first_day`` (e.g. ``from=+2``, ``from=+2.5``)."""
 
     kind: str
     scope_level: str
@@ -81,7 +82,7 @@ class DriftSpec:
     factor: float = 1.0
 
     @classmethod
-    def parse(cls, text: str) -> "DriftSpec":
+    def parse(cls, text: str, first_day: date | None = None) -> "DriftSpec":
         kind, _, rest = text.partition(":")
         if kind not in ("qa", "apology", "aht"):
             raise DriftSpecError(f"drift {text!r}: kind must be qa, apology or aht (e.g. qa:team=site-1/team-1,delta=-15,from=2024-03-05)")
@@ -93,8 +94,11 @@ class DriftSpec:
         if len(scopes) != 1 or "from" not in args:
             raise DriftSpecError(f"drift {text!r}: needs exactly one of site=, team=, agent= and a from=")
         try:
-            start = datetime.fromisoformat(args["from"])
-            start = start if start.tzinfo else start.replace(tzinfo=UTC)
+            if args["from"].startswith("+") and first_day is not None:
+                start = datetime.combine(first_day, datetime.min.time(), UTC) + timedelta(days=float(args["from"]))
+            else:
+                start = datetime.fromisoformat(args["from"])
+                start = start if start.tzinfo else start.replace(tzinfo=UTC)
             return cls(kind, scopes[0], args[scopes[0]], int(start.timestamp() * 1000),
                        delta=float(args.get("delta", -15 if kind == "qa" else 0)),
                        factor=float(args.get("factor", 1.3 if kind == "aht" else 1.0)))

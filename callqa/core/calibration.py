@@ -46,7 +46,11 @@ def _band(form, item: str, value: float) -> int:
     return next(i for i, g in enumerate(form.spec["grades"]) if pct >= g["min_pct"])
 
 
-def calibrate(evaluations: list[dict], expert_ids: frozenset[str] = frozenset(), threshold_pct: float = 6.0):
+DEFAULT_THRESHOLD_PCT = 6.0  # points of deviation from the reference that flag an evaluation
+
+
+def calibrate(evaluations: list[dict], expert_ids: frozenset[str] = frozenset(),
+              threshold_pct: float = DEFAULT_THRESHOLD_PCT):
     """(deviations, agreement rows) for the calls scored by two or more evaluators."""
     by_call: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for e in evaluations:

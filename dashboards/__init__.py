@@ -1,0 +1,1 @@
+"""Grafana dashboards and alerting for callqa, generated from code (see build.py)."""

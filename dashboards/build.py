@@ -1,0 +1,226 @@
+"""The Grafana dashboards and alert rules, built with grafana-foundation-sdk from the queries in
+``sinks/queries.py``. ``python -m dashboards`` writes them under ``dashboards/`` (committed; a test
+checks the files are what this code builds)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import alerting, bargauge, dashboard, expr, piechart, stat, table, timeseries
+from grafana_foundation_sdk.builders.common import ReduceDataOptions, StackingConfig
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.alerting import RelativeTimeRange
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef, DynamicConfigValue, MatcherConfig, VariableOption, VariableRefresh, VariableSort)
+
+from callqa.core.thresholds import RULES
+from sinks import queries as q
+
+DATASOURCE_UID = "callqa-clickhouse"
+PLUGIN = "grafana-clickhouse-datasource"
+DATASOURCE = DataSourceRef(type_val=PLUGIN, uid=DATASOURCE_UID)
+TABLE, TIME_SERIES = 1, 0  # the plugin's result formats
+
+
+@dataclass
+class ClickHouseQuery(variants.Dataquery):
+    """A raw-SQL query of the ClickHouse plugin (v4 query model)."""
+
+    raw_sql: str
+    format: int
+    ref_id: str = "A"
+
+    def to_json(self) -> dict[str, object]:
+        return {"refId": self.ref_id, "datasource": {"type": PLUGIN, "uid": DATASOURCE_UID}, "editorType": "sql",
+                "rawSql": self.raw_sql.strip(), "format": self.format,
+                "queryType": "timeseries" if self.format == TIME_SERIES else "table"}
+
+
+class Sql(cogbuilder.Builder[ClickHouseQuery]):
+    def __init__(self, sql: str, fmt: int = TABLE, ref_id: str = "A"):
+        self._query = ClickHouseQuery(sql, fmt, ref_id)
+
+    def build(self) -> ClickHouseQuery:
+        return self._query
+
+
+def _units(panel, units: dict[str, str]):
+    for column, unit in units.items():
+        panel = panel.with_override(MatcherConfig(id_val="byName", options=column),
+                                    [DynamicConfigValue(id_val="unit", value=unit)])
+    return panel
+
+
+def series(title: str, sql: str, unit: str = "short", width: int = 12, units: dict[str, str] | None = None,
+           bars: bool = False, description: str = ""):
+    panel = (timeseries.Panel().title(title).description(description).datasource(DATASOURCE)
+             .with_target(Sql(sql, TIME_SERIES)).unit(unit).span(width).height(8))
+    if bars:
+        panel = panel.draw_style(common.GraphDrawStyle.BARS).stacking(
+            StackingConfig().mode(common.StackingMode.NORMAL))
+    return _units(panel, units or {})
+
+
+def grid(title: str, sql: str, width: int = 12, height: int = 8, units: dict[str, str] | None = None,
+         description: str = ""):
+    panel = (table.Panel().title(title).description(description).datasource(DATASOURCE)
+             .with_target(Sql(sql)).span(width).height(height))
+    return _units(panel, units or {})
+
+
+def big_number(title: str, sql: str, column: str, unit: str, width: int = 6):
+    return (stat.Panel().title(title).datasource(DATASOURCE).with_target(Sql(sql)).unit(unit).span(width).height(5)
+            .reduce_options(ReduceDataOptions().values(True).calcs(["lastNotNull"])
+                            .fields(f"/^{column}$/")))
+
+
+def _variable(name: str, label: str, sql: str):
+    return (dashboard.QueryVariable(name).label(label).query(sql.strip()).datasource(DATASOURCE).multi(True)
+            .include_all(True).refresh(VariableRefresh.ON_DASHBOARD_LOAD).sort(VariableSort.ALPHABETICAL_ASC)
+            .current(VariableOption(selected=True, text="All", value="$__all")))
+
+
+VARIABLES = {"site": ("Site", q.VAR_SITE), "queue": ("Queue", q.VAR_QUEUE), "team": ("Team", q.VAR_TEAM),
+             "agent": ("Agent", q.VAR_AGENT)}
+
+
+def _dashboard(uid: str, title: str, description: str, time_from: str, variables: tuple[str, ...], panels: list,
+               refresh: str = "5m") -> dict:
+    board = (dashboard.Dashboard(title).uid(uid).description(description).tags(["callqa"]).timezone("utc")
+             .time(time_from, "now").refresh(refresh).editable())
+    for name in variables:
+        board = board.with_variable(_variable(name, *VARIABLES[name]))
+    for panel in panels:
+        board = board.with_panel(panel)
+    return _plain(board.build())
+
+
+def _plain(model) -> dict:
+    """The SDK model as plain JSON data."""
+    return json.loads(json.dumps(model, cls=JSONEncoder))
+
+
+PCT = "percentunit"
+
+
+def live() -> dict:
+    return _dashboard("callqa-live", "callqa · live operations wallboard",
+                      "Service level, speed of answer, waiting calls, abandonment and agent states, per site and queue.",
+                      "now-6h", ("site", "queue", "team", "agent"), [
+        big_number("Service level", q.LIVE_SITES, "service_level", PCT),
+        big_number("Average speed of answer", q.LIVE_SITES, "asa_s", "s"),
+        big_number("Abandonment", q.LIVE_SITES, "abandon_rate", PCT),
+        big_number("Longest wait", q.LIVE_SITES, "longest_wait_s", "s"),
+        series("Service level and abandonment (15 min)", q.LIVE_SERVICE_TREND, PCT),
+        series("Speed of answer and longest wait (15 min)", q.LIVE_WAIT_TREND, "s"),
+        grid("Calls waiting now", q.LIVE_WAITING, width=8, units={"longest_wait_s": "s"}),
+        piechart.Panel().title("Agents by state").datasource(DATASOURCE).with_target(Sql(q.AGENT_STATE_COUNTS))
+        .span(6).height(8).reduce_options(ReduceDataOptions().values(True).calcs(["lastNotNull"])),
+        grid("Agent states", q.AGENT_STATES, width=10),
+    ], refresh="30s")
+
+
+def agent_quality() -> dict:
+    return _dashboard("callqa-agent-quality", "callqa · agent quality",
+                      "QA scores by section and category, automatic QA items, trends and coaching examples.",
+                      "now-30d", ("site", "team", "agent"), [
+        series("QA score per day (human and automatic, %)", q.QA_TREND, "percent", width=24),
+        bargauge.Panel().title("Sections (human evaluations, %)").datasource(DATASOURCE).with_target(Sql(q.QA_SECTIONS))
+        .unit("percent").min(0).max(100).span(8).height(8)
+        .reduce_options(ReduceDataOptions().values(True).fields("/^pct$/")),
+        grid("Agents: score and categories (%)", q.QA_AGENTS, width=16),
+        grid("Automatic QA: items passed", q.AUTO_QA_ITEMS, width=8, units={"pass_rate": PCT}),
+        grid("Coaching examples", q.COACHING, width=16, units={"pct": "percent"}),
+    ])
+
+
+def drift_and_plan() -> dict:
+    board = _dashboard("callqa-drift", "callqa · drift and monitoring plan",
+                       "Control charts and drift alerts; each agent's review rate and why; the review queue; "
+                       "coverage against the base rate and the monthly minimum.",
+                       "now-30d", ("site", "team", "agent"), [
+        series("Control chart: automatic QA score per day (%)", q.QA_CONTROL_CHART, "percent", width=12,
+               description="Centre line and 3-sigma limits of the days shown; red marks: drift detected."),
+        grid("Drift alerts", q.DRIFT_ALERTS, width=12),
+        grid("Review rate per agent, and why", q.SAMPLING_RATES_NOW, width=12, units={"rate": PCT}),
+        series("Review-rate changes", q.SAMPLING_RATE_TREND, PCT, width=12),
+        series("Review queue per day, by method", q.REVIEW_QUEUE_DAILY, bars=True, width=12),
+        grid("Coverage against targets", q.COVERAGE, width=12,
+             units={"selected_share": PCT, "target_share": PCT}),
+    ])
+    board["annotations"] = {"list": [{
+        "name": "Drift detected", "enable": True, "iconColor": "red", "datasource": {"type": PLUGIN, "uid": DATASOURCE_UID},
+        "target": ClickHouseQuery(q.DRIFT_ANNOTATIONS, TABLE, "Anno").to_json()}]}
+    return board
+
+
+def calibration() -> dict:
+    return _dashboard("callqa-calibration", "callqa · calibration",
+                      "Calibration sessions: each evaluator's deviation from the call's mean score, and item agreement.",
+                      "now-90d", ("site",), [
+        grid("Evaluators: deviation from the reference (points)", q.CALIBRATION_EVALUATORS, width=12),
+        series("Mean deviation per week", q.CALIBRATION_TREND, "short", width=12),
+        grid("Items: agreement between evaluators", q.CALIBRATION_ITEMS, width=24, units={"full_agreement": PCT}),
+    ])
+
+
+def site_comparison() -> dict:
+    return _dashboard("callqa-sites", "callqa · site comparison",
+                      "Sites side by side from the day and month rollups: service, handling, resolution and quality.",
+                      "now-90d", ("site",), [
+        grid("Sites over the range", q.SITE_COMPARISON, width=24, height=6,
+             units={k: PCT for k in ("service_level", "abandon_rate", "transfer_rate", "fcr_rate", "occupancy")}),
+        series("Service level per day", q.site_daily("service_level"), PCT, width=8),
+        series("Average handle time per day", q.site_daily("aht_s"), "s", width=8),
+        series("Automatic QA score per day (%)", q.site_daily("qa_auto_pct"), "percent", width=8),
+        grid("Months", q.SITE_MONTHLY, width=24, units={"service_level": PCT}),
+    ])
+
+
+DASHBOARDS = {"callqa-live": live, "callqa-agent-quality": agent_quality, "callqa-drift": drift_and_plan,
+              "callqa-calibration": calibration, "callqa-sites": site_comparison}
+
+
+# Alert rules -------------------------------------------------------------------------------------
+
+def _rule(uid: str, title: str, sql: str, op: str, limit: float, summary: str, severity: str, window_s: int,
+          dashboard_uid: str):
+    return (alerting.Rule(title).uid(uid).condition("C").for_val("5m").no_data_state("OK").exec_err_state("Error")
+            .labels({"severity": severity, "team": "operations"})
+            .annotations({"summary": summary, "__dashboardUid__": dashboard_uid})
+            .queries([
+                alerting.Query("A").datasource_uid(DATASOURCE_UID)
+                .relative_time_range(RelativeTimeRange(from_val=window_s, to=0)).model(Sql(sql, TABLE)),
+                alerting.Query("C").datasource_uid("__expr__").model(
+                    expr.TypeThreshold().ref_id("C").datasource(DataSourceRef(type_val="__expr__", uid="__expr__"))
+                    .expression("A").conditions([
+                        expr.ExprTypeThresholdConditions().evaluator(
+                            expr.ExprTypeThresholdConditionsEvaluator().type(op).params([limit]))])),
+            ]))
+
+
+def alert_rules() -> dict:
+    """Grafana alerting file provisioning: the service KPIs at their warning limits, and open quality drifts."""
+    words = {"service_level": "Service level", "abandon_rate": "Abandonment", "asa_s": "Average speed of answer"}
+    limit = lambda r: f"{r.warning:.0%}" if r.metric != "asa_s" else f"{r.warning:g} s"
+    rules = [
+        _rule(f"callqa-{r.metric.replace('_', '-')}", f"{words[r.metric]} {'below' if r.worse < 0 else 'above'} "
+              f"{limit(r)}", q.kpi_alert(r.metric), "lt" if r.worse < 0 else "gt", r.warning,
+              f"{words[r.metric]} of {{{{ $labels.level }}}} {{{{ $labels.entity_id }}}} ({{{{ $labels.site_id }}}}) "
+              f"is {{{{ $values.A }}}} in the latest {r.window_s // 60} minutes",
+              "critical" if r.metric == "service_level" else "warning", 2 * r.window_s, "callqa-live")
+        for r in RULES]
+    rules.append(_rule("callqa-quality-drift", "Quality drift open", q.OPEN_DRIFTS, "gt", 0,
+                       "{{ $labels.metric }} of {{ $labels.level }} {{ $labels.entity_id }} has drifted towards "
+                       "worse quality; its review rate is raised", "warning", 86400, "callqa-drift"))
+    group = []
+    for rule in rules:
+        body = _plain(rule.build())
+        for key in ("folderUID", "orgID", "ruleGroup"):
+            body.pop(key, None)
+        group.append(body)
+    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "callqa", "folder": "callqa", "interval": "1m",
+                                         "rules": group}]}
