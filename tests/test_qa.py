@@ -158,7 +158,8 @@ def test_qa_kpis_reach_clickhouse_on_the_embedded_path(tmp_path):
     env = callqa_env(tmp_path)
     assert run_callqa(["simulate", "--sites", "1", "--agents-per-site", "10", "--out", str(out)], env).returncode == 0
     events = [_json.loads(line) for line in out.read_text().splitlines()]
-    human = [e for e in events if e["event_type"] == "evaluation.submitted"]
+    human = [e for e in events if e["event_type"] == "evaluation.submitted" and e["kind"] == "human"]
+    calibration = [e for e in events if e["event_type"] == "evaluation.submitted" and e["kind"] == "calibration"]
     speech = [e for e in events if e["event_type"] == "speech.analyzed"]
     bad = dict(human[0], event_id="bad-form", evaluation_id="bad", form_version="1999.1")
     out.write_text(out.read_text() + _json.dumps(bad) + "\n")
@@ -190,7 +191,7 @@ def test_qa_kpis_reach_clickhouse_on_the_embedded_path(tmp_path):
     assert 0 < ratios[0] and ratios[1] < 1 and ratios[2] == 0
     failed = {e["call_id"] for e in human if any(i["item_id"] == item and i["score"] == 0 for i in e["items"])}
     assert failed and {r[2] for r in tagged if r[3] == "human"} == failed
-    assert kinds == {"human": len(human), "auto": len(speech)}
+    assert kinds == {"human": len(human), "auto": len(speech), "calibration": len(calibration)}  # calibration: apart
     totals = [sum(i["score"] for i in e["items"]) for e in human]
     assert site[:2] == (len(human), len(speech)) and site[2] == pytest.approx(sum(totals))
     assert site[3] == 100 * len(human)

@@ -29,7 +29,11 @@ def test_every_event_validates_and_answered_calls_have_recordings(week):
         validate_dict(event)
     kinds = Counter(e["event_type"] for e in events)
     assert kinds["recording.completed"] == kinds["call.answered"] == kinds["speech.analyzed"] > 10_000
-    assert 0.015 < kinds["evaluation.submitted"] / kinds["call.answered"] < 0.05
+    evaluations = Counter(e["kind"] for e in events if e["event_type"] == "evaluation.submitted")
+    assert 0.015 < evaluations["human"] / kinds["call.answered"] < 0.05
+    # calibration sessions: about 0.3% of calls, each scored by the six evaluators and the lead
+    sessions = evaluations["calibration"] / 7
+    assert sessions == int(sessions) and 0.001 < sessions / kinds["call.answered"] < 0.006
     assert kinds["agent.profile"] == 45 and kinds["call.held"] == kinds["call.resumed"] > 0
     assert kinds["call.transferred"] > 0 and kinds["call.abandoned"] > 0
 
