@@ -24,12 +24,30 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(click.ClickException):
-    """An error the user can fix: printed as one line, no traceback, exit code 2."""
+    """An error the user can fix (input, option, setting): printed as one line, no traceback, exit code 2."""
 
     exit_code = 2
 
     def show(self, file=None) -> None:
         err_console.print(f"[bold red]error:[/] {self.message}")
+
+
+class Unreachable(UserError):
+    """Kafka or ClickHouse did not answer: exit code 3 (worth retrying; nothing was wrong with the input)."""
+
+    exit_code = 3
+
+
+def _quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("quiet"))
+
+
+def _progress(disable: bool = False):
+    """A progress bar on stderr, gone when done; off with --quiet (or --json)."""
+    from rich.progress import Progress
+
+    return Progress(console=err_console, transient=True, disable=disable or _quiet())
 
 
 def _config() -> Config:
@@ -46,11 +64,14 @@ def _store(config: Config):
 
 def _open_and_migrate(config: Config):
     from sinks.migrate import migrate
-    from sinks.store import StoreError, open_store
+    from sinks.store import StoreError, StoreUnreachable, open_store
 
     try:
         store = open_store(config.clickhouse_url, config.data_dir)
         return store, migrate(store, config.retention_raw_days, config.retention_history_days)
+    except StoreUnreachable as exc:
+        raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up, "
+                          "or unset it to use the embedded store.") from None
     except StoreError as exc:
         raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
 
@@ -90,11 +111,14 @@ def _ensure_topics(config: Config) -> None:
     try:
         ensure_topics(config)
     except KafkaException as exc:
-        raise UserError(f"Kafka at {config.kafka_bootstrap_servers}: {exc}. "
-                        "Check KAFKA_BOOTSTRAP_SERVERS, or unset it to run embedded.") from None
+        raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}. "
+                          "Check KAFKA_BOOTSTRAP_SERVERS and that Kafka is up, or unset it to run embedded.") from None
 
 
-def print_table(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
+def print_table(columns: list[str], rows: list[tuple], title: str | None = None, always: bool = False) -> None:
+    """A table on stdout (left out under --quiet unless it is the command's result itself)."""
+    if _quiet() and not always:
+        return
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
@@ -103,8 +127,13 @@ def print_table(columns: list[str], rows: list[tuple], title: str | None = None)
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
-def main(verbose: bool) -> None:
-    """callqa: contact-center quality monitoring on Kafka and ClickHouse."""
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables: errors, and the one-line results.")
+def main(verbose: bool, quiet: bool) -> None:
+    """callqa: contact-center quality monitoring on Kafka and ClickHouse.
+
+    Exit codes: 0 done; 2 a problem with the input, an option or a setting (the message says what to change);
+    3 Kafka or ClickHouse unreachable; 1 a bug (please report it with the traceback).
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # the driver logs each failed connect with a traceback; our error says it in one line
@@ -137,7 +166,7 @@ def check() -> None:
         try:
             listed = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers}).list_topics(timeout=10)
         except Exception as exc:  # librdkafka reports an unreachable cluster as a KafkaException
-            raise UserError(f"Kafka at {config.kafka_bootstrap_servers} unreachable: {exc}") from None
+            raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers} unreachable: {exc}") from None
         missing = sorted(set(topic_names(config)) - set(listed.topics))
         if missing:
             raise UserError(f"Kafka topics missing: {', '.join(missing)} (the worker creates them when it starts)")
@@ -148,7 +177,7 @@ def check() -> None:
         done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]} if ledger else set()
         store.close()
     except StoreError as exc:
-        raise UserError(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
+        raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
     pending = sorted(p.stem for p in MIGRATIONS.glob("*.sql") if p.stem not in done)
     if pending:
         raise UserError(f"migrations not applied: {', '.join(pending)}; run `callqa migrate`")
@@ -202,8 +231,6 @@ def replay(file: Path) -> None:
     With KAFKA_BOOTSTRAP_SERVERS set they are published to the events topic for the worker;
     otherwise they run in this process on the embedded default and the results are printed.
     """
-    from rich.progress import Progress
-
     config = _config()
     if not file.exists():
         raise UserError(f"{file}: no such file")
@@ -217,7 +244,7 @@ def replay(file: Path) -> None:
             with file.open("rb") as lines:
                 sent = publish(lines, config.kafka_bootstrap_servers, config.topic_events)
         except KafkaException as exc:
-            raise UserError(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
+            raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
         console.print(f"published {sent} events to {config.topic_events}")
         return
 
@@ -225,7 +252,7 @@ def replay(file: Path) -> None:
 
     store = _store(config)
     pipeline = _embedded_pipeline(config, store)
-    with file.open("rb") as handle, Progress(console=err_console, transient=True) as progress:
+    with file.open("rb") as handle, _progress() as progress:
         task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
 
         def lines():
@@ -330,9 +357,7 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     target, store = (FileTarget(out), None) if out else _target(config)
     counts: dict[str, int] = {}
     wall0 = sim_t0 = None
-    from rich.progress import Progress
-
-    with Progress(console=err_console, transient=True) as progress:
+    with _progress() as progress:
         task = progress.add_task("simulate", total=days)
         last_day = None
         for event in sim.events():
@@ -379,8 +404,6 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
 def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None:
     """Measure drift detection (delay, false alarms per agent-month) and adaptive sampling against a
     fixed-N policy of the same review budget, on simulated traffic with ground truth (no store used)."""
-    from rich.progress import Progress
-
     from sources.simulator import SimConfig
 
     from .evaluation import default_drifts
@@ -390,7 +413,7 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
     first_day = _day(start, "--start")
     specs = _drift_specs(drifts or default_drifts(first_day), first_day)
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
-    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+    with _progress(disable=as_json) as progress:
         task = progress.add_task("evaluate (events)", total=None)
         result = run_evaluation(sim, config.policy, seed, lambda n: progress.update(task, completed=n))
     figures = result.as_dict()
@@ -408,6 +431,125 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
     print_table(["policy", "reviews", "poor calls found", "share poor"],
                 [(name, p[name]["reviews"], p[name]["poor_found"], p[name]["poor_share"]) for name in ("adaptive", "fixed_n")],
                 title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
+
+
+DEMO_START = date(2024, 3, 4)  # a Monday
+
+
+def _demo_drifts(sites: int) -> tuple[str, ...]:
+    """A team's QA drops on day 3, an agent stops apologising after holds on day 2, a site's calls
+    grow 40% longer after a system change on day 5."""
+    return ("qa:team=site-1/team-1,delta=-18,from=+2", f"apology:agent=site-{min(2, sites)}-a0004,from=+1.5",
+            f"aht:site=site-{sites},factor=1.4,from=+4")
+
+
+@main.command()
+@click.option("--sites", default=3, show_default=True, type=click.IntRange(1, 20))
+@click.option("--agents-per-site", default=15, show_default=True, type=click.IntRange(5, 300))
+@click.option("--days", default=7, show_default=True, type=click.IntRange(2, 31))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the HTML report [default: CALLQA_DATA_DIR/demo/report.html].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
+    """What callqa is for, in a minute: simulated multi-site traffic with injected quality drifts runs
+    through the real processors into a fresh embedded store (CALLQA_DATA_DIR/demo); prints per-site KPIs,
+    the drifts and when they were detected, review-rate changes and why, the review queue and alerts,
+    and writes the HTML report. No servers needed."""
+    import dataclasses
+    import shutil
+
+    from sinks import macros, queries
+    from sources.simulator import SimConfig, Simulator
+
+    from . import report as reporting
+    from .evaluation import detections
+    from .ingest import EmbeddedTarget
+
+    config = _config()
+    folder = config.data_dir / "demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    local = dataclasses.replace(config, data_dir=folder, clickhouse_url=None, kafka_bootstrap_servers=None)
+    specs = _drift_specs(_demo_drifts(sites), DEMO_START)
+    sim = Simulator(SimConfig(sites, agents_per_site, days, DEMO_START, seed, specs, config.caller_hash_key))
+    store = _store(local)
+    target = EmbeddedTarget(_embedded_pipeline(local, store))
+    with _progress(disable=as_json) as progress:
+        task = progress.add_task(f"demo: {sites} sites × {agents_per_site} agents, {days} days", total=days + 1)
+        today = None
+        for event in sim.events():
+            if event["event_time"][:10] != today:
+                today = event["event_time"][:10]
+                progress.update(task, completed=min((date.fromisoformat(today) - DEMO_START).days, days))
+            target.event(event, "demo", event["event_id"])
+        progress.update(task, description="demo: writing the store and the report")
+        target.close()
+        start, end = reporting.bounds(DEMO_START, date.fromordinal(DEMO_START.toordinal() + days - 1))
+        path = report_path or folder / "report.html"
+        try:
+            figures = reporting.write(store, start, end, path, f"callqa demo: {sites} sites, {days} days")
+            columns, rows = store.query(macros.expand(queries.DRIFTS_OPENED, start, end,
+                                                      {"site": [f["site_id"] for f in figures["sites"]]}))
+        finally:
+            store.close()
+    opened = [dict(zip(columns, r)) for r in rows]
+    found, _ = detections(specs, [{**a, "at": a["opened"]} for a in opened], {a.id: a for a in sim.agents})
+    summary = {
+        "sites": figures["sites"], "drifts": found, "rate_changes": figures["rates"],
+        "review_queue": sum(r["queued"] for r in figures["queue"]),
+        "alerts_opened": {kind: sum(a["opened"] for a in figures["alerts"] if a["kind"] == kind)
+                          for kind in ("drift", "threshold")},
+        "report": str(path), "store": str(folder),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, default=str))
+        return
+    print_table(["site", "calls", "service level", "ASA s", "abandoned", "AHT s", "human QA %", "auto QA %"],
+                [(r["site_id"], r["calls_offered"], f"{r['service_level']:.1%}", r["asa_s"], f"{r['abandon_rate']:.1%}",
+                  r["aht_s"], r["qa_human_pct"], r["qa_auto_pct"]) for r in figures["sites"]],
+                title=f"{sites} sites × {agents_per_site} agents, {days} days from {DEMO_START}")
+    print_table(["injected drift", "scope", "from", "detected", "after (h)", "by"],
+                [(d["kind"], d["scope_id"], d["from"][:16], (d["detected_at"] or "not detected")[:16], d["delay_hours"],
+                  d["detected_by"]) for d in found], title="Quality drifts and when callqa detected them")
+    changes = sorted(figures["rates"], key=lambda r: -r["rate"])
+    print_table(["agent", "team", "review rate", "why", "signal"],
+                [(r["agent_id"], r["team_id"], f"{r['rate']:.1%}", f"{r['cause']}: {r['factors_changed']}", r["signal"])
+                 for r in changes[:10]],
+                title=f"Review rates changed for {len(changes)} agents (highest 10)")
+    console.print(f"{summary['review_queue']} calls queued for review; alerts opened: "
+                  f"{summary['alerts_opened']['drift']} quality drift, {summary['alerts_opened']['threshold']} "
+                  f"service threshold", soft_wrap=True)
+    console.print(f"report: {path}\nstore:  {folder} (e.g. CALLQA_DATA_DIR={folder} callqa plan --day "
+                  f"{date.fromordinal(DEMO_START.toordinal() + days - 1)})", soft_wrap=True)
+
+
+@main.command()
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="First day [default: six days before the last day with data].")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="Last day [default: the last day with data].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("callqa-report.html"),
+              show_default=True)
+@click.option("--title", default="callqa report", show_default=True)
+def report(first, last, out, title) -> None:
+    """Write the HTML report (KPIs by hour, QA control chart and drifts, review rates, coverage,
+    calibration) for a period, from the configured store (embedded or server)."""
+    from . import report as reporting
+
+    config = _config()
+    store = _store(config)
+    try:
+        default_first, default_last = reporting.data_period(store) if not (first and last) else (None, None)
+        first_day = _day(first, "--from") if first else default_first
+        last_day = _day(last, "--to") if last else default_last
+        if last_day < first_day:
+            raise UserError(f"--to {last_day} is before --from {first_day}")
+        start, end = reporting.bounds(first_day, last_day)
+        figures = reporting.write(store, start, end, out, title)
+    except reporting.EmptyStore as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    calls = sum(r["calls_offered"] for r in figures["sites"])
+    console.print(f"wrote {out}: {first_day} to {last_day}, {len(figures['sites'])} sites, {calls} calls", soft_wrap=True)
 
 
 def _drift_specs(texts, first_day: date) -> tuple:
@@ -553,7 +695,7 @@ def query(sql: str) -> None:
 
     store = _store(_config())
     try:
-        print_table(*store.query(sql))
+        print_table(*store.query(sql), always=True)
     except StoreError as exc:
         raise UserError(str(exc)) from None
     finally:

@@ -94,16 +94,7 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
     progress(result.events)
 
     result.alerts_opened = len(opened)
-    matched: set[str] = set()
-    for spec in sim_config.drifts:
-        hits = sorted((time_ms(a["at"]), a) for a in opened if _matches(a, spec, agents))
-        for _, a in hits:
-            matched.add(a["alert_id"])
-        first = hits[0][1] if hits else None
-        result.drifts.append({**spec.truth(), "detected_at": first["at"] if first else None,
-                              "delay_hours": round((hits[0][0] - spec.start_ms) / 3_600_000, 2) if hits else None,
-                              "detected_by": f"{first['level']}:{first['entity_id']}:{first['metric']}" if first else None,
-                              "matching_alerts": len(hits)})
+    result.drifts, matched = detections(sim_config.drifts, opened, agents)
     false = [a for a in opened if a["alert_id"] not in matched]
     result.false_alarms = sum(a["metric"] not in SERVICE for a in false)
     result.false_alarms_agent_level = sum(a["level"] == "agent" for a in false)
@@ -123,6 +114,20 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
     result.policies["calls"] = total_calls
     result.policies["poor_calls"] = len(poor)
     return result
+
+
+def detections(specs, opened: list[dict], agents: dict) -> tuple[list[dict], set[str]]:
+    """Per injected drift, the first matching alert and its delay; and the ids of every matching alert."""
+    found, matched = [], set()
+    for spec in specs:
+        hits = sorted(((time_ms(a["at"]), a) for a in opened if _matches(a, spec, agents)), key=lambda hit: hit[0])
+        matched.update(a["alert_id"] for _, a in hits)
+        first = hits[0][1] if hits else None
+        found.append({**spec.truth(), "detected_at": first["at"] if first else None,
+                      "delay_hours": round((hits[0][0] - spec.start_ms) / 3_600_000, 2) if hits else None,
+                      "detected_by": f"{first['level']}:{first['entity_id']}:{first['metric']}" if first else None,
+                      "matching_alerts": len(hits)})
+    return found, matched
 
 
 def _matches(alert: dict, spec: DriftSpec, agents: dict) -> bool:

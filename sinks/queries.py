@@ -420,3 +420,28 @@ FROM (
 WHERE status != 'cleared'
 GROUP BY level, site_id, entity_id, metric
 """
+
+# Report (callqa report / demo) ----------------------------------------------------------------------
+# Service level and speed of answer per site and hour.
+SITE_HOURLY_TREND = f"""
+SELECT window_start AS time, site_id, {ratios('service_level', 'asa_s')}
+FROM kpi_windows FINAL
+WHERE level = 'site' AND window_s = 3600 AND {SITES} AND $__timeFilter(window_start)
+GROUP BY time, site_id ORDER BY time, site_id
+"""
+
+# Alerts opened in the range, by kind and metric.
+ALERTS_OPENED = f"""
+SELECT kind, metric, count() AS opened
+FROM alerts FINAL
+WHERE status = 'open' AND {SITES} AND $__timeFilter(at)
+GROUP BY kind, metric ORDER BY kind, opened DESC, metric
+"""
+
+# Drift alerts as they opened, with their evidence (matched against injected drifts by the demo).
+DRIFTS_OPENED = f"""
+SELECT alert_id, level, entity_id, metric, concat(replaceOne(toString(at), ' ', 'T'), 'Z') AS opened, evidence
+FROM alerts FINAL
+WHERE kind = 'drift' AND status = 'open' AND {SITES} AND $__timeFilter(at)
+ORDER BY at
+"""

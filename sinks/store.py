@@ -16,6 +16,10 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused a statement."""
 
 
+class StoreUnreachable(StoreError):
+    """The ClickHouse server did not answer."""
+
+
 class Store(Protocol):
     def execute(self, sql: str) -> None: ...
     def query(self, sql: str) -> tuple[list[str], list[tuple]]: ...
@@ -95,7 +99,7 @@ class ServerStore:
             return self._client.execute(sql, params, **kwargs)
         except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
             self._client.disconnect()
-            raise StoreError(f"ClickHouse server {self.address} unreachable: {exc}") from exc
+            raise StoreUnreachable(f"ClickHouse server {self.address} unreachable: {exc}") from exc
         except errors.Error as exc:
             raise StoreError(f"ClickHouse server: {exc}") from exc
 
