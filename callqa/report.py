@@ -86,9 +86,15 @@ def _figure(traces, title: str, y_title: str, percent: bool = False, limit: floa
     return fig
 
 
-def charts(f: dict[str, list[dict]]) -> dict[str, go.Figure]:
+def _held_to(rows: list[dict], end: str) -> list[dict]:
+    """Rate changes, each agent's last rate carried on to the end of the period (a step line)."""
+    last = {r["agent_id"]: r for r in rows}
+    return rows + [{**r, "time": end} for r in last.values()]
+
+
+def charts(f: dict[str, list[dict]], end: datetime) -> dict[str, go.Figure]:
     control = f["control"]
-    marks = [m for m in f["drift_marks"]]
+    marks = f["drift_marks"]
     low = min((r["lower_limit"] for r in control if r["lower_limit"] is not None), default=0)
     qa = _figure([go.Scatter(x=[r["time"] for r in control], y=[r["qa_auto_pct"] for r in control], name="automatic QA %",
                              mode="lines+markers")]
@@ -108,7 +114,7 @@ def charts(f: dict[str, list[dict]]) -> dict[str, go.Figure]:
                        limit=LIMITS["asa_s"], limit_name="alert limit"),
         "qa": qa,
         "qa_sites": _figure(_lines(f["qa_sites"], "qa_human_pct", "site_id"), "Human QA score per site and day", "%"),
-        "rates": _figure(_lines(f["rate_trend"], "rate", "agent_id", shape="hv"),
+        "rates": _figure(_lines(_held_to(f["rate_trend"], f"{end:%Y-%m-%d %H:%M:%S}"), "rate", "agent_id", shape="hv"),
                          "Each agent's review rate over time", "share of calls reviewed", percent=True),
         "coverage": _figure([go.Bar(x=agents, y=[r["selected_share"] for r in coverage], name="selected for review")],
                             "Coverage: share of each agent's recorded calls selected for review", "share",
@@ -188,7 +194,7 @@ with the Grafana dashboards' queries.</p>
 
 
 def render(figures: dict[str, list[dict]], start: datetime, end: datetime, title: str) -> str:
-    made = charts(figures)
+    made = charts(figures, end)
     divs = {name: fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}",
                               config={"displaylogo": False, "responsive": True})
             for name, fig in made.items()}

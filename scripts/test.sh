@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh machine, then run them against real servers.
-# The tests start Kafka 3.9 (jars from Maven Central, cached) and Debian's clickhouse-server themselves.
+# The tests start Kafka 3.9 (jars from Maven Central, cached), Debian's clickhouse-server and chromium themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v clickhouse-server >/dev/null && [ ! -x /usr/sbin/clickhouse-server ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server >/dev/null
+missing=()
+if ! command -v clickhouse-server >/dev/null && [ ! -x /usr/sbin/clickhouse-server ]; then missing+=(clickhouse-server); fi
+if ! command -v chromium >/dev/null; then missing+=(chromium); fi  # the HTML report is tested in headless Chromium
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 scripts/services.py fetch >/dev/null   # resolve the Kafka jars once (mvn, ~/.m2)

@@ -260,14 +260,15 @@ FROM (
 ORDER BY time
 """
 
-# Each drift alert in the range: its latest status and the evidence it was raised on.
+# Each drift alert in the range: its latest status and the latest evidence it carried.
 DRIFT_ALERTS = f"""
 SELECT min(opened_at) AS opened_at, argMax(status, at) AS status, any(level) AS level, any(entity_id) AS entity_id,
-       any(metric) AS metric, JSONExtractString(argMax(evidence, at), 'chart') AS chart,
-       round(JSONExtractFloat(argMax(evidence, at), 'value'), 2) AS value,
-       round(JSONExtractFloat(argMax(evidence, at), 'baseline_mean'), 2) AS baseline,
-       round(JSONExtractFloat(argMax(evidence, at), 'statistic'), 2) AS statistic,
-       round(JSONExtractFloat(argMax(evidence, at), 'limit'), 2) AS limit, alert_id
+       any(metric) AS metric, argMaxIf(evidence, at, evidence != '') AS latest_evidence,
+       JSONExtractString(latest_evidence, 'chart') AS chart,
+       round(JSONExtractFloat(latest_evidence, 'value'), 2) AS value,
+       round(JSONExtractFloat(latest_evidence, 'baseline_mean'), 2) AS baseline,
+       round(JSONExtractFloat(latest_evidence, 'statistic'), 2) AS statistic,
+       round(JSONExtractFloat(latest_evidence, 'limit'), 2) AS limit, alert_id
 FROM alerts FINAL
 WHERE kind = 'drift' AND {SITES} AND $__timeFilter(at)
 GROUP BY alert_id ORDER BY opened_at DESC
