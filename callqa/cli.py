@@ -110,7 +110,7 @@ def _ensure_topics(config: Config) -> None:
 
     try:
         ensure_topics(config)
-    except KafkaException as exc:
+    except (KafkaException, TimeoutError) as exc:
         raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}. "
                           "Check KAFKA_BOOTSTRAP_SERVERS and that Kafka is up, or unset it to run embedded.") from None
 
@@ -154,17 +154,15 @@ def migrate() -> None:
 def check() -> None:
     """Check that the configured Kafka and ClickHouse answer and are ready (the containers' health check):
     every topic exists, every migration is applied. Exit 0 when ready, 2 with the reason when not."""
-    from confluent_kafka.admin import AdminClient
-
     from sinks.migrate import MIGRATIONS
     from sinks.store import StoreError, open_store
 
-    from .topics import topic_names
+    from .topics import admin_client, topic_names
 
     config = _config()
     if config.kafka_bootstrap_servers:
         try:
-            listed = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers}).list_topics(timeout=10)
+            listed = admin_client(config.kafka_bootstrap_servers).list_topics(timeout=10)
         except Exception as exc:  # librdkafka reports an unreachable cluster as a KafkaException
             raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers} unreachable: {exc}") from None
         missing = sorted(set(topic_names(config)) - set(listed.topics))
@@ -223,9 +221,17 @@ def run() -> None:
         store.close()
 
 
+def _counting(lines, progress, task):
+    """The lines, advancing a progress bar by their length (its total: the file's size)."""
+    for line in lines:
+        progress.advance(task, len(line))
+        yield line
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def replay(file: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and per-site KPIs as JSON.")
+def replay(file: Path, as_json: bool) -> None:
     """Send canonical events (JSON Lines) through the processors.
 
     With KAFKA_BOOTSTRAP_SERVERS set they are published to the events topic for the worker;
@@ -252,21 +258,23 @@ def replay(file: Path) -> None:
 
     store = _store(config)
     pipeline = _embedded_pipeline(config, store)
-    with file.open("rb") as handle, _progress() as progress:
+    with file.open("rb") as handle, _progress(disable=as_json) as progress:
         task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
-
-        def lines():
-            for line in handle:
-                progress.advance(task, len(line))
-                yield line
-
-        summary = pipeline.run(lines(), str(file))
+        summary = pipeline.run(_counting(handle, progress, task), str(file))
+    sites = store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0]))
+    outcomes = store.query(queries.CALL_OUTCOMES)
+    store.close()
+    if as_json:
+        click.echo(json.dumps({"events": summary.events, "duplicates": summary.duplicates,
+                               "dead_letters": summary.dead_letters, "call_record_versions": summary.records,
+                               "kpi_row_versions": summary.kpi_rows, "alerts_opened": summary.alerts,
+                               "rate_changes": summary.rate_changes, "selected_for_review": summary.selected,
+                               "sites": [dict(zip(sites[0], r)) for r in sites[1]]}, indent=1))
+        return
     console.print(f"{summary.events} events ({summary.duplicates} duplicates), {summary.dead_letters} dead letters, "
                   f"{summary.records} call-record versions, {summary.kpi_rows} KPI row versions")
-    print_table(*store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0])),
-                title=f"KPIs per site ({config.kpi_windows[0]} s windows, all time)")
-    print_table(*store.query(queries.CALL_OUTCOMES), title="Call records")
-    store.close()
+    print_table(*sites, title=f"KPIs per site ({config.kpi_windows[0]} s windows, all time)")
+    print_table(*outcomes, title="Call records")
 
 
 @main.command()
@@ -275,8 +283,9 @@ def replay(file: Path) -> None:
                    "amazon-connect-agent-events, anonymous-bank.")
 @click.option("--site", default="site-1", show_default=True, help="Site id of the events (the sources carry none).")
 @click.option("--follow", is_flag=True, help="Keep reading a growing file (asterisk-queue-log), like tail -f.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
+def ingest(fmt: str, site: str, follow: bool, as_json: bool, file: Path) -> None:
     """Convert a source file to canonical events and process them.
 
     Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
@@ -297,8 +306,10 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
     target, store = _target(config)
     hasher = CallerHasher(config.caller_hash_key)
     interrupted = []
-    with file.open(encoding="utf-8", errors="replace", newline="") as handle:
-        lines = run.follow(handle, target.idle, lambda: bool(interrupted)) if follow else handle
+    with file.open(encoding="utf-8", errors="replace", newline="") as handle, \
+            _progress(disable=as_json or follow) as progress:
+        task = progress.add_task(f"ingest {file.name}", total=file.stat().st_size)
+        lines = run.follow(handle, target.idle, lambda: bool(interrupted)) if follow else _counting(handle, progress, task)
         try:
             summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
         except KeyboardInterrupt:
@@ -307,6 +318,11 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
     if store is not None:
         store.close()
     if summary is None:
+        return
+    if as_json:
+        click.echo(json.dumps({"file": str(file), "units": summary.units, "events": dict(sorted(summary.events.items())),
+                               "skipped": dict(sorted(summary.skipped.items())), "unreadable": len(summary.errors)},
+                              indent=1))
         return
     console.print(f"{file.name}: {summary.units} input units", soft_wrap=True)
     print_table(["event type", "events"], sorted(summary.events.items()))
@@ -335,7 +351,8 @@ def ingest(fmt: str, site: str, follow: bool, file: Path) -> None:
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Ground-truth side file: the injected drifts and the calls that are truly poor "
                    "[default: CALLQA_DATA_DIR/simulation-truth.json].")
-def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, truth) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, truth, as_json) -> None:
     """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
     import time
 
@@ -357,7 +374,7 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     target, store = (FileTarget(out), None) if out else _target(config)
     counts: dict[str, int] = {}
     wall0 = sim_t0 = None
-    with _progress() as progress:
+    with _progress(disable=as_json) as progress:
         task = progress.add_task("simulate", total=days)
         last_day = None
         for event in sim.events():
@@ -386,6 +403,10 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
         truth = config.data_dir / "simulation-truth.json"
     truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,
                                  "poor_calls": sim.truth.poor_calls}, indent=1))
+    if as_json:
+        click.echo(json.dumps({"events": sum(counts.values()), "by_type": dict(sorted(counts.items())),
+                               "truth": str(truth)}, indent=1))
+        return
     console.print(f"{sum(counts.values())} events ({sites} sites x {agents_per_site} agents, {days} days); "
                   f"ground truth in {truth}", soft_wrap=True)
     print_table(["event type", "events"], sorted(counts.items()))
@@ -537,9 +558,10 @@ def report(first, last, out, title) -> None:
     config = _config()
     store = _store(config)
     try:
-        default_first, default_last = reporting.data_period(store) if not (first and last) else (None, None)
-        first_day = _day(first, "--from") if first else default_first
-        last_day = _day(last, "--to") if last else default_last
+        first_day, last_day = (_day(first, "--from") if first else None), (_day(last, "--to") if last else None)
+        if not (first_day and last_day):
+            default_first, default_last = reporting.data_period(store)
+            first_day, last_day = first_day or default_first, last_day or default_last
         if last_day < first_day:
             raise UserError(f"--to {last_day} is before --from {first_day}")
         start, end = reporting.bounds(first_day, last_day)

@@ -23,9 +23,16 @@ def topic_names(config: Config) -> list[str]:
             config.topic_sampling_decisions, config.topic_review_queue]
 
 
-def ensure_topics(config: Config, timeout_s: float = 30) -> None:
-    """Create the missing topics with ``CALLQA_TOPIC_PARTITIONS`` partitions; raises KafkaException."""
-    admin = AdminClient({"bootstrap.servers": config.kafka_bootstrap_servers})
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    """An admin client that reports an unreachable cluster by exception only (not by logging each retry)."""
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2})
+
+
+def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) -> None:
+    """Create the missing topics with ``CALLQA_TOPIC_PARTITIONS`` partitions; raises KafkaException
+    (also when no broker answers within ``probe_s``)."""
+    admin = admin_client(config.kafka_bootstrap_servers)
+    admin.list_topics(timeout=probe_s)  # KafkaException when the cluster cannot be reached
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1) for name in topic_names(config)],
         request_timeout=timeout_s,

@@ -71,18 +71,35 @@ def test_query_prints_a_table(tmp_path):
     assert "answered" in done.stdout and "abandoned" in done.stdout
 
 
-def test_user_errors_are_one_line_without_traceback(tmp_path):
-    cases = [
-        (["query", "SELECT nope"], {}, "UNKNOWN_IDENTIFIER"),
-        (["replay", str(tmp_path / "missing.jsonl")], {}, "no such file"),
-        (["replay", str(DAY)], {"CALLQA_SINK_BATCH_ROWS": "lots"}, "CALLQA_SINK_BATCH_ROWS"),
-        (["replay", str(DAY)], {"CLICKHOUSE_URL": "clickhouse://default@127.0.0.1:1/default"}, "unreachable"),
-        (["run"], {}, "KAFKA_BOOTSTRAP_SERVERS is not set"),
+def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_something(tmp_path):
+    missing = str(tmp_path / "missing.jsonl")
+    cases = [  # (arguments, settings, what the message says, exit code: 2 input/option/setting, 3 unreachable)
+        (["query", "SELECT nope"], {}, "UNKNOWN_IDENTIFIER", 2),
+        (["replay", missing], {}, "no such file", 2),
+        (["ingest", "--format", "nope", str(DAY)], {}, "unknown format 'nope'; choose one of: asterisk-queue-log", 2),
+        (["replay", str(DAY)], {"CALLQA_SINK_BATCH_ROWS": "lots"}, "CALLQA_SINK_BATCH_ROWS='lots' is not a whole number", 2),
+        (["replay", str(DAY)], {"CALLQA_KPI_WINDOWS": "900"}, "must include 3600", 2),
+        (["report", "--from", "March"], {}, "--from 'March' is not a date", 2),
+        (["report"], {}, "no KPI history yet: replay, ingest or simulate", 2),
+        (["run"], {}, "KAFKA_BOOTSTRAP_SERVERS is not set", 2),
+        (["replay", str(DAY)], {"CLICKHOUSE_URL": "clickhouse://default@127.0.0.1:1/default"},
+         "ClickHouse server 127.0.0.1:1 unreachable", 3),
+        (["replay", str(DAY)], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "Check KAFKA_BOOTSTRAP_SERVERS", 3),
+        (["check"], {"CLICKHOUSE_URL": "clickhouse://default:secret@127.0.0.1:1/default"}, "unreachable", 3),
     ]
-    for args, extra, message in cases:
+    for args, extra, message, code in cases:
         done = run_callqa(args, callqa_env(tmp_path, **extra))
-        assert done.returncode == 2, (args, done.stderr)
-        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == code, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr and "secret" not in done.stderr, done.stderr
+
+
+def test_quiet_and_json_output(tmp_path):
+    env = callqa_env(tmp_path)
+    quiet = run_callqa(["--quiet", "replay", str(DAY)], env)
+    assert quiet.returncode == 0 and quiet.stdout.count("\n") == 1 and quiet.stderr == ""  # one line, no bars
+    again = json.loads(run_callqa(["replay", "--json", str(DAY)], env).stdout)
+    assert again["events"] == 63 and again["duplicates"] == 62  # a replay: every event already applied
+    assert {s["site_id"] for s in again["sites"]} == {"A", "B"}
 
 
 def test_fixture_is_canonical_json_lines():
