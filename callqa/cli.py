@@ -533,9 +533,9 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
                 [(d["kind"], d["scope_id"], d["from"][:16], (d["detected_at"] or "not detected")[:16], d["delay_hours"],
                   d["detected_by"]) for d in found], title="Quality drifts and when callqa detected them")
     changes = sorted(figures["rates"], key=lambda r: -r["rate"])
-    print_table(["agent", "team", "review rate", "why", "signal"],
-                [(r["agent_id"], r["team_id"], f"{r['rate']:.1%}", f"{r['cause']}: {r['factors_changed']}", r["signal"])
-                 for r in changes[:10]],
+    print_table(["agent", "team", "review rate", "change", "because of"],
+                [(r["agent_id"], r["team_id"], f"{r['rate']:.1%}", f"{r['cause']}: {r['factors_changed']}",
+                  r["because"] or r["signal"]) for r in changes[:10]],
                 title=f"Review rates changed for {len(changes)} agents (highest 10)")
     console.print(f"{summary['review_queue']} calls queued for review; alerts opened: "
                   f"{summary['alerts_opened']['drift']} quality drift, {summary['alerts_opened']['threshold']} "

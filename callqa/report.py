@@ -22,7 +22,7 @@ from sinks import queries as q
 VARIABLES = (("site", q.VAR_SITE), ("queue", q.VAR_QUEUE), ("team", q.VAR_TEAM), ("agent", q.VAR_AGENT))
 QUERIES = {
     "sites": q.SITE_COMPARISON, "hourly": q.SITE_HOURLY_TREND, "qa_sites": q.site_daily("qa_human_pct"),
-    "control": q.QA_CONTROL_CHART, "drift_marks": q.DRIFT_ANNOTATIONS, "drifts": q.DRIFT_ALERTS,
+    "drifts": q.DRIFT_ALERTS,
     "rate_trend": q.SAMPLING_RATE_TREND, "rates": q.SAMPLING_RATES_NOW, "coverage": q.COVERAGE,
     "queue": q.REVIEW_QUEUE_DAILY, "calibration": q.CALIBRATION_EVALUATORS, "alerts": q.ALERTS_OPENED,
 }
@@ -56,10 +56,12 @@ def collect(store, start: datetime, end: datetime) -> dict[str, list[dict]]:
         values[name] = [r[0] for r in store.query(macros.expand(sql, start, end, values))[1]] or [""]
     if values["site"] == [""]:
         raise EmptyStore("the store holds no KPI history yet: replay, ingest or simulate some traffic first")
-    figures = {}
-    for name, sql in QUERIES.items():
-        columns, rows = store.query(macros.expand(sql, start, end, values, interval_s=3600))
-        figures[name] = [dict(zip(columns, row)) for row in rows]
+    run = lambda sql, chosen: [dict(zip(columns, row)) for columns, rows in
+                               [store.query(macros.expand(sql, start, end, chosen, interval_s=3600))] for row in rows]
+    figures = {name: run(sql, values) for name, sql in QUERIES.items()}
+    # per site: its control chart and the drifts detected there
+    for name, sql in (("control", q.QA_CONTROL_CHART), ("drift_marks", q.DRIFT_ANNOTATIONS)):
+        figures[name] = [{"site_id": site, **row} for site in values["site"] for row in run(sql, {**values, "site": [site]})]
     figures["rates"] = [r for r in figures["rates"] if r["cause"] != "initial"]
     if not any(r["calls_offered"] for r in figures["sites"]):
         raise EmptyStore(f"no calls between {start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a period with data")
@@ -92,27 +94,33 @@ def _held_to(rows: list[dict], end: str) -> list[dict]:
     return rows + [{**r, "time": end} for r in last.values()]
 
 
+def control_chart(site: str, rows: list[dict], marks: list[dict]) -> go.Figure:
+    """A site's human QA per day against its baseline limits, with the moments drift was detected."""
+    x = [r["time"] for r in rows]
+    low = min((r["lower_limit"] for r in rows if r["lower_limit"] is not None), default=0)
+    return _figure(
+        [go.Scatter(x=x, y=[r["qa_pct"] for r in rows], name="human QA %", mode="lines+markers",
+                    text=[f"{r['evaluations']} evaluations" for r in rows])]
+        + [go.Scatter(x=x, y=[r[k] for r in rows], name=k.replace("_", " "), mode="lines",
+                      line={"dash": "solid" if k == "centre" else "dash", "width": 1, "shape": "hvh"})
+           for k in ("centre", "upper_limit", "lower_limit")]
+        + [go.Scatter(x=[m["time"] for m in marks], y=[low] * len(marks), name="drift detected", mode="markers",
+                      marker={"symbol": "x", "size": 9, "color": "firebrick"}, text=[m["text"] for m in marks],
+                      hoverinfo="text+x")],
+        f"{site}: human QA score per day, control limits from the first three days, drifts detected", "%")
+
+
 def charts(f: dict[str, list[dict]], end: datetime) -> dict[str, go.Figure]:
-    control = f["control"]
-    marks = f["drift_marks"]
-    low = min((r["lower_limit"] for r in control if r["lower_limit"] is not None), default=0)
-    qa = _figure([go.Scatter(x=[r["time"] for r in control], y=[r["qa_auto_pct"] for r in control], name="automatic QA %",
-                             mode="lines+markers")]
-                 + [go.Scatter(x=[r["time"] for r in control], y=[r[k] for r in control], name=k.replace("_", " "),
-                               mode="lines", line={"dash": "dash" if k != "centre" else "solid", "width": 1})
-                    for k in ("centre", "upper_limit", "lower_limit")]
-                 + [go.Scatter(x=[m["time"] for m in marks], y=[low] * len(marks), name="drift detected",
-                               mode="markers", marker={"symbol": "x", "size": 9, "color": "firebrick"},
-                               text=[m["text"] for m in marks], hoverinfo="text+x")],
-                 "Automatic QA score per day: control chart, and the moments drift was detected", "%")
+    sites = [r["site_id"] for r in f["sites"]]
+    made = {f"qa-{site}": control_chart(site, [r for r in f["control"] if r["site_id"] == site],
+                                        [m for m in f["drift_marks"] if m["site_id"] == site]) for site in sites}
     coverage = f["coverage"]
     agents = [r["agent_id"] for r in coverage]
-    return {
+    return made | {
         "sl": _figure(_lines(f["hourly"], "service_level", "site_id"), "Service level by hour", "service level",
                       percent=True, limit=LIMITS["service_level"], limit_name="alert limit"),
         "asa": _figure(_lines(f["hourly"], "asa_s", "site_id"), "Average speed of answer by hour", "seconds",
                        limit=LIMITS["asa_s"], limit_name="alert limit"),
-        "qa": qa,
         "qa_sites": _figure(_lines(f["qa_sites"], "qa_human_pct", "site_id"), "Human QA score per site and day", "%"),
         "rates": _figure(_lines(_held_to(f["rate_trend"], f"{end:%Y-%m-%d %H:%M:%S}"), "rate", "agent_id", shape="hv"),
                          "Each agent's review rate over time", "share of calls reviewed", percent=True),
@@ -177,7 +185,8 @@ with the Grafana dashboards' queries.</p>
 <h2>Sites</h2>{{ tables.sites }}
 <div class="grid">{{ charts.sl }}{{ charts.asa }}</div>
 <h2>Quality and drift</h2>
-{{ charts.qa }}{{ charts.qa_sites }}
+{{ charts.qa_sites }}
+{% for name, chart in charts.items() if name.startswith("qa-") %}{{ chart }}{% endfor %}
 <h3>Drift alerts</h3>{{ tables.drifts }}
 <h3>Alerts opened</h3>{{ tables.alerts }}
 <h2>Monitoring plan</h2>

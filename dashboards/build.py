@@ -55,12 +55,15 @@ def _units(panel, units: dict[str, str]):
 
 
 def series(title: str, sql: str, unit: str = "short", width: int = 12, units: dict[str, str] | None = None,
-           bars: bool = False, description: str = ""):
+           bars: bool = False, description: str = "", tooltip_only: tuple[str, ...] = ()):
     panel = (timeseries.Panel().title(title).description(description).datasource(DATASOURCE)
              .with_target(Sql(sql, TIME_SERIES)).unit(unit).span(width).height(8))
     if bars:
         panel = panel.draw_style(common.GraphDrawStyle.BARS).stacking(
             StackingConfig().mode(common.StackingMode.NORMAL))
+    for column in tooltip_only:  # a figure to read on hover, not to draw
+        panel = panel.with_override(MatcherConfig(id_val="byName", options=column), [DynamicConfigValue(
+            id_val="custom.hideFrom", value={"viz": True, "legend": True, "tooltip": False})])
     return _units(panel, units or {})
 
 
@@ -142,8 +145,10 @@ def drift_and_plan() -> dict:
                        "Control charts and drift alerts; each agent's review rate and why; the review queue; "
                        "coverage against the base rate and the monthly minimum.",
                        "now-30d", ("site", "team", "agent"), [
-        series("Control chart: automatic QA score per day (%)", q.QA_CONTROL_CHART, "percent", width=12,
-               description="Centre line and 3-sigma limits of the days shown; red marks: drift detected."),
+        series("Control chart: human QA score per day (%)", q.QA_CONTROL_CHART, "percent", width=12,
+               description="X-bar chart of the selection's evaluations: centre and sigma from the first three days "
+                           "shown, limits centre ± 3 sigma / sqrt(evaluations that day); red marks: drift detected.",
+               tooltip_only=("evaluations",)),
         grid("Drift alerts", q.DRIFT_ALERTS, width=12),
         grid("Review rate per agent, and why", q.SAMPLING_RATES_NOW, width=12, units={"rate": PCT}),
         series("Review-rate changes", q.SAMPLING_RATE_TREND, PCT, width=12),

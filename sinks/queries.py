@@ -244,16 +244,21 @@ ORDER BY time DESC LIMIT 200
 """
 
 # (3) Drift and monitoring plan ---------------------------------------------------------------------
-# Control chart of the chosen agents' automatic QA score per day: centre line and 3-sigma limits of the range.
+# Control chart (X-bar) of the chosen agents' human QA scores per day: the centre line and sigma of
+# single evaluations come from the first three days shown (the baseline); limits centre ± 3 sigma / sqrt(n).
 QA_CONTROL_CHART = f"""
-SELECT time, qa_auto_pct, round(centre, 1) AS centre, round(centre + 3 * sigma, 1) AS upper_limit,
-       round(centre - 3 * sigma, 1) AS lower_limit
+SELECT time, qa_pct, evaluations, round(centre, 1) AS centre,
+       round(centre + 3 * sigma / sqrt(evaluations), 1) AS upper_limit,
+       round(centre - 3 * sigma / sqrt(evaluations), 1) AS lower_limit
 FROM (
-    SELECT time, qa_auto_pct, avg(qa_auto_pct) OVER () AS centre, stddevSamp(qa_auto_pct) OVER () AS sigma
+    SELECT time, qa_pct, evaluations,
+           sumIf(total, day_no <= 3) OVER () / sumIf(evaluations, day_no <= 3) OVER () AS centre,
+           sqrt(sumIf(squares, day_no <= 3) OVER () / sumIf(evaluations, day_no <= 3) OVER () - centre * centre) AS sigma
     FROM (
-        SELECT toDateTime(day) AS time, {RATIOS['qa_auto_pct']} AS qa_auto_pct
-        FROM kpi_daily FINAL
-        WHERE level = 'agent' AND {SITES} AND entity_id IN (${{agent:singlequote}}) AND $__dateFilter(day)
+        SELECT toDateTime(toDate(evaluated_at)) AS time, round(avg(pct), 1) AS qa_pct, count() AS evaluations,
+               sum(pct) AS total, sum(pct * pct) AS squares, dense_rank() OVER (ORDER BY time) AS day_no
+        FROM evaluations FINAL
+        WHERE kind = 'human' AND {SITES} AND {AGENTS} AND $__timeFilter(evaluated_at)
         GROUP BY time
     )
 )
@@ -285,10 +290,17 @@ ORDER BY time
 # Each agent's review rate at the end of the range, and why (the latest change).
 SAMPLING_RATES_NOW = f"""
 SELECT agent_id, any(team_id) AS team_id, argMax(new_rate, at) AS rate, argMax(cause, at) AS cause,
-       argMax(arrayStringConcat(factors_changed, ', '), at) AS factors_changed, argMax(signal_kind, at) AS signal,
+       argMax(factors, at) AS factors_changed, argMax(signal_kind, at) AS signal, argMax(reason, at) AS because,
        max(at) AS since
-FROM sampling_rates FINAL
-WHERE {SITES} AND {AGENTS} AND at <= $__toTime
+FROM (
+    SELECT agent_id, team_id, new_rate, cause, at, signal_kind, arrayStringConcat(factors_changed, ', ') AS factors,
+           splitByChar('|', JSONExtractString(evidence, 'series')) AS series,  -- level|site|entity|metric
+           multiIf(length(series) = 4,
+                   series[1] || ' ' || series[3] || ': ' || series[4] || ' drift (' || JSONExtractString(evidence, 'chart') || ')',
+                   JSONHas(evidence, 'description'), JSONExtractString(evidence, 'description'), '') AS reason
+    FROM sampling_rates FINAL
+    WHERE {SITES} AND {AGENTS} AND at <= $__toTime
+)
 GROUP BY agent_id ORDER BY rate DESC, agent_id
 """
 

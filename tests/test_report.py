@@ -13,7 +13,7 @@ from sinks.store import EmbeddedStore
 from tests.conftest import callqa_env, run_callqa
 
 END = "2024-03-09 00:00:00"  # the end of the demo's five days (from Monday 2024-03-04)
-CHARTS = {"sl", "asa", "qa", "qa_sites", "rates", "coverage", "evaluations", "calibration"}
+CHARTS = {"sl", "asa", "qa-site-1", "qa-site-2", "qa_sites", "rates", "coverage", "evaluations", "calibration"}
 
 
 @pytest.fixture(scope="module")
