@@ -16,6 +16,16 @@ def test_readme_documents_every_setting_with_its_default():
         assert (setting.default or "unset") in row
 
 
+def test_readme_main_command_is_the_demo_with_valid_options():
+    from callqa.cli import main
+
+    command = re.search(r"<!-- main-command -->\n```sh\n(.+?)\n```", README, re.S).group(1).strip()
+    install, run = command.split(" && ")
+    assert install == "python3 -m pip install -e ." and run.split()[:2] == ["callqa", "demo"]
+    main.get_command(main.make_context("callqa", [], resilient_parsing=True), "demo").make_context("demo", run.split()[2:])
+    assert (ROOT / "docs" / "report.png").exists() and "docs/report.png" in README
+
+
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"<!-- test-command -->\n```sh\n(.+?)\n```", README, re.S).group(1).strip()
     assert command in (ROOT / ".ci" / "run").read_text()
