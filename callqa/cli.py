@@ -155,7 +155,7 @@ def check() -> None:
     """Check that the configured Kafka and ClickHouse answer and are ready (the containers' health check):
     every topic exists, every migration is applied. Exit 0 when ready, 2 with the reason when not."""
     from sinks.migrate import MIGRATIONS
-    from sinks.store import StoreError, open_store
+    from sinks.store import StoreError, StoreUnreachable, open_store
 
     from .topics import admin_client, topic_names
 
@@ -174,8 +174,10 @@ def check() -> None:
                              "AND name = 'schema_migrations'")[1][0][0]
         done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]} if ledger else set()
         store.close()
-    except StoreError as exc:
+    except StoreUnreachable as exc:
         raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
     pending = sorted(p.stem for p in MIGRATIONS.glob("*.sql") if p.stem not in done)
     if pending:
         raise UserError(f"migrations not applied: {', '.join(pending)}; run `callqa migrate`")

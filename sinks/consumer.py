@@ -1,4 +1,5 @@
-"""Kafka output topics → ClickHouse, in Snuba's order: consume, batch, write, then commit.
+"""Kafka topics → ClickHouse, in Snuba's order: consume, batch, write, then commit. The output
+topics' rows go to their tables as they are; the input topic's valid events go to ``raw_events``.
 
 ``KafkaSink`` follows Arroyo's step shape: ``submit`` one message, ``poll`` to write and commit
 when a batch is due, ``join`` to write and commit what is left. Offsets are committed only after
