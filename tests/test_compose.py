@@ -1,6 +1,7 @@
 """docker-compose.yml: it parses, and its services, ports, volumes and settings agree with the config,
 the provisioning and the CLI (no Docker engine here; what can be checked without one is)."""
 import re
+import tomllib
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -111,3 +112,15 @@ def test_the_image_holds_what_the_commands_import():
     packages = re.search(r'include = \[(.*?)\]', (ROOT / "pyproject.toml").read_text()).group(1)
     assert copied == {p.strip('" *') for p in packages.split(",")}
     assert re.search(r"^FROM python:3\.11\.\d+-slim", dockerfile, re.M)
+
+
+def test_an_installed_package_carries_its_data_files():
+    """A non-editable install (the image) gets every data file the code reads: forms, schemas, migrations."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = project["package-data"]
+    packages = [p.strip("*") for p in project["packages"]["find"]["include"]]
+    for package in packages:
+        for path in (ROOT / package).rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".sql", ".md") and "__pycache__" not in path.parts:
+                inside = path.relative_to(ROOT / package)
+                assert any(inside.match(g) for g in globs.get(package, [])), f"{package}/{inside} is not package data"
