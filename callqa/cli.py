@@ -460,9 +460,9 @@ DEMO_START = date(2024, 3, 4)  # a Monday
 
 
 def _demo_drifts(sites: int) -> tuple[str, ...]:
-    """A team's QA drops on day 3, an agent stops apologising after holds on day 2, a site's calls
-    grow 40% longer after a system change on day 5."""
-    return ("qa:team=site-1/team-1,delta=-18,from=+2", f"apology:agent=site-{min(2, sites)}-a0004,from=+1.5",
+    """A team's QA drops on day 3, another team stops apologising after holds from midday on day 2, a
+    site's calls grow 40% longer after a system change on day 5."""
+    return ("qa:team=site-1/team-1,delta=-18,from=+2", f"apology:team=site-{min(2, sites)}/team-1,from=+1.5",
             f"aht:site=site-{sites},factor=1.4,from=+4")
 
 
