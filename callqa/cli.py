@@ -153,8 +153,9 @@ def migrate() -> None:
 @main.command()
 def check() -> None:
     """Check that the configured Kafka and ClickHouse answer and are ready (the containers' health check):
-    every topic exists, every migration is applied. Exit 0 when ready, 2 with the reason when not."""
-    from sinks.migrate import MIGRATIONS
+    every topic exists, every migration is applied. Exit 0 when ready; 3 when one does not answer, 2 when
+    it is not ready, with the reason."""
+    from sinks.migrate import pending
     from sinks.store import StoreError, StoreUnreachable, open_store
 
     from .topics import admin_client, topic_names
@@ -170,17 +171,14 @@ def check() -> None:
             raise UserError(f"Kafka topics missing: {', '.join(missing)} (the worker creates them when it starts)")
     try:
         store = open_store(config.clickhouse_url, config.data_dir)
-        ledger = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                             "AND name = 'schema_migrations'")[1][0][0]
-        done = {name for (name,) in store.query("SELECT name FROM schema_migrations FINAL")[1]} if ledger else set()
+        unapplied = [path.stem for path in pending(store)]
         store.close()
     except StoreUnreachable as exc:
         raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
     except StoreError as exc:
         raise UserError(str(exc)) from None
-    pending = sorted(p.stem for p in MIGRATIONS.glob("*.sql") if p.stem not in done)
-    if pending:
-        raise UserError(f"migrations not applied: {', '.join(pending)}; run `callqa migrate`")
+    if unapplied:
+        raise UserError(f"migrations not applied: {', '.join(unapplied)}; run `callqa migrate`")
     console.print("ready: " + ("Kafka topics present, " if config.kafka_bootstrap_servers else "")
                   + ("ClickHouse server" if config.clickhouse_url else "embedded store") + " schema up to date")
 
@@ -482,7 +480,7 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
     import dataclasses
     import shutil
 
-    from sinks import macros, queries
+    from sinks import queries
     from sources.simulator import SimConfig, Simulator
 
     from . import report as reporting
@@ -511,11 +509,10 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
         path = report_path or folder / "report.html"
         try:
             figures = reporting.write(store, start, end, path, f"callqa demo: {sites} sites, {days} days")
-            columns, rows = store.query(macros.expand(queries.DRIFTS_OPENED, start, end,
-                                                      {"site": [f["site_id"] for f in figures["sites"]]}))
+            opened = reporting.rows(store, queries.DRIFTS_OPENED, start, end,
+                                    {"site": [f["site_id"] for f in figures["sites"]]})
         finally:
             store.close()
-    opened = [dict(zip(columns, r)) for r in rows]
     found, _ = detections(specs, [{**a, "at": a["opened"]} for a in opened], {a.id: a for a in sim.agents})
     summary = {
         "sites": figures["sites"], "drifts": found, "rate_changes": figures["rates"],

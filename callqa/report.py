@@ -35,11 +35,14 @@ class EmptyStore(ValueError):
     """The store holds no KPI history for the period."""
 
 
+NO_HISTORY = "the store holds no KPI history yet: replay, ingest or simulate some traffic first"
+
+
 def data_period(store) -> tuple[date, date]:
     """The last seven days that hold data (the report's default period)."""
     (last,), = store.query("SELECT toString(max(day)) FROM kpi_daily WHERE level = 'site' AND offered > 0")[1]
     if not last or last.startswith("1970"):
-        raise EmptyStore("the store holds no KPI history yet: replay, ingest or simulate some traffic first")
+        raise EmptyStore(NO_HISTORY)
     end = date.fromisoformat(last)
     return end - timedelta(days=6), end
 
@@ -49,19 +52,24 @@ def bounds(first: date, last: date) -> tuple[datetime, datetime]:
     return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
 
 
+def rows(store, sql: str, start: datetime, end: datetime, values: dict[str, list[str]]) -> list[dict]:
+    """A dashboard query run for [start, end] and the variables' values, as dicts."""
+    columns, found = store.query(macros.expand(sql, start, end, values, interval_s=3600))
+    return [dict(zip(columns, row)) for row in found]
+
+
 def collect(store, start: datetime, end: datetime) -> dict[str, list[dict]]:
     """Every figure of the report for [start, end], with every site, queue, team and agent selected."""
     values: dict[str, list[str]] = {}
     for name, sql in VARIABLES:
         values[name] = [r[0] for r in store.query(macros.expand(sql, start, end, values))[1]] or [""]
     if values["site"] == [""]:
-        raise EmptyStore("the store holds no KPI history yet: replay, ingest or simulate some traffic first")
-    run = lambda sql, chosen: [dict(zip(columns, row)) for columns, rows in
-                               [store.query(macros.expand(sql, start, end, chosen, interval_s=3600))] for row in rows]
-    figures = {name: run(sql, values) for name, sql in QUERIES.items()}
+        raise EmptyStore(NO_HISTORY)
+    figures = {name: rows(store, sql, start, end, values) for name, sql in QUERIES.items()}
     # per site: its control chart and the drifts detected there
     for name, sql in (("control", q.QA_CONTROL_CHART), ("drift_marks", q.DRIFT_ANNOTATIONS)):
-        figures[name] = [{"site_id": site, **row} for site in values["site"] for row in run(sql, {**values, "site": [site]})]
+        figures[name] = [{"site_id": site, **row} for site in values["site"]
+                         for row in rows(store, sql, start, end, {**values, "site": [site]})]
     figures["rates"] = [r for r in figures["rates"] if r["cause"] != "initial"]
     if not any(r["calls_offered"] for r in figures["sites"]):
         raise EmptyStore(f"no calls between {start:%Y-%m-%d} and {end:%Y-%m-%d}; choose a period with data")
