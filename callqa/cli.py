@@ -183,25 +183,15 @@ def check() -> None:
                   + ("ClickHouse server" if config.clickhouse_url else "embedded store") + " schema up to date")
 
 
-@main.command()
-def run() -> None:
-    """Run the faust worker against Kafka and write its outputs to ClickHouse."""
-    from faust.worker import Worker
+def _sink(config: Config, store):
+    """The ClickHouse sink: the input topic's events and every output topic into their tables."""
+    from confluent_kafka import Consumer
 
     from sinks import tables
     from sinks.consumer import KafkaSink, consumer_config
     from sinks.writer import BatchWriter
-    from streams.app import create_app
 
-    config = _config()
-    if not config.kafka_bootstrap_servers:
-        raise UserError("KAFKA_BOOTSTRAP_SERVERS is not set: `callqa run` needs Kafka. "
-                        "Without Kafka, use `callqa replay FILE` (embedded).")
-    _ensure_topics(config)
-    store = _store(config)
-    from confluent_kafka import Consumer
-
-    sink = KafkaSink(
+    return KafkaSink(
         Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
         {config.topic_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
          config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS,
@@ -209,15 +199,56 @@ def run() -> None:
          config.topic_sampling_decisions: tables.SAMPLING_DECISIONS, config.topic_review_queue: tables.REVIEW_QUEUE},
         BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
     )
+
+
+def _kafka_config() -> Config:
+    config = _config()
+    if not config.kafka_bootstrap_servers:
+        raise UserError("KAFKA_BOOTSTRAP_SERVERS is not set: this command needs Kafka. "
+                        "Without Kafka, use `callqa replay FILE` (embedded).")
+    _ensure_topics(config)
+    return config
+
+
+@main.command()
+@click.option("--sink/--no-sink", default=True, show_default=True,
+              help="Also run the ClickHouse sink in this process (--no-sink: run `callqa sink` apart).")
+def run(sink: bool) -> None:
+    """Run the faust worker against Kafka (and, by default, the ClickHouse sink beside it)."""
+    from faust.worker import Worker
+
+    from streams.app import create_app
+
+    config = _kafka_config()
+    store = _store(config) if sink else None
     stop = threading.Event()
-    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="clickhouse-sink", daemon=True)
-    sink_thread.start()
+    sink_thread = None
+    if store is not None:
+        sink_thread = threading.Thread(target=_sink(config, store).run, args=(stop,), name="clickhouse-sink", daemon=True)
+        sink_thread.start()
     app = create_app(config)
     try:
         Worker(app, loglevel="WARN", quiet=True).execute_from_commandline()
     finally:
         stop.set()
-        sink_thread.join(60)
+        if sink_thread is not None:
+            sink_thread.join(60)
+            store.close()
+
+
+@main.command("sink")
+def sink_command() -> None:
+    """Run only the ClickHouse sink: Kafka topics into the store until SIGTERM or Ctrl-C."""
+    import signal as signals
+
+    config = _kafka_config()
+    store = _store(config)
+    stop = threading.Event()
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: stop.set())
+    try:
+        _sink(config, store).run(stop)
+    finally:
         store.close()
 
 

@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SHORT_ABANDON_S", "5", "Abandons within this many seconds are short abandons, left out of abandoned and service level."),
     Setting("CALLQA_SL_FORMULA", "answered_and_abandoned", "Service-level denominator: answered_and_abandoned, offered or answered."),
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
+    Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
+    Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
+    Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and commits its input offsets as often."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
     Setting("CALLQA_RETENTION_RAW_DAYS", str(retention.RAW_DAYS), "Days ClickHouse keeps raw data (events, dead letters, call records, KPI windows, sampling decisions), counted from when it was stored; applied by `callqa migrate`."),
@@ -150,6 +153,9 @@ class Config:
     topic_partitions: int
     kpi_windows: tuple[int, ...]
     kpi: "KpiConfig"
+    batch_events: int
+    batch_seconds: float
+    flush_interval_s: float
     sink_batch_rows: int
     sink_batch_seconds: float
     retention_raw_days: int
@@ -191,6 +197,9 @@ class Config:
             topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),
             kpi_windows=windows,
             kpi=_kpi_config(raw, windows),
+            batch_events=_int("CALLQA_BATCH_EVENTS", raw["CALLQA_BATCH_EVENTS"]),
+            batch_seconds=_float("CALLQA_BATCH_SECONDS", raw["CALLQA_BATCH_SECONDS"]),
+            flush_interval_s=_float("CALLQA_FLUSH_INTERVAL_S", raw["CALLQA_FLUSH_INTERVAL_S"]),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
             retention_raw_days=_int("CALLQA_RETENTION_RAW_DAYS", raw["CALLQA_RETENTION_RAW_DAYS"]),

@@ -1,7 +1,7 @@
 """How well drift detection and adaptive sampling work, measured on simulated traffic with ground truth.
 
-The simulator's events run through the core (``Chain``, as the embedded runner does, without a
-store). Per injected drift: when the first alert on a matching series opened (the drift's scope,
+The simulator's events run through the stage graph in one process (``LocalGraph``, as the embedded
+runner does, without a store). Per injected drift: when the first alert on a matching series opened (the drift's scope,
 an entity inside it or the one just above it, on a metric the drift moves, in the worse direction)
 and the delay from the drift's start; false alarms are quality alerts that match no drift, per
 agent-month (site and queue service-level and abandonment alerts are counted apart: staffing moves
@@ -23,7 +23,7 @@ from schemas import time_ms
 from sources.simulator import DriftSpec, SimConfig, Simulator
 
 from .core.kpi import KpiConfig
-from .core.pipeline import Chain
+from .core.local import LocalGraph
 from .core.monitor import WORSE
 from .core.sampling import PolicyConfig
 
@@ -70,27 +70,29 @@ def default_drifts(start: date) -> tuple[str, ...]:
 def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed: int = 1,
              progress: Callable[[int], None] = lambda events: None) -> Evaluation:
     sim = Simulator(sim_config)
-    chain = Chain({}, KpiConfig(), policy, b"evaluation")
+    graph = LocalGraph({}, KpiConfig(), policy, b"evaluation")
     agents = {a.id: a for a in sim.agents}
     result = Evaluation(agents=len(agents), days=sim_config.days)
     opened: list[dict] = []
     calls_of: dict[str, list[str]] = defaultdict(list)
     reviewed: set[str] = set()
-    for event in sim.events():
-        result.events += 1
-        if result.events % 10_000 == 0:
-            progress(result.events)
-        update = chain.process(event)
-        if update is None:
-            continue
-        opened += [a for a in update.alerts if a["status"] == "open"]
-        sampled = update.sampled
-        result.rate_changes += sum(r["cause"] != "initial" for r in sampled.rates)
-        for d in sampled.decisions:
+
+    def collect(out) -> None:
+        opened.extend(a for a in out.rows.get("alerts", ()) if a["status"] == "open")
+        result.rate_changes += sum(r["cause"] != "initial" for r in out.rows.get("sampling_rates", ()))
+        for d in out.rows.get("sampling_decisions", ()):
             if d["version"] == 1:
                 calls_of[d["agent_id"]].append(d["call_id"])
-        for r in sampled.reviews:
+        for r in out.rows.get("review_queue", ()):
             (reviewed.add if r["status"] == "queued" else reviewed.discard)(r["call_id"])
+
+    for event in sim.events():
+        result.events += 1
+        graph.feed(event, "simulation", str(result.events))
+        if result.events % 10_000 == 0:
+            progress(result.events)
+            collect(graph.flush())
+    collect(graph.idle())
     progress(result.events)
 
     result.alerts_opened = len(opened)

@@ -12,7 +12,7 @@ def internal_topic(config: Config, name: str) -> str:
     return f"{config.app_id}-{name}"
 
 
-INTERNAL = ("fcr-notes", "window-deltas", "observations", "sampling-inputs")
+INTERNAL = ("fcr", "windows", "monitor", "sampler")  # the input topics of the stages after "events"
 
 
 def topic_names(config: Config) -> list[str]:

@@ -1,5 +1,5 @@
 """Kafka topics → ClickHouse, in Snuba's order: consume, batch, write, then commit. The output
-topics' rows go to their tables as they are; the input topic's valid events go to ``raw_events``.
+topics' rows (a JSON object, or an array of them per message) go to their tables as they are; the input topic's valid events go to ``raw_events``.
 
 ``KafkaSink`` follows Arroyo's step shape: ``submit`` one message, ``poll`` to write and commit
 when a batch is due, ``join`` to write and commit what is left. Offsets are committed only after
@@ -36,14 +36,16 @@ class KafkaSink:
             self._raw_event(message)
             return
         try:
-            row = orjson.loads(message.value())
-            if not isinstance(row, dict):
-                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            rows = orjson.loads(message.value())
+            rows = [rows] if isinstance(rows, dict) else rows
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ValueError("expected a JSON object or an array of objects")
         except ValueError as exc:
             origin = f"{message.topic()}/{message.partition()}"
-            row, table = dead_letter(f"undecodable row for {table}: {exc}", message.value(), origin,
-                                     str(message.offset())), tables.DEAD_LETTERS
-        self.writer.submit(table, row)
+            rows, table = [dead_letter(f"undecodable row for {table}: {exc}", message.value(), origin,
+                                       str(message.offset()))], tables.DEAD_LETTERS
+        for row in rows:
+            self.writer.submit(table, row)
 
     def _raw_event(self, message: Message) -> None:
         """Input events are stored as they came; invalid ones are the worker's dead letters."""

@@ -1,38 +1,124 @@
-"""The faust application: the core's keyed stages, with a Kafka topic in front of each key change.
+"""The faust worker: the stage graph (``callqa.core.graph``) with a Kafka topic in front of each stage.
 
-    events (by call / agent id) ──► process: validate; calls, agent states, profiles, watermarks
-        ├─ invalid or late ──► dead letters (reason + raw payload)
-        ├─ call records, scored evaluations ──► call-records, evaluations
-        ├─ FCR notes (by caller hash) ──► fcr: callers ──► window deltas
-        ├─ window deltas (by series: level|site|entity) ──► aggregate: windows ──► KPI rows
-        │                                                   └─ closed windows ──► threshold alerts
-        ├─ observations (by series: level|site|entity|metric) ──► monitor: detectors ──► alerts
-        │                                                   └─ drift alerts ──► signals (by agent)
-        └─ recorded calls, ops changes (by agent) ──► sample: rates, decisions ──► sampling topics
+One agent per stage takes micro-batches (``take_events``), groups them by partition and runs that
+stage partition's core on each group. Per batch, in this order:
 
-Each agent runs the pure core (``callqa.core``) with faust Tables as its state, so a restarted worker
-resumes from the changelogs. Exactly-once processing keeps table updates, output messages and input
-offsets in one Kafka transaction: a crash never applies an event twice. Expiring state is swept only
-for keys of the partition being processed, so every changelog write stays in its own partition.
+1. outputs are sent — sink rows as JSON arrays to the output topics, one bundle per partition of each
+   stage downstream — and their delivery awaited;
+2. the state keys the batch changed are written to the stage's table (its changelog), once each, in
+   the stage's part order;
+3. the events are acked; faust commits acked offsets after flushing the producer (at-least-once).
+
+So saved state never runs ahead of what was sent, a crash re-processes at most the uncommitted input,
+and the core's tags make that harmless (see ``callqa.core.graph``). Every partition of every stage
+lives on the worker that owns the same partition of the events topic (faust co-partitions topics of
+equal size); on assignment a stage partition is rebuilt from its table, which faust restores from
+the changelog first. Agents' profiles are a GlobalTable (reference data every partition reads).
+
 Events must be keyed by their contract key (``schemas.key_field``), partitioned with murmur2 as the
 Java client does (``callqa.publish.Publisher``).
 """
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator, MutableMapping
+
 import faust
 import orjson
 
 from callqa.config import Config
-from callqa.core.dead_letters import dead_letter
-from callqa.core.fcr import FcrTracker
-from callqa.core.kpi import KpiAggregator
-from callqa.core.monitor import QualityMonitor
-from callqa.core.pipeline import Processor, Watermarks, alert_signals, sampling_signal
-from callqa.core.sampling import Sampler
-from callqa.core.thresholds import ThresholdMonitor
+from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage
 from callqa.partitions import partition_of
 from callqa.topics import internal_topic
-from schemas import InvalidEvent, time_ms, validate
+
+SEP = b"\x1f"
+ROWS_PER_MESSAGE = 500
+ITEMS_PER_BUNDLE = 2000
+IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
+
+
+class Tracked(dict):
+    """A dict that remembers which keys were set or deleted since ``changed`` was last cleared."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.changed: set[str] = set()
+
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, key, value)
+        self.changed.add(key)
+
+    def __delitem__(self, key):
+        dict.__delitem__(self, key)
+        self.changed.add(key)
+
+
+class Profiles(MutableMapping):
+    """Agents' profiles over a faust GlobalTable of JSON bytes (decoded once per stored value)."""
+
+    def __init__(self, table, partitions: int):
+        self.table, self.partitions = table, partitions
+        self._decoded: dict[bytes, tuple[bytes, dict]] = {}
+
+    def __getitem__(self, agent: str) -> dict:
+        key = agent.encode()
+        raw = self.table.data[key]
+        held = self._decoded.get(key)
+        if held is None or held[0] is not raw:
+            held = self._decoded[key] = (raw, orjson.loads(raw))
+        return held[1]
+
+    def __setitem__(self, agent: str, profile: dict) -> None:
+        key, raw = agent.encode(), orjson.dumps(profile)
+        if self.table.data.get(key) == raw:
+            return
+        self.table.data[key] = raw
+        self.table.send_changelog(partition_of(agent, self.partitions), key, raw)
+
+    def __delitem__(self, agent: str) -> None:
+        raise NotImplementedError("profiles are replaced, never deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in list(self.table.data.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+
+class StagePartition:
+    """A stage partition's working state, loaded from its table and written back per batch."""
+
+    def __init__(self, name: str, partition: int, table, ctx: Context):
+        self.name, self.partition, self.table = name, partition, table
+        prefix = f"{partition}".encode() + SEP
+        self.parts = {part: Tracked() for part in PARTS[name]}
+        for key, value in list(table.data.items()):
+            if key.startswith(prefix):
+                _, part, k = key.split(SEP, 2)
+                dict.__setitem__(self.parts[part.decode()], k.decode(), orjson.loads(value))
+        self.stage = make_stage(name, ctx, partition, self.parts)
+        self.last_input = time.monotonic()
+        self.next_offset: int | None = None
+        self.idle_sent = False
+
+    def save(self) -> int:
+        """Write every changed key to the table and its changelog, parts in order; returns how many."""
+        written = 0
+        for part in PARTS[self.name]:
+            values = self.parts[part]
+            for k in sorted(values.changed, key=lambda k: (k == "through", k)):  # "through" last of all
+                key = SEP.join((str(self.partition).encode(), part.encode(), k.encode()))
+                if k in values:
+                    raw = orjson.dumps(values[k])
+                    self.table.data[key] = raw
+                else:
+                    raw = None
+                    self.table.data.pop(key, None)
+                self.table.send_changelog(self.partition, key, raw)
+                written += 1
+            values.changed.clear()
+        return written
 
 
 def create_app(config: Config) -> faust.App:
@@ -44,152 +130,102 @@ def create_app(config: Config) -> faust.App:
         config.app_id,
         broker=brokers,
         store="memory://",
-        processing_guarantee="exactly_once",
+        processing_guarantee="at_least_once",
         topic_partitions=n,
         topic_replication_factor=1,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
-        producer_linger=0.05,  # batch produce requests: the worker sends several messages per event
+        broker_session_timeout=10.0,  # a killed worker's partitions move within seconds
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=config.flush_interval_s,
+        producer_linger=0.005,
+        producer_max_request_size=8 << 20,
         producer_max_batch_size=1 << 20,
+        stream_buffer_maxsize=20000,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    events = app.topic(config.topic_events, partitions=n, **raw)
-    dead_letters = app.topic(config.topic_dead_letters, partitions=n, **raw)
-    call_records = app.topic(config.topic_call_records, partitions=n, **raw)
-    kpis = app.topic(config.topic_kpis, partitions=n, **raw)
-    evaluations = app.topic(config.topic_evaluations, partitions=n, **raw)
-    fcr_notes = app.topic(internal_topic(config, "fcr-notes"), partitions=n, internal=True, **raw)
-    deltas = app.topic(internal_topic(config, "window-deltas"), partitions=n, internal=True, **raw)
-    observations = app.topic(internal_topic(config, "observations"), partitions=n, internal=True, **raw)
-    alerts = app.topic(config.topic_alerts, partitions=n, **raw)
-    sampling_inputs = app.topic(internal_topic(config, "sampling-inputs"), partitions=n, internal=True, **raw)
-    rate_changes = app.topic(config.topic_sampling, partitions=n, **raw)
-    decisions = app.topic(config.topic_sampling_decisions, partitions=n, **raw)
-    review_queue = app.topic(config.topic_review_queue, partitions=n, **raw)
+    inputs = {name: app.topic(config.topic_events if name == "events" else internal_topic(config, name),
+                              partitions=n, internal=name != "events", **raw) for name in STAGES}
+    outputs = {"dead_letters": config.topic_dead_letters, "call_records": config.topic_call_records,
+               "kpi_windows": config.topic_kpis, "evaluations": config.topic_evaluations, "alerts": config.topic_alerts,
+               "sampling_rates": config.topic_sampling, "sampling_decisions": config.topic_sampling_decisions,
+               "review_queue": config.topic_review_queue}
+    out_topics = {table: app.topic(name, partitions=n, **raw) for table, name in outputs.items()}
+    tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes) for name in STAGES}
+    profiles = Profiles(app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes), n)
+    ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
+    working: dict[tuple[str, int], StagePartition] = {}
+    app.callqa_counters = counters = {"in": 0, "sent": 0, "state_writes": 0}
 
-    processor = Processor(app.Table("calls", partitions=n), app.Table("agents", partitions=n),
-                          app.GlobalTable("agent-profiles", partitions=n), app.Table("watermarks", partitions=n),
-                          app.Table("evaluations", partitions=n), config.kpi, config.policy)
-    fcr = FcrTracker(app.Table("fcr-callers", partitions=n), config.kpi)
-    fcr_marks = Watermarks(app.Table("fcr-watermarks", partitions=n))
-    windows = KpiAggregator(app.Table("kpi-windows", partitions=n), config.kpi)
-    window_marks = Watermarks(app.Table("window-watermarks", partitions=n))
-    monitor = QualityMonitor(app.Table("series", partitions=n))
-    thresholds = ThresholdMonitor(app.Table("thresholds", partitions=n), sources=n)
-    sampler = Sampler(app.Table("sampling-agents", partitions=n), app.Table("sampling-partitions", partitions=n),
-                      processor.profiles, config.policy, config.sampling_key, n)
+    @app.on_partitions_revoked.connect
+    async def forget(app, revoked, **kwargs) -> None:  # noqa: ARG001
+        """A partition that leaves may come back with newer state: rebuild it from its table then."""
+        gone = {tp.partition for tp in revoked}
+        for key in [k for k in working if k[1] in gone]:
+            del working[key]
 
-    def owned_by(partition: int, key_of=lambda key: key):
-        return lambda key: partition_of(key_of(key), n) == partition
+    def stage_partition(name: str, p: int) -> StagePartition:
+        sp = working.get((name, p))
+        if sp is None:
+            sp = working[(name, p)] = StagePartition(name, p, tables[name], ctx)
+        return sp
 
-    async def send_deltas(pairs, source: list | None = None) -> None:
-        """One message per series (all windows of one site, queue, team or agent) and event; from the
-        per-event stage, with its partition and watermark (``source``) for the threshold judge."""
-        by_series: dict[str, list] = {}
-        for key, delta in pairs:
-            by_series.setdefault(series_of(key), []).append([key, delta])
-        for series, items in by_series.items():
-            await deltas.send(key=series.encode(), value=orjson.dumps({"source": source, "deltas": items}))
+    async def send(source: str, out: Output) -> list:
+        futures = []
+        for table, rows in out.rows.items():
+            for start in range(0, len(rows), ROWS_PER_MESSAGE):
+                futures.append(await out_topics[table].send(value=orjson.dumps(rows[start:start + ROWS_PER_MESSAGE])))
+        for (stage, q), bundle in out.bundles(source, n).items():
+            items = bundle["items"]
+            for start in range(0, max(len(items), 1), ITEMS_PER_BUNDLE):
+                part = bundle | {"items": items[start:start + ITEMS_PER_BUNDLE]}
+                futures.append(await inputs[stage].send(partition=q, value=orjson.dumps(part)))
+        counters["sent"] += len(futures)
+        return futures
 
-    async def send_signals(signals) -> None:
-        for agent, signal_id, signal, at in signals:
-            await sampling_inputs.send(key=agent.encode(), value=orjson.dumps({"signal": [signal_id, signal, at]}))
+    def make_agent(name: str):
+        topic = inputs[name]
 
-    @app.agent(events)
-    async def process(stream):
-        async for event in stream.events():
-            payload, message = event.value, event.message
-            origin = f"{message.topic}/{message.partition}"
-            try:
-                valid = validate(payload)
-            except InvalidEvent as exc:
-                row = dead_letter(str(exc), payload, origin, str(message.offset))
-                await dead_letters.send(key=event.key, value=orjson.dumps(row))
+        async def run(stream):
+            within = config.flush_interval_s if name == "windows" else config.batch_seconds
+            async for events in stream.take_events(config.batch_events, within=within):
+                groups: dict[int, list] = {}
+                for event in events:
+                    groups.setdefault(event.message.partition, []).append(event.message)
+                futures, touched = [], []
+                for p, messages in sorted(groups.items()):
+                    sp = stage_partition(name, p)
+                    sp.last_input, sp.idle_sent = time.monotonic(), False
+                    sp.next_offset = messages[-1].offset + 1
+                    if name == "events":
+                        batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
+                    else:
+                        batch = [(m.offset, orjson.loads(m.value)) for m in messages]
+                    counters["in"] += len(batch) if name == "events" else 0
+                    futures += await send(f"{name}/{p}", sp.stage.process(batch))
+                    touched.append(sp)
+                if futures:
+                    await asyncio.gather(*futures)  # outputs delivered before the state that produced them
+                for sp in touched:
+                    counters["state_writes"] += sp.save()
+
+        run.__name__ = f"stage_{name}"
+        return app.agent(topic, name=f"callqa.stage.{name}")(run)
+
+    for name in STAGES:
+        make_agent(name)
+
+    @app.timer(interval=0.5)
+    async def announce_idle() -> None:
+        """An events partition with no input for a while is caught up: say so downstream once."""
+        for tp in [tp for tp in app.consumer.assignment() if tp.topic == config.topic_events]:
+            sp = stage_partition("events", tp.partition)
+            high = app.consumer.highwater(tp)
+            if sp.idle_sent or time.monotonic() - sp.last_input < IDLE_AFTER_S or high is None:
                 continue
-            update = processor.process(valid, str(message.partition), owned_by(message.partition))
-            if update is None:
-                continue
-            if update.refused:
-                row = dead_letter(update.refused, payload, origin, str(message.offset))
-                await dead_letters.send(key=event.key, value=orjson.dumps(row))
-                continue
-            for record in update.records:
-                await call_records.send(key=record["call_id"].encode(), value=orjson.dumps(record))
-            for row in update.evaluations:
-                await evaluations.send(key=row["evaluation_id"].encode(), value=orjson.dumps(row))
-            for note in update.fcr:
-                await fcr_notes.send(key=note["caller"].encode(), value=orjson.dumps(note))
-            for series, value, at in update.observations:
-                await observations.send(key=series.encode(), value=orjson.dumps([value, at]))
-                for agent, site, metric in sampling_signal(series):
-                    await sampling_inputs.send(key=agent.encode(), value=orjson.dumps({"observe": [site, metric, value]}))
-            await send_deltas(update.deltas, [str(message.partition), processor.watermarks.marks[str(message.partition)]])
-            for candidate in update.candidates:
-                await sampling_inputs.send(key=candidate["agent_id"].encode(), value=orjson.dumps({"candidate": candidate}))
-            await send_signals(update.signals)
-
-    @app.agent(fcr_notes)
-    async def first_call_resolution(stream):
-        async for event in stream.events():
-            note, partition = orjson.loads(event.value), event.message.partition
-            await send_deltas(fcr.observe(note))
-            watermark, due = fcr_marks.advance(str(partition), note["at_ms"])
-            if due:
-                await send_deltas(fcr.sweep(watermark, owned_by(partition)))
-
-    @app.agent(deltas)
-    async def aggregate(stream):
-        async for event in stream.events():
-            partition, latest = event.message.partition, 0
-            message = orjson.loads(event.value)
-            if message["source"]:
-                thresholds.advance(event.key.decode(), *message["source"])
-            for key, delta in message["deltas"]:
-                windows.apply(key, delta)
-                latest = max(latest, int(key.rsplit("|", 1)[1]))
-            watermark, due = window_marks.advance(str(partition), latest)
-            if due:
-                windows.sweep(watermark, owned_by(partition, series_of))
-            rows = windows.drain()
-            for row in rows:
-                await kpis.send(key=_row_key(row), value=orjson.dumps(row))
-            for alert in thresholds.observe(rows):
-                await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
-
-    @app.agent(observations)
-    async def monitor_quality(stream):
-        async for event in stream.events():
-            value, at = orjson.loads(event.value)
-            for alert in monitor.observe(event.key.decode(), value, at):
-                await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
-                await send_signals(alert_signals(alert, config.policy, processor.profiles))
-
-    @app.agent(sampling_inputs)
-    async def sample(stream):
-        async for event in stream.events():
-            message, agent = orjson.loads(event.value), event.key.decode()
-            partition = str(event.message.partition)
-            if "observe" in message:
-                sampler.observe(agent, *message["observe"], partition)
-                continue
-            if "candidate" in message:
-                out = sampler.decide(message["candidate"], partition)
-            else:
-                out = sampler.signal(agent, *message["signal"])
-            for row in out.rates:
-                await rate_changes.send(key=row["agent_id"].encode(), value=orjson.dumps(row))
-            for row in out.decisions:
-                await decisions.send(key=row["call_id"].encode(), value=orjson.dumps(row))
-            for row in out.reviews:
-                await review_queue.send(key=row["call_id"].encode(), value=orjson.dumps(row))
+            if sp.next_offset is not None and sp.next_offset < high:
+                continue  # more to read: not caught up
+            sp.idle_sent = True
+            await asyncio.gather(*await send(f"events/{tp.partition}", sp.stage.idle(finished=high == 0)))
 
     return app
-
-
-def series_of(window_key: str) -> str:
-    """``level|site|entity`` of a window key: the window stage is keyed by series."""
-    return window_key.rsplit("|", 2)[0]
-
-
-def _row_key(row: dict) -> bytes:
-    return f"{row['level']}|{row['site_id']}|{row['entity_id']}|{row['window_s']}|{time_ms(row['window_start'])}".encode()

@@ -61,8 +61,10 @@ def drained(bootstrap, env) -> bool:
 
 def stages(env) -> tuple[list[str], list[str]]:
     """The worker's internal topics and the sink's input topics."""
+    from callqa.topics import INTERNAL
+
     app = env["CALLQA_APP_ID"]
-    internal = [f"{app}-fcr-notes", f"{app}-window-deltas", f"{app}-observations", f"{app}-sampling-inputs"]
+    internal = [f"{app}-{name}" for name in INTERNAL]
     outputs = [env[f"CALLQA_TOPIC_{name}"] for name in ("CALL_RECORDS", "KPIS", "DEAD_LETTERS", "EVALUATIONS", "ALERTS",
                                                        "SAMPLING", "SAMPLING_DECISIONS", "REVIEW_QUEUE")]
     return internal, outputs
@@ -72,18 +74,18 @@ def _drained(bootstrap, env) -> bool:
     app = env["CALLQA_APP_ID"]
     internal, outputs = stages(env)
     return (lag(bootstrap, app, [env["CALLQA_TOPIC_EVENTS"]]) == 0
-            and lag(bootstrap, app, internal, transactional=True) == 0
-            and lag(bootstrap, app + "-sink", outputs, transactional=True) == 0)
+            and lag(bootstrap, app, internal) == 0
+            and lag(bootstrap, app + "-sink", outputs) == 0)
 
 
 class Worker:
-    def __init__(self, env, log):
+    def __init__(self, env, log, args=("run",)):
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "callqa.cli", *args], env=env, cwd=ROOT,
                                      stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
     def stop(self):
-        """SIGTERM; a worker stuck in faust's exactly-once shutdown is killed (offsets commit after writes)."""
+        """SIGTERM; a worker that does not stop within a minute is killed (and the test fails on it)."""
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(60)
@@ -103,7 +105,7 @@ def run_until_caught_up(env, tmp_path, bootstrap):
         except TimeoutError:
             app = env["CALLQA_APP_ID"]
             internal, outputs = stages(env)
-            detail = {(group, topic): lag(bootstrap, group, [topic], transactional=topic != env["CALLQA_TOPIC_EVENTS"])
+            detail = {(group, topic): lag(bootstrap, group, [topic])
                       for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], *internal]), (app + "-sink", outputs))
                       for topic in topics}
             raise TimeoutError(f"not drained: {detail}") from None

@@ -1,7 +1,8 @@
 """First-call resolution: an answered call is resolved at first contact when the same (hashed) caller
 does not call again within the horizon (72 h by default). The verdict is final when the horizon has
 passed (watermark) or when a repeat call arrives; only then is the call counted (eligible, and
-resolved or not) in its windows. State is per caller, so in faust this stage is keyed by caller hash.
+resolved or not) in its windows. State is per caller, so in faust this stage is keyed by caller hash. Notes are facts (a call
+arrived, a call was answered): a repeated note changes nothing, so replays are harmless.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class FcrTracker:
         t, call = note["arrived_ms"], note["call_id"]
         deltas = []
         if "windows" in note:
+            if any(p[1] == call for p in c["pending"]) or call in c.setdefault("settled", []):
+                return []  # already known: a repeated note (a replay) changes nothing
+            c["settled"].append(call)
             repeat = any(a_call != call and t < a_t <= t + self.horizon for a_t, a_call in c["arrivals"])
             if repeat:
                 deltas = [(k, {"fcr_eligible": 1}) for k in note["windows"]]
@@ -61,6 +65,8 @@ class FcrTracker:
                 deltas += [(k, {"fcr_eligible": 1, "fcr_resolved": 1}) for k in p[2]]
             c["pending"] = [p for p in c["pending"] if p[0] + self.horizon > watermark_ms]
             c["arrivals"] = [a for a in c["arrivals"] if a[0] + self.horizon + self.lateness > watermark_ms]
+            kept = {a[1] for a in c["arrivals"]} | {p[1] for p in c["pending"]}
+            c["settled"] = [call for call in c.get("settled", []) if call in kept]
             if not c["pending"] and not c["arrivals"]:
                 del self.callers[caller]
             else:

@@ -1,9 +1,8 @@
 """KPI-threshold alerts on closed windows (service level, abandonment, ASA per site and queue).
 
-A window is judged on its figures once the event-time watermark of every input feeding the series
-has passed its end by ``grace_s`` (the embedded runner has one input; the worker's per-event stage
-has one per partition, each running at its own pace, so a window is judged on the same figures
-either way); later corrections to a judged window are not judged again. Windows with fewer than ``min_offered`` calls are not judged
+A window is judged on its figures once every per-event partition's event-time watermark has passed
+its end by ``grace_s`` (so it is judged on the same figures on any runner); later corrections to a
+judged window are not judged again. Windows with fewer than ``min_offered`` calls are not judged
 (small samples). An alert opens on the first breach
 (``critical`` past the critical limit, else ``warning``), further breaches update it (de-duplication)
 and it clears after ``clear_after`` judged windows back inside the limit by ``clear_margin``
@@ -43,26 +42,14 @@ RULES = (
 
 
 class ThresholdMonitor:
-    def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES, sources: int = 1):
-        """``sources``: how many inputs ``advance`` will report (the worker's partitions); a window
-        waits until each has passed it."""
+    def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES):
         self.state = state
         self.rules = rules
-        self.sources = sources
 
-    def advance(self, series: str, source: str, watermark_ms: int) -> None:
-        """The watermark of one input (a partition of the per-event stage) feeding ``level|site|entity``."""
-        key = f"marks|{series}"
-        marks = self.state.get(key) or {}
-        if watermark_ms > marks.get(source, 0):
-            marks[source] = watermark_ms
-            self.state[key] = marks
-
-    def observe(self, rows: list[dict], progress_ms: int | None = None) -> list[dict]:
-        """(Re)emitted KPI rows; returns alert events of the windows that can now be judged. All rows
-        are recorded before any window is judged (a batch may carry a window's final figures late).
-        ``progress_ms``: the input's watermark (one input); else the lowest mark ``advance`` recorded."""
-        touched: dict[str, tuple[ThresholdRule, str]] = {}
+    def observe(self, rows: list[dict], progress_ms: int) -> list[dict]:
+        """(Re)emitted KPI rows, and how far every input has got (``progress_ms``); returns alert events
+        of the windows that can now be judged. All rows are recorded before any window is judged (a
+        batch may carry a window's final figures late)."""
         for row in rows:
             if row["level"] not in LEVELS:
                 continue
@@ -76,15 +63,11 @@ class ThresholdMonitor:
                 if start > s["judged"]:
                     s["pending"][str(start)] = [row.get(rule.metric), row.get("offered", 0)]
                     self.state[key] = s
-                touched[key] = (rule, series)
         out = []
-        for key, (rule, series) in sorted(touched.items()):
-            progress = progress_ms
-            if progress is None:
-                marks = self.state.get(f"marks|{series}") or {}
-                progress = min(marks.values()) if len(marks) >= self.sources else 0
-            s = self.state[key]
-            due = progress - rule.window_s * 1000 - rule.grace_s * 1000
+        rules = {f"{r.metric}|{r.window_s}": r for r in self.rules}
+        for key in sorted(k for k, s in self.state.items() if s["pending"]):
+            rule, s = rules[key.split("|", 3)[3]], self.state[key]
+            due = progress_ms - rule.window_s * 1000 - rule.grace_s * 1000
             for pending in sorted(int(p) for p in s["pending"] if int(p) <= due):
                 value, offered = s["pending"].pop(str(pending))
                 s["judged"] = pending

@@ -1,0 +1,394 @@
+"""The stage graph, described once; the embedded runner and the faust worker both run it.
+
+    events (by call / agent id) ─► events: validate; calls, agent states, evaluations, partial KPI windows
+        ├─ dead letters, call records, scored evaluations ─► sink
+        ├─ FCR notes (by caller hash) ─► fcr: callers, partial FCR windows ─┐
+        ├─ partial windows (by series) ─────────────────────────────────────┴► windows: sums ─► KPI rows,
+        │                                                                          threshold alerts
+        ├─ observations (by series) ─► monitor: drift charts ─► drift alerts; signals ─┐
+        └─ recorded calls, ops changes, attitude signals (by agent) ───────────────────┴► sampler:
+                                                                 rates, decisions, review queue ─► sink
+
+Each stage partition runs ``process`` on a batch of messages and returns an ``Output``: rows for the
+sink's tables and one *bundle* per partition of each stage downstream (its items plus the sender's
+watermark). A runner delivers bundles in any interleaving; the stages make the result the same:
+
+- every item carries a tag (the input position that caused it) and every state value records the tags
+  it has taken, so a repeated message changes nothing (``partials``, ``ordering``);
+- KPI windows travel as versioned partial sums, added up by the window stage in any order;
+- order-dependent stages (drift charts, sampler) release their items in event-time order once every
+  source has passed them (``ordering.Ordered``), and so does the FCR stage's horizon;
+- a stage saves its state parts in ``Stage.parts`` order (a runner writes them in that order), so a
+  crash part-way leaves windows ahead of calls, never behind.
+
+State is plain JSON-able data: ``{part: {key: value}}`` per stage partition.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from schemas import InvalidEvent, key_field, time_ms, validate, validate_dict
+
+from .agents import AgentStates
+from .assembly import CallAssembler, Update
+from .dead_letters import dead_letter, raw_event
+from .fcr import FcrTracker
+from .kpi import KpiConfig
+from .monitor import QualityMonitor
+from .ordering import BUSY, CAUGHT_UP, FINISHED, Ordered
+from .partials import PartialWindows, WindowSums
+from .qa import QaAssembler
+from .sampling import PolicyConfig, Sampler, agent_targets, alert_signal, change_signal
+from .thresholds import ThresholdMonitor
+
+SWEEP_EVERY_MS = 60_000
+STAGES = ("events", "fcr", "windows", "monitor", "sampler")  # in graph order
+DOWNSTREAM = {"events": ("fcr", "windows", "monitor", "sampler"), "fcr": ("windows",), "windows": (),
+              "monitor": ("sampler",), "sampler": ()}
+PARTS = {"events": ("windows", "calls", "agents", "evaluations", "meta"), "fcr": ("windows", "callers", "meta"),
+         "windows": ("windows", "meta"), "monitor": ("meta",), "sampler": ("meta",)}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every stage partition shares: the rules, the partition count, the agents' profiles."""
+
+    kpi: KpiConfig
+    policy: PolicyConfig
+    sampling_key: bytes
+    partitions: int
+    partition_of: Callable[[str, int], int]
+    profiles: MutableMapping[str, dict]
+
+    def route(self, key: str) -> int:
+        return self.partition_of(key, self.partitions)
+
+
+@dataclass
+class Output:
+    """A batch's results: sink rows by table, and items per (stage, partition) downstream."""
+
+    rows: dict[str, list] = field(default_factory=dict)
+    items: dict[tuple[str, int], list] = field(default_factory=dict)
+    marks: dict[str, tuple[int | None, int]] = field(default_factory=dict)  # stage -> (watermark, ordering state)
+    counts: Counter = field(default_factory=Counter)  # valid events by type, and "duplicates"
+
+    def row(self, table: str, row: dict) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def send(self, stage: str, partition: int, item: list) -> None:
+        self.items.setdefault((stage, partition), []).append(item)
+
+    def bundles(self, source: str, partitions: int) -> dict[tuple[str, int], dict]:
+        """One bundle per partition of every stage this batch marks or sends to."""
+        out = {}
+        for stage, (wm, idle) in self.marks.items():
+            for p in range(partitions):
+                out[(stage, p)] = {"src": source, "wm": wm, "idle": idle, "items": self.items.get((stage, p), [])}
+        for (stage, p), items in self.items.items():
+            out.setdefault((stage, p), {"src": source, "wm": None, "idle": BUSY, "items": items})
+        return out
+
+
+def series_of(window_key: str) -> str:
+    """``level|site|entity`` of a window key: the window stage is keyed by series."""
+    return window_key.rsplit("|", 2)[0]
+
+
+def sampling_signal(series: str) -> list[tuple[str, str, str]]:
+    """(agent, site, metric) when an observation is an attitude or emotion signal for the sampler."""
+    level, site, entity, metric = series.split("|")
+    return [(entity, site, metric)] if level == "agent" and metric in ("qa_auto", "sentiment_negative") else []
+
+
+class EventsStage:
+    """Per input partition: validation, call assembly, agent states, evaluations, partial windows."""
+
+    def __init__(self, ctx: Context, partition: int, state: dict[str, dict], store_raw: bool = False):
+        self.ctx, self.source, self.store_raw = ctx, f"events/{partition}", store_raw
+        self.meta = state["meta"]
+        team_of = lambda agent: (ctx.profiles.get(agent) or {}).get("team_id")
+        retention = (ctx.kpi.call_timeout_s + ctx.kpi.allowed_lateness_s) * 1000
+        self.windows = PartialWindows(state["windows"], retention, self.source)
+        self.calls = CallAssembler(state["calls"], ctx.kpi, team_of)
+        self.agents = AgentStates(state["agents"], ctx.kpi, team_of)
+        self.qa = QaAssembler(state["evaluations"], ctx.kpi, team_of)
+
+    def process(self, messages: list[tuple[int, bytes | dict, str, str]]) -> Output:
+        """``messages``: (offset, serialized event or adapter-made dict, origin, position)."""
+        out = Output()
+        records: dict[str, dict] = {}
+        for offset, raw, origin, position in self._new(messages):
+            try:
+                event = validate(raw) if isinstance(raw, (bytes, str)) else validate_dict(raw)
+            except InvalidEvent as exc:
+                out.row("dead_letters", dead_letter(str(exc), raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw), origin, position))
+                continue
+            if self.store_raw:
+                out.row("raw_events", _raw_row(event, raw))
+            out.counts[event["event_type"]] += 1
+            t = time_ms(event["event_time"])
+            before = self.meta.get("wm", 0)
+            self.meta["wm"] = wm = max(before, t)
+            tag = [offset, 0]
+            update = self._apply(event, wm)
+            if update is not None and update.refused:
+                out.row("dead_letters", dead_letter(update.refused, raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw), origin, position))
+                out.counts[event["event_type"]] -= 1
+                continue
+            if update is not None:
+                self._emit(update, tag, out, records)
+            elif event["event_type"].startswith("call."):
+                out.counts["duplicates"] += 1
+            if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
+                self._emit(self.calls.sweep(wm), tag, out, records)
+                self.windows.sweep(wm)
+        out.rows.setdefault("call_records", []).extend(records.values())
+        for key, generation, version, counters in self.windows.drain():
+            out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
+        out.marks = {stage: (self.meta.get("wm", 0), BUSY) for stage in DOWNSTREAM["events"]}
+        return out
+
+    def _new(self, messages: list) -> list:
+        return _new(self.meta, messages)
+
+    def idle(self, finished: bool = False) -> Output:
+        """Nothing more for now (caught up), or at all (``finished``): tell the stages downstream."""
+        return Output(marks={stage: (self.meta.get("wm", 0), FINISHED if finished else CAUGHT_UP)
+                             for stage in DOWNSTREAM["events"]})
+
+    def _apply(self, event: dict, wm: int) -> Update | None:
+        kind = event["event_type"]
+        if kind.startswith("call."):
+            return self.calls.apply(event, wm)
+        if kind == "agent.state_changed":
+            return Update(deltas=self.agents.apply(event, wm))
+        if kind == "agent.profile":
+            self.ctx.profiles[event["agent_id"]] = {"team_id": event["team_id"], "site_id": event["site_id"],
+                                                    "hire_date": event["hire_date"], "tier": event.get("tier"),
+                                                    "shift": event.get("shift")}
+            return None
+        if kind in ("evaluation.submitted", "speech.analyzed"):
+            return self.qa.apply(event)
+        if kind == "recording.completed":
+            return self._recorded(event)
+        signal_id, signal = change_signal(event, self.ctx.policy)  # ops.changed: a signal to every agent in scope
+        at = time_ms(event["event_time"])
+        targets = agent_targets(event["scope"]["level"], event["scope"].get("ids", []), event.get("site_id"), self.ctx.profiles)
+        return Update(signals=[(agent, signal_id, signal, at) for agent in targets])
+
+    def _recorded(self, event: dict) -> Update | None:
+        """A recorded call for the sampler, once (a repeated event is dropped while the call is held)."""
+        call = self.calls.states.get(event["call_id"])
+        if call is not None:
+            if event["event_id"] in call["seen"]:
+                return None
+            call["seen"].append(event["event_id"])
+            self.calls.states[event["call_id"]] = call
+        t = time_ms(event["event_time"])
+        answers = (call or {}).get("answers") or []
+        return Update(candidates=[{
+            "call_id": event["call_id"], "recording_id": event["recording_id"], "storage_uri": event["storage_uri"],
+            "agent_id": event["agent_id"], "site_id": event["site_id"], "queue_id": (call or {}).get("queue_id"),
+            "answered_ms": min(answers)[0] if answers else t - event["duration_ms"],
+            "duration_ms": event["duration_ms"], "at_ms": t}])
+
+    def _emit(self, update: Update, tag: list[int], out: Output, records: dict) -> None:
+        """Apply an update's deltas to the partial windows and route everything else; each item
+        gets its own tag (the input offset and a running number)."""
+        route = self.ctx.route
+        tag[1] += 1
+        for key, delta in update.deltas:
+            self.windows.apply(key, delta, list(tag))
+        for record in update.records:
+            records[record["call_id"]] = record
+        for row in update.evaluations:
+            out.row("evaluations", row)
+        for note in update.fcr:
+            tag[1] += 1
+            out.send("fcr", route(note["caller"]), ["note", list(tag), note])
+        for series, value, at in update.observations:
+            tag[1] += 1
+            out.send("monitor", route(series), ["obs", list(tag), at, series, value])
+            for agent, site, metric in sampling_signal(series):
+                tag[1] += 1
+                out.send("sampler", route(agent), ["observe", list(tag), at, f"{agent}|{metric}", [agent, site, metric, value]])
+        for c in update.candidates:
+            tag[1] += 1
+            out.send("sampler", route(c["agent_id"]), ["candidate", list(tag), c["at_ms"], f"{c['call_id']}|{c['recording_id']}", c])
+        for agent, signal_id, signal, at in update.signals:
+            tag[1] += 1
+            out.send("sampler", route(agent), ["signal", list(tag), at, f"{agent}|{signal_id}", [agent, signal_id, signal, at]])
+
+
+class FcrStage:
+    """Per caller partition: first-call resolution verdicts into partial windows, settled in event-time order."""
+
+    def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
+        self.ctx, self.source = ctx, f"fcr/{partition}"
+        self.meta = state["meta"]
+        self.tracker = FcrTracker(state["callers"], ctx.kpi)
+        self.windows = PartialWindows(state["windows"], ctx.kpi.window_retention_ms, self.source)
+        self.order = Ordered(self.meta.setdefault("order", {}), _sources(ctx, "events"), ctx.kpi.allowed_lateness_s * 1000)
+
+    def process(self, messages: list[tuple[int, dict]]) -> Output:
+        for offset, bundle in _new(self.meta, messages):
+            tag = [offset, 0]
+            for _, item_tag, note in bundle["items"]:
+                tag[1] += 1
+                for key, delta in self.tracker.observe(note):
+                    self.windows.apply(key, delta, list(tag))
+            if bundle["wm"] is not None:
+                self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
+            before = self.meta.get("swept", 0)
+            frontier = self.order.time()
+            if frontier // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
+                self.meta["swept"] = frontier
+                tag[1] += 1
+                for key, delta in self.tracker.sweep(frontier):
+                    self.windows.apply(key, delta, list(tag))
+                self.windows.sweep(frontier)
+        self.meta["order"] = self.order.s
+        out = Output()
+        for key, generation, version, counters in self.windows.drain():
+            out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
+        return out
+
+
+class WindowsStage:
+    """Per series partition: the sum of each window's partials, its KPI row, and threshold alerts
+    judged once every per-event partition has passed the window."""
+
+    def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
+        self.ctx = ctx
+        self.meta = state["meta"]
+        self.sums = WindowSums(state["windows"], ctx.kpi)
+        self.order = Ordered(self.meta.setdefault("order", {}), _sources(ctx, "events"), 0)
+        self.thresholds = ThresholdMonitor(self.meta.setdefault("thresholds", {}))
+
+    def process(self, messages: list[tuple[int, dict]]) -> Output:
+        for _, bundle in _new(self.meta, messages):
+            for _, key, generation, version, counters in bundle["items"]:
+                self.sums.apply(key, generation, version, counters)
+            if bundle["wm"] is not None and bundle["src"].startswith("events/"):
+                self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
+        out = Output()
+        rows = self.sums.drain()
+        out.rows["kpi_windows"] = rows
+        out.rows["alerts"] = self.thresholds.observe(rows, self.order.frontier())
+        self.sums.sweep(self.order.time())
+        self.meta["order"], self.meta["thresholds"] = self.order.s, self.thresholds.state
+        return out
+
+
+class MonitorStage:
+    """Per series partition: drift charts over the observations in event-time order."""
+
+    def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
+        self.ctx = ctx
+        self.meta = state["meta"]
+        value = self.meta.setdefault("state", {"series": {}, "order": {}, "seq": 0})
+        self.value = value
+        self.monitor = QualityMonitor(value["series"])
+        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.allowed_lateness_s * 1000)
+
+    def process(self, messages: list[tuple[int, dict]]) -> Output:
+        for _, bundle in _new(self.meta, messages):
+            for _, tag, at, series, value in bundle["items"]:
+                self.order.offer(bundle["src"], tag, (at, 0, series), [series, value, at])
+            if bundle["wm"] is not None:
+                self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
+        out = Output()
+        policy, profiles = self.ctx.policy, self.ctx.profiles
+        for series, value, at in self.order.release():
+            for alert in self.monitor.observe(series, value, at):
+                out.row("alerts", alert)
+                found = alert_signal(alert, policy)
+                if found is None:
+                    continue
+                (level, entity), signal_id, signal = found
+                alert_at = time_ms(alert["at"])
+                for agent in agent_targets(level, [entity], alert["site_id"], profiles):
+                    self.value["seq"] += 1
+                    out.send("sampler", self.ctx.route(agent), ["signal", [self.value["seq"], 0], alert_at,
+                                                                 f"{agent}|{signal_id}", [agent, signal_id, signal, alert_at]])
+        state = self.order.state() if not self.order.s["pending"] else BUSY
+        out.marks = {"sampler": (self.order.time(), state)}
+        self.meta["state"] = self.value
+        return out
+
+
+RANK = {"observe": 0, "signal": 1, "candidate": 2}  # at the same time: signals before the calls they concern
+
+
+class SamplerStage:
+    """Per agent partition: review rates, per-recording decisions and the review queue, in event-time order."""
+
+    def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
+        self.ctx, self.partition = ctx, str(partition)
+        self.meta = state["meta"]
+        value = self.meta.setdefault("state", {"agents": {}, "partitions": {}, "order": {}})
+        self.value = value
+        self.sampler = Sampler(value["agents"], value["partitions"], ctx.profiles, ctx.policy, ctx.sampling_key,
+                               ctx.partitions)
+        self.order = Ordered(value["order"], _sources(ctx, "events") + _sources(ctx, "monitor"),
+                             ctx.kpi.allowed_lateness_s * 1000)
+
+    def process(self, messages: list[tuple[int, dict]]) -> Output:
+        for _, bundle in _new(self.meta, messages):
+            for kind, tag, at, ident, body in bundle["items"]:
+                self.order.offer(bundle["src"], tag, (at, RANK[kind], ident), [kind, body])
+            if bundle["wm"] is not None:
+                self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
+        out = Output()
+        for kind, body in self.order.release():
+            if kind == "observe":
+                self.sampler.observe(*body, self.partition)
+                continue
+            done = self.sampler.decide(body, self.partition) if kind == "candidate" else self.sampler.signal(*body)
+            for table, rows in (("sampling_rates", done.rates), ("sampling_decisions", done.decisions),
+                                ("review_queue", done.reviews)):
+                for row in rows:
+                    out.row(table, row)
+        self.meta["state"] = self.value
+        return out
+
+
+def _new(meta: MutableMapping, messages: list) -> list:
+    """The messages past the last one this stage partition saved (``meta["through"]``, saved last of
+    all): after a restart, input it already saved the effects of is skipped outright."""
+    through = meta.get("through", -1)
+    fresh = [m for m in messages if m[0] > through]
+    if fresh:
+        meta["through"] = fresh[-1][0]
+    return fresh
+
+
+def _sources(ctx: Context, stage: str) -> list[str]:
+    return [f"{stage}/{p}" for p in range(ctx.partitions)]
+
+
+def _raw_row(event: dict, raw) -> dict:
+    return raw_event(event, raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw))
+
+
+def make_stage(name: str, ctx: Context, partition: int, state: dict[str, dict], store_raw: bool = False):
+    """A stage partition over ``state`` (its parts are created when missing)."""
+    for part in PARTS[name]:
+        state.setdefault(part, {})
+    if name == "events":
+        return EventsStage(ctx, partition, state, store_raw)
+    return {"fcr": FcrStage, "windows": WindowsStage, "monitor": MonitorStage, "sampler": SamplerStage}[name](ctx, partition, state)
+
+
+def event_partition(raw: bytes | dict, partitions: int, partition_of) -> int:
+    """The input partition of an event (its contract key, as the publisher keys it); 0 when unreadable."""
+    try:
+        event = orjson.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        return partition_of(str(event[key_field(event["event_type"])]), partitions)
+    except (ValueError, KeyError, TypeError):
+        return 0

@@ -1,0 +1,117 @@
+"""KPI windows as partial sums: each stage partition keeps its own share; the window stage adds them up.
+
+A stage partition (of the per-event stage, or of the FCR stage) applies KPI deltas to its own
+``PartialWindows``. Each delta carries a *tag* — ``[input offset, n]``, the position of the input that
+caused it — and a window applies a tag at most once, so re-processing input after a restart never
+counts twice. A partial is sent on as an absolute value with a version (how many deltas it holds);
+``WindowSums`` keeps the newest version of every partial and adds them: a repeated or replayed
+partial changes nothing, whatever order partials arrive in.
+
+A partial that left its partition's state (past ``retention_ms``) and is touched again starts a new
+*generation* (named by the tag that created it), so an old generation already summed is kept, not
+overwritten.
+
+>>> from callqa.core.kpi import KpiConfig
+>>> mine, sums = PartialWindows({}, 10**12, "events/0"), WindowSums({}, KpiConfig())
+>>> mine.apply("site|S|S|900|0", {"offered": 1}, [5, 0]); mine.apply("site|S|S|900|0", {"offered": 1}, [5, 0])
+>>> [(key, version, counters) for key, _, version, counters in mine.drain()]
+[('site|S|S|900|0', 1, {'offered': 1})]
+>>> sums.apply("site|S|S|900|0", "events/0@5.0", 1, {"offered": 1}), sums.apply("site|S|S|900|0", "events/0@5.0", 1, {"offered": 1})
+(True, False)
+>>> sums.drain()[0]["offered"]
+1
+"""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from . import kpi
+from .expiry import Expiry
+
+
+def window_end_ms(key: str) -> int:
+    _, _, _, size, start = key.rsplit("|", 4)
+    return int(start) + int(size) * 1000
+
+
+class PartialWindows:
+    """One partition's share of KPI windows: ``{key: {"c": counters, "g": generation, "n": version, "t": tag}}``."""
+
+    def __init__(self, windows: MutableMapping[str, dict], retention_ms: int, source: str):
+        self.windows = windows
+        self.retention_ms = retention_ms
+        self.source = source
+        self.dirty: set[str] = set()
+        self.expiry = Expiry()
+        self.expiry.rebuild((k, window_end_ms(k) + retention_ms) for k in windows)
+
+    def apply(self, key: str, delta: dict, tag: list[int]) -> None:
+        """Add ``delta`` unless this window already holds the input at ``tag`` (or a later one)."""
+        w = self.windows.get(key)
+        if w is None:
+            w = {"c": {}, "g": f"{self.source}@{tag[0]}.{tag[1]}", "n": 0, "t": tag}
+            self.expiry.push(key, window_end_ms(key) + self.retention_ms)
+        elif tag <= w["t"]:
+            return
+        kpi._merge(w["c"], delta)
+        w["n"] += 1
+        w["t"] = tag
+        self.windows[key] = w
+        self.dirty.add(key)
+
+    def drain(self) -> list[tuple[str, str, int, dict]]:
+        """(key, generation, version, counters) of the windows changed since the last drain."""
+        out = [(k, self.windows[k]["g"], self.windows[k]["n"], self.windows[k]["c"]) for k in sorted(self.dirty)]
+        self.dirty.clear()
+        return out
+
+    def sweep(self, watermark_ms: int) -> None:
+        """Forget windows past their retention (drain first: a swept window's last change is sent)."""
+        for key in list(self.expiry.due(watermark_ms)):
+            if key in self.windows and key not in self.dirty:
+                del self.windows[key]
+
+
+class WindowSums:
+    """The window stage: the newest version of every partial of a window, and the KPI row of their sum."""
+
+    def __init__(self, windows: MutableMapping[str, dict], config: kpi.KpiConfig):
+        self.windows = windows
+        self.config = config
+        self.dirty: set[str] = set()
+        self.expiry = Expiry()
+        self.expiry.rebuild((k, window_end_ms(k) + config.window_retention_ms) for k in windows)
+
+    def apply(self, key: str, generation: str, version: int, counters: dict) -> bool:
+        """Record a partial; False when this version (or a newer one) is already held."""
+        w = self.windows.get(key)
+        if w is None:
+            w = {}
+            self.expiry.push(key, window_end_ms(key) + self.config.window_retention_ms)
+        held = w.get(generation)
+        if held is not None and held[0] >= version:
+            return False
+        w[generation] = [version, counters]
+        self.windows[key] = w
+        self.dirty.add(key)
+        return True
+
+    def row(self, key: str) -> dict:
+        acc: dict = {}
+        version = 0
+        for held_version, counters in self.windows[key].values():
+            kpi._merge(acc, counters)
+            version += held_version
+        acc["version"] = version
+        return kpi.row(key, acc)
+
+    def drain(self) -> list[dict]:
+        """KPI rows of the windows changed since the last drain."""
+        rows = [self.row(k) for k in sorted(self.dirty) if k in self.windows]
+        self.dirty.clear()
+        return rows
+
+    def sweep(self, watermark_ms: int) -> None:
+        for key in list(self.expiry.due(watermark_ms)):
+            if key in self.windows and key not in self.dirty:
+                del self.windows[key]
