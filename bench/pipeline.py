@@ -1,10 +1,12 @@
-"""Throughput of the Kafka paths, measured in one run on the real broker.
+"""Throughput of the Kafka paths, measured in one run on the real broker, on the same events.
 
 (a) ceiling: a bare confluent-kafka consumer reading and JSON-decoding N canonical events;
-(b) faust: `callqa run` (validate, assemble, KPI windows, exactly-once) from the topic to rows in
-    ClickHouse (the embedded store), timed from its first commit to the sink having written all;
-(c) embedded: the embedded runner on the same events in this process, for reference.
-Prints events/s of each and the ratio of (b) and (c) to (a).
+(f) faust's floor: a faust agent that only decodes them (bench/noop_agent.py), micro-batched;
+(b) callqa's faust path: `callqa run` (every stage and the sink) from the topic to rows in
+    ClickHouse (the embedded store), timed from its first commit until every stage has drained;
+(c) embedded: the embedded runner on the same events in this process.
+Prints events/s of each, (b)'s ratio to (f), Kafka messages written per input event by (b) (outputs,
+internal topics, changelogs) and the worker's peak RSS.
 
     python bench/pipeline.py --calls 25000        # 4 events a call; starts its own Kafka
 """
@@ -21,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -76,7 +78,58 @@ def ceiling(bootstrap: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
-def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float]:
+def floor(bootstrap: str, topic: str, n: int, workdir: Path) -> float:
+    """A faust agent that only decodes: from its first commit until it has committed all."""
+    group = f"bench-noop-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_TOPIC": topic, "BENCH_GROUP": group}
+    worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_agent.py"), "worker", "-l", "warn"],
+                              env=env, cwd=ROOT, stdout=(workdir / "noop.log").open("wb"), stderr=subprocess.STDOUT)
+    first = None
+    try:
+        while True:
+            try:
+                pending = lag(bootstrap, group, [topic])
+            except KafkaException:
+                time.sleep(0.1)
+                continue
+            if first is None and pending < n:
+                first = (time.perf_counter(), n - pending)
+            if pending == 0:
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"no-op agent exited; see {workdir / 'noop.log'}")
+            time.sleep(0.1)
+        done = time.perf_counter()
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return (n - first[1]) / (done - first[0])
+
+
+def messages_written(bootstrap: str, env: dict) -> int:
+    """Messages in every topic the worker writes: outputs, internal topics and changelogs."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    total = 0
+    for name, meta in consumer.list_topics(timeout=10).topics.items():
+        if name == env["CALLQA_TOPIC_EVENTS"] or not (name.startswith(env["CALLQA_APP_ID"]) or name.startswith(
+                env["CALLQA_TOPIC_EVENTS"].split(".")[0] + ".")):
+            continue
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            total += high - low
+    consumer.close()
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float, float]:
     worker = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
                               stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)
     started = time.perf_counter()
@@ -89,13 +142,14 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
                 time.sleep(0.25)
                 continue
             if first is None and pending < n:
-                first = time.perf_counter()
+                first = (time.perf_counter(), n - pending)
             if pending == 0 and drained(bootstrap, env):
                 break
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")
             time.sleep(0.25)
         done = time.perf_counter()
+        rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()
         try:
@@ -103,7 +157,7 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
         except subprocess.TimeoutExpired:  # nothing is lost: offsets are committed after the writes
             worker.kill()
             worker.wait()
-    return n / (done - first), n / (done - started)
+    return (n - first[1]) / (done - first[0]), n / (done - started), rss
 
 
 def embedded_path(events: list[bytes], workdir: Path) -> float:
@@ -117,7 +171,7 @@ def embedded_path(events: list[bytes], workdir: Path) -> float:
     store = EmbeddedStore(workdir / "chdb")
     migrate(store)
     start = time.perf_counter()
-    EmbeddedPipeline(BatchWriter(store, 20000, 1.0), KpiConfig()).run(events, "bench")
+    EmbeddedPipeline(BatchWriter(store, 20000, 1.0), KpiConfig(), partitions=4).run(events, "bench")
     rate = len(events) / (time.perf_counter() - start)
     store.close()
     return rate
@@ -144,16 +198,20 @@ def main() -> None:
         ensure_topics(Config.from_env(env))
         publish(events, bootstrap, env["CALLQA_TOPIC_EVENTS"])
         a = ceiling(bootstrap, env["CALLQA_TOPIC_EVENTS"], n)
-        b, b_total = faust_path(bootstrap, env, n, work)
+        f = floor(bootstrap, env["CALLQA_TOPIC_EVENTS"], n, work)
+        b, b_total, rss = faust_path(bootstrap, env, n, work)
+        written = messages_written(bootstrap, env)
         c = embedded_path(events, work / "embedded")
     finally:
         if kafka:
             kafka.stop()
     print(f"events: {n} ({args.calls} calls)")
     print(f"(a) ceiling, bare confluent-kafka consume + JSON decode: {a:12,.0f} events/s")
-    print(f"(b) faust worker, topic -> ClickHouse rows:               {b:12,.0f} events/s  "
-          f"(ratio to ceiling {b / a:.4f}; {b_total:,.0f}/s including worker start-up)")
-    print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s  (ratio to ceiling {c / a:.4f})")
+    print(f"(f) faust's floor, a no-op faust agent:                   {f:12,.0f} events/s")
+    print(f"(b) callqa faust worker, all stages + sink:               {b:12,.0f} events/s  "
+          f"(ratio to faust's floor {b / f:.3f}; {b_total:,.0f}/s including worker start-up)")
+    print(f"    Kafka messages written per input event: {written / n:.2f}; worker peak RSS {rss:,.0f} MB")
+    print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s")
 
 
 if __name__ == "__main__":

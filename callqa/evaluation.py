@@ -78,7 +78,7 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
     reviewed: set[str] = set()
 
     def collect(out) -> None:
-        opened.extend(a for a in out.rows.get("alerts", ()) if a["status"] == "open")
+        opened.extend(a for a in out.rows.get("alerts", ()) if a["status"] == "open" and a["kind"] == "drift")
         result.rate_changes += sum(r["cause"] != "initial" for r in out.rows.get("sampling_rates", ()))
         for d in out.rows.get("sampling_decisions", ()):
             if d["version"] == 1:
