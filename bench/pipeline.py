@@ -82,29 +82,9 @@ def floor(bootstrap: str, topic: str, n: int, workdir: Path) -> float:
     """A faust agent that only decodes: from its first commit until it has committed all."""
     group = f"bench-noop-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_TOPIC": topic, "BENCH_GROUP": group}
-    worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_agent.py"), "worker", "-l", "warn"],
-                              env=env, cwd=ROOT, stdout=(workdir / "noop.log").open("wb"), stderr=subprocess.STDOUT)
-    first = None
-    try:
-        while True:
-            try:
-                pending = lag(bootstrap, group, [topic])
-            except KafkaException:
-                time.sleep(0.1)
-                continue
-            if first is None and pending < n:
-                first = (time.perf_counter(), n - pending)
-            if pending == 0:
-                break
-            if worker.poll() is not None:
-                raise RuntimeError(f"no-op agent exited; see {workdir / 'noop.log'}")
-            time.sleep(0.1)
-        done = time.perf_counter()
-        rss = peak_rss_mb(worker.pid)
-    finally:
-        worker.terminate()
-        worker.wait(30)
-    return (n - first[1]) / (done - first[0])
+    command = [sys.executable, str(ROOT / "bench" / "noop_agent.py"), "worker", "-l", "warn"]
+    rate, _, _ = timed(command, env, workdir / "noop.log", bootstrap, group, topic, n, lambda: True)
+    return rate
 
 
 def messages_written(bootstrap: str, env: dict) -> int:
@@ -129,26 +109,28 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float, float]:
-    worker = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
-                              stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)
+def timed(command: list[str], env: dict, log: Path, bootstrap: str, group: str, topic: str, n: int,
+          done) -> tuple[float, float, float]:
+    """Run a worker until ``group`` has committed all ``n`` events of ``topic`` and ``done()`` holds:
+    events/s from its first commit, events/s including start-up, and its peak RSS in MB."""
+    worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     started = time.perf_counter()
     first = None
     try:
         while True:
             try:
-                pending = lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
+                pending = lag(bootstrap, group, [topic])
             except KafkaException:  # coordinator still loading: ask again
-                time.sleep(0.25)
+                time.sleep(0.1)
                 continue
             if first is None and pending < n:
                 first = (time.perf_counter(), n - pending)
-            if pending == 0 and drained(bootstrap, env):
+            if pending == 0 and done():
                 break
             if worker.poll() is not None:
-                raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")
-            time.sleep(0.25)
-        done = time.perf_counter()
+                raise RuntimeError(f"worker exited; see {log}")
+            time.sleep(0.1)
+        finished = time.perf_counter()
         rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()
@@ -157,7 +139,13 @@ def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float,
         except subprocess.TimeoutExpired:  # nothing is lost: offsets are committed after the writes
             worker.kill()
             worker.wait()
-    return (n - first[1]) / (done - first[0]), n / (done - started), rss
+    return (n - first[1]) / (finished - first[0]), n / (finished - started), rss
+
+
+def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float, float]:
+    """callqa's worker and sink: until every stage has drained."""
+    return timed([sys.executable, "-m", "callqa.cli", "run"], env, workdir / "worker.log", bootstrap,
+                 env["CALLQA_APP_ID"], env["CALLQA_TOPIC_EVENTS"], n, lambda: drained(bootstrap, env))
 
 
 def embedded_path(events: list[bytes], workdir: Path) -> float:

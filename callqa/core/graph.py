@@ -122,7 +122,7 @@ class EventsStage:
         """``messages``: (offset, serialized event or adapter-made dict, origin, position)."""
         out = Output()
         records: dict[str, dict] = {}
-        for offset, raw, origin, position in self._new(messages):
+        for offset, raw, origin, position in _new(self.meta, messages):
             try:
                 event = validate(raw) if isinstance(raw, (bytes, str)) else validate_dict(raw)
             except InvalidEvent as exc:
@@ -152,9 +152,6 @@ class EventsStage:
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
         out.marks = {stage: (self.meta.get("wm", 0), BUSY) for stage in DOWNSTREAM["events"]}
         return out
-
-    def _new(self, messages: list) -> list:
-        return _new(self.meta, messages)
 
     def idle(self, finished: bool = False) -> Output:
         """Nothing more for now (caught up), or at all (``finished``): tell the stages downstream."""

@@ -58,8 +58,10 @@ class LocalGraph:
         """One event (serialized, or an adapter's dict) into its input partition. An agent's profile
         is reference data: what was fed before it runs first, so it applies to what follows it (the
         worker reads profiles from a global table, loaded before traffic)."""
-        profile = b'"agent.profile"' in raw if isinstance(raw, (bytes, str)) and not isinstance(raw, str) \
-            else (raw.get("event_type") == "agent.profile" if isinstance(raw, dict) else '"agent.profile"' in raw)
+        if isinstance(raw, dict):
+            profile = raw.get("event_type") == "agent.profile"
+        else:
+            profile = (b'"agent.profile"' if isinstance(raw, bytes) else '"agent.profile"') in raw
         if profile:
             self._merge(self._carry, self._run())
         p = event_partition(raw, self.partitions, self.partition_of)

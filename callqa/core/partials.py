@@ -67,9 +67,7 @@ class PartialWindows:
 
     def sweep(self, watermark_ms: int) -> None:
         """Forget windows past their retention (drain first: a swept window's last change is sent)."""
-        for key in list(self.expiry.due(watermark_ms)):
-            if key in self.windows and key not in self.dirty:
-                del self.windows[key]
+        _sweep(self, watermark_ms)
 
 
 class WindowSums:
@@ -112,6 +110,12 @@ class WindowSums:
         return rows
 
     def sweep(self, watermark_ms: int) -> None:
-        for key in list(self.expiry.due(watermark_ms)):
-            if key in self.windows and key not in self.dirty:
-                del self.windows[key]
+        """Forget windows past their retention (drain first: a swept window's last row is sent)."""
+        _sweep(self, watermark_ms)
+
+
+def _sweep(held: PartialWindows | WindowSums, watermark_ms: int) -> None:
+    """Drop the windows whose due time has passed, except those changed since the last drain."""
+    for key in list(held.expiry.due(watermark_ms)):
+        if key in held.windows and key not in held.dirty:
+            del held.windows[key]
