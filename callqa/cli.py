@@ -228,7 +228,7 @@ def run(sink: bool) -> None:
         sink_thread.start()
     app = create_app(config)
     try:
-        Worker(app, loglevel="WARN", quiet=True).execute_from_commandline()
+        Worker(app, loglevel=config.log_level, quiet=True).execute_from_commandline()
     finally:
         stop.set()
         if sink_thread is not None:
@@ -239,9 +239,11 @@ def run(sink: bool) -> None:
 @main.command("sink")
 def sink_command() -> None:
     """Run only the ClickHouse sink: Kafka topics into the store until SIGTERM or Ctrl-C."""
+    import logging
     import signal as signals
 
     config = _kafka_config()
+    logging.basicConfig(level=config.log_level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     store = _store(config)
     stop = threading.Event()
     for sig in (signals.SIGTERM, signals.SIGINT):

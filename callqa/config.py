@@ -53,6 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
+    Setting("CALLQA_LOG_LEVEL", "WARN", "Log level of `callqa run` and `callqa sink` (DEBUG, INFO, WARN, ERROR)."),
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and commits its input offsets as often."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
@@ -87,6 +88,12 @@ def _float(name: str, value: str) -> float:
     if number <= 0:
         raise ConfigError(f"{name}={value!r} must be positive")
     return number
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _rules(name: str, threshold, short, formula) -> QueueRules:
@@ -156,6 +163,7 @@ class Config:
     batch_events: int
     batch_seconds: float
     flush_interval_s: float
+    log_level: str
     sink_batch_rows: int
     sink_batch_seconds: float
     retention_raw_days: int
@@ -200,6 +208,7 @@ class Config:
             batch_events=_int("CALLQA_BATCH_EVENTS", raw["CALLQA_BATCH_EVENTS"]),
             batch_seconds=_float("CALLQA_BATCH_SECONDS", raw["CALLQA_BATCH_SECONDS"]),
             flush_interval_s=_float("CALLQA_FLUSH_INTERVAL_S", raw["CALLQA_FLUSH_INTERVAL_S"]),
+            log_level=_choice("CALLQA_LOG_LEVEL", raw["CALLQA_LOG_LEVEL"].upper(), ("DEBUG", "INFO", "WARN", "ERROR")),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),
             retention_raw_days=_int("CALLQA_RETENTION_RAW_DAYS", raw["CALLQA_RETENTION_RAW_DAYS"]),

@@ -6,8 +6,9 @@ stage partition's core on each group. Per batch, in this order:
 1. outputs are sent — sink rows as JSON arrays to the output topics, one bundle per partition of each
    stage downstream — and their delivery awaited;
 2. the state keys the batch changed are written to the stage's table (its changelog), once each, in
-   the stage's part order;
-3. the events are acked; faust commits acked offsets after flushing the producer (at-least-once).
+   the stage's part order, and their delivery awaited (a rebalance restores a table from its
+   changelog up to the end it saw when it started);
+3. the events are acked; faust commits acked offsets (at-least-once).
 
 So saved state never runs ahead of what was sent, a crash re-processes at most the uncommitted input,
 and the core's tags make that harmless (see ``callqa.core.graph``). Every partition of every stage
@@ -21,11 +22,13 @@ Java client does (``callqa.publish.Publisher``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator, MutableMapping
 
 import faust
 import orjson
+from faust.transport.drivers import aiokafka as faust_kafka
 
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage
@@ -36,6 +39,32 @@ SEP = b"\x1f"
 ROWS_PER_MESSAGE = 500
 ITEMS_PER_BUNDLE = 2000
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
+STALLED_AFTER_S = 15.0  # input left unread or uncommitted this long, with nothing arriving: re-read it
+log = logging.getLogger(__name__)
+
+
+class _Consumer(faust_kafka.Consumer):
+    """faust's consumer with a duplicate-free ack list.
+
+    faust 0.15 can record one offset twice (its gap filling after a rebalance re-adds offsets that were
+    acked; robinhood/faust#625, #559). Its commit then advances one offset per commit interval, so a
+    worker that lost a rival falls minutes behind with no error. Our input topics have no real gaps
+    (no compaction, no transactions), so dropping repeats before each commit changes nothing else."""
+
+    def _new_offset(self, tp):
+        acked = self._acked[tp]
+        if len(acked) != len(set(acked)):
+            acked[:] = sorted(set(acked))
+        return super()._new_offset(tp)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
 
 
 class Tracked(dict):
@@ -99,12 +128,12 @@ class StagePartition:
                 dict.__setitem__(self.parts[part.decode()], k.decode(), orjson.loads(value))
         self.stage = make_stage(name, ctx, partition, self.parts)
         self.last_input = time.monotonic()
-        self.next_offset: int | None = None
         self.idle_sent = False
 
-    def save(self) -> int:
-        """Write every changed key to the table and its changelog, parts in order; returns how many."""
-        written = 0
+    def save(self) -> list:
+        """Write every changed key to the table and its changelog, parts in order; returns the
+        changelog sends (faust futures) so the caller can await them before acking the input."""
+        sends = []
         for part in PARTS[self.name]:
             values = self.parts[part]
             for k in sorted(values.changed, key=lambda k: (k == "through", k)):  # "through" last of all
@@ -115,10 +144,9 @@ class StagePartition:
                 else:
                     raw = None
                     self.table.data.pop(key, None)
-                self.table.send_changelog(self.partition, key, raw)
-                written += 1
+                sends.append(self.table.send_changelog(self.partition, key, raw))
             values.changed.clear()
-        return written
+        return sends
 
 
 def create_app(config: Config) -> faust.App:
@@ -126,7 +154,7 @@ def create_app(config: Config) -> faust.App:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set: the faust worker needs Kafka")
     brokers = ";".join(f"kafka://{b.strip()}" for b in config.kafka_bootstrap_servers.split(","))
     n = config.topic_partitions
-    app = faust.App(
+    app = App(
         config.app_id,
         broker=brokers,
         store="memory://",
@@ -196,7 +224,6 @@ def create_app(config: Config) -> faust.App:
                 for p, messages in sorted(groups.items()):
                     sp = stage_partition(name, p)
                     sp.last_input, sp.idle_sent = time.monotonic(), False
-                    sp.next_offset = messages[-1].offset + 1
                     if name == "events":
                         batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
                     else:
@@ -206,8 +233,11 @@ def create_app(config: Config) -> faust.App:
                     touched.append(sp)
                 if futures:
                     await asyncio.gather(*futures)  # outputs delivered before the state that produced them
-                for sp in touched:
-                    counters["state_writes"] += sp.save()
+                saved = [send for sp in touched for send in sp.save()]
+                counters["state_writes"] += len(saved)
+                # the changelog holds the new state before the input is acked: a rebalance replays
+                # the changelog up to its end when it was asked, so an unsent write would be lost
+                await asyncio.gather(*saved)
 
         run.__name__ = f"stage_{name}"
         return app.agent(topic, name=f"callqa.stage.{name}")(run)
@@ -215,17 +245,36 @@ def create_app(config: Config) -> faust.App:
     for name in STAGES:
         make_agent(name)
 
+    names = {topic.get_topic_name(): name for name, topic in inputs.items()}
+
     @app.timer(interval=0.5)
-    async def announce_idle() -> None:
-        """An events partition with no input for a while is caught up: say so downstream once."""
-        for tp in [tp for tp in app.consumer.assignment() if tp.topic == config.topic_events]:
-            sp = stage_partition("events", tp.partition)
-            high = app.consumer.highwater(tp)
-            if sp.idle_sent or time.monotonic() - sp.last_input < IDLE_AFTER_S or high is None:
+    async def watch_inputs() -> None:
+        """Between rebalances: announce a caught-up events partition downstream once, and re-read a
+        stage partition whose input waits uncommitted with nothing arriving for ``STALLED_AFTER_S``.
+
+        faust 0.15 can skip a partition's messages across a rebalance (read, never delivered, never
+        acked: the committed offset stops with no error); re-reading from the committed offset fills
+        the hole, and the core's tags make the repeated input harmless."""
+        consumer = app.consumer
+        if app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active:
+            return  # state is being restored: no stage partition may be built from a partial table
+        now = time.monotonic()
+        for tp in consumer.assignment():
+            name = names.get(tp.topic)
+            high = consumer.highwater(tp)
+            if name is None or high is None:
                 continue
-            if sp.next_offset is not None and sp.next_offset < high:
-                continue  # more to read: not caught up
-            sp.idle_sent = True
-            await asyncio.gather(*await send(f"events/{tp.partition}", sp.stage.idle(finished=high == 0)))
+            sp = stage_partition(name, tp.partition)
+            quiet = now - sp.last_input
+            committed = consumer._committed_offset.get(tp) or 0  # faust keeps no public accessor
+            if committed < high and quiet > STALLED_AFTER_S:
+                log.warning("%s/%d: offsets %d..%d unread or uncommitted for %.0f s: re-reading from %d",
+                            tp.topic, tp.partition, committed, high - 1, quiet, committed)
+                sp.last_input = now
+                consumer.resume_partitions({tp})
+                await consumer.seek(tp, committed)
+            elif name == "events" and not sp.idle_sent and quiet >= IDLE_AFTER_S and committed >= high:
+                sp.idle_sent = True
+                await asyncio.gather(*await send(f"events/{tp.partition}", sp.stage.idle(finished=high == 0)))
 
     return app
