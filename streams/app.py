@@ -270,6 +270,11 @@ def create_app(config: Config) -> faust.App:
             if committed < high and quiet > STALLED_AFTER_S:
                 log.warning("%s/%d: offsets %d..%d unread or uncommitted for %.0f s: re-reading from %d",
                             tp.topic, tp.partition, committed, high - 1, quiet, committed)
+                through = sp.parts["meta"].get("through", -1)
+                if through >= committed:  # known gap: the skipped input is behind saved progress
+                    log.error("%s/%d: the consumer skipped input before offset %d that this stage has passed: "
+                              "re-read input up to %d is ignored as already applied, so rows may be missing",
+                              tp.topic, tp.partition, through, through)
                 sp.last_input = now
                 consumer.resume_partitions({tp})
                 await consumer.seek(tp, committed)
