@@ -48,8 +48,9 @@ class _Consumer(faust_kafka.Consumer):
 
     faust 0.15 can record one offset twice (its gap filling after a rebalance re-adds offsets that were
     acked; robinhood/faust#625, #559). Its commit then advances one offset per commit interval, so a
-    worker that took over a dead one's partitions falls minutes behind with no error. Our input topics have no real gaps
-    (no compaction, no transactions), so dropping repeats before each commit changes nothing else."""
+    worker that took over a dead one's partitions falls minutes behind with no error. Our input
+    topics have no real gaps (no compaction, no transactions), so dropping repeats before each commit
+    changes nothing else."""
 
     def _new_offset(self, tp):
         acked = self._acked[tp]
