@@ -63,15 +63,12 @@ class EmbeddedPipeline:
         self.graph = LocalGraph(state, config, policy, sampling_key, partitions, store_raw=True)
         self.summary = RunSummary()
 
-    def feed(self, raw: bytes | str, origin: str, position: str) -> None:
-        """One serialized event; invalid input becomes a dead letter."""
+    def feed(self, raw: bytes | str | dict, origin: str, position: str) -> None:
+        """One event, serialized or made by an adapter (validated in the graph either way); invalid
+        input becomes a dead letter."""
         self.graph.feed(raw, origin, position)
         if self.graph.pending >= BATCH_EVENTS:
             self.flush()
-
-    def feed_event(self, event: dict, origin: str, position: str) -> None:
-        """An event an adapter made (validated in the graph like any other)."""
-        self.feed(event, origin, position)
 
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
         """Keep input an adapter could not read as a dead letter, with the reason."""

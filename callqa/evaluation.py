@@ -1,14 +1,14 @@
 """How well drift detection and adaptive sampling work, measured on simulated traffic with ground truth.
 
 The simulator's events run through the stage graph in one process (``LocalGraph``, as the embedded
-runner does, without a store). Per injected drift: when the first alert on a matching series opened (the drift's scope,
-an entity inside it or the one just above it, on a metric the drift moves, in the worse direction)
-and the delay from the drift's start; false alarms are quality alerts that match no drift, per
-agent-month (site and queue service-level and abandonment alerts are counted apart: staffing moves
-them, not the agents' quality). Then the
-adaptive policy's reviews are compared with a fixed-N policy of the same budget (the same number
-of reviews, spread evenly over agents, calls drawn at random — what commercial suites do): how many
-of the calls the ground truth marks as poor each puts in front of a reviewer.
+runner does, without a store). Per injected drift: when the first alert on a matching series opened
+(the drift's scope, an entity inside it or the one just above it, on a metric the drift moves, in the
+worse direction) and the delay from the drift's start; false alarms are quality alerts that match no
+drift, per agent-month (site and queue service-level and abandonment alerts are counted apart:
+staffing moves them, not the agents' quality). Then the adaptive policy's reviews are compared with a
+fixed-N policy of the same budget (the same number of reviews, spread evenly over agents, calls drawn
+at random — what commercial suites do): how many of the calls the ground truth marks as poor each
+puts in front of a reviewer.
 """
 from __future__ import annotations
 

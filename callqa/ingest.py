@@ -37,7 +37,7 @@ class EmbeddedTarget:
         self.pipeline.reject(unit.error, unit.raw, origin, unit.position)
 
     def event(self, event: dict, origin: str, position: str) -> None:
-        self.pipeline.feed_event(event, origin, position)
+        self.pipeline.feed(event, origin, position)
 
     def idle(self) -> None:
         self.pipeline.flush()

@@ -1,5 +1,6 @@
 """Kafka topics → ClickHouse, in Snuba's order: consume, batch, write, then commit. The output
-topics' rows (a JSON object, or an array of them per message) go to their tables as they are; the input topic's valid events go to ``raw_events``.
+topics' rows (a JSON object, or an array of them, per message) go to their tables as they are; the
+input topic's valid events go to ``raw_events``.
 
 ``KafkaSink`` follows Arroyo's step shape: ``submit`` one message, ``poll`` to write and commit
 when a batch is due, ``join`` to write and commit what is left. Offsets are committed only after
@@ -14,7 +15,7 @@ import threading
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message
 
-from callqa.core.dead_letters import dead_letter
+from callqa.core.dead_letters import dead_letter, raw_event
 from schemas import InvalidEvent, validate
 
 from . import tables
@@ -53,7 +54,7 @@ class KafkaSink:
             event = validate(message.value())
         except InvalidEvent:
             return
-        self.writer.submit(tables.RAW_EVENTS, tables.raw_event(event, message.value()))
+        self.writer.submit(tables.RAW_EVENTS, raw_event(event, message.value()))
 
     def poll(self) -> None:
         if self.writer.due():

@@ -6,6 +6,7 @@ import pytest
 
 from callqa.core.kpi import KpiConfig, QueueRules, row
 from callqa.core.local import LocalGraph
+from callqa.core.ordering import CAUGHT_UP, Ordered
 from callqa.core.partials import WindowSums
 from schemas import format_ms, time_ms
 from tests.conftest import FIXTURES
@@ -203,10 +204,6 @@ def test_state_is_json_serializable():
 def test_ordered_release_is_the_same_for_any_interleaving_of_sources():
     """Items from several sources come out in one order whatever order they arrive in; repeats
     (a replay) are dropped; a source not heard from holds everything back until it is."""
-    import random
-
-    from callqa.core.ordering import CAUGHT_UP, Ordered
-
     items = {src: [(t, src) for t in sorted(random.Random(src).sample(range(1000), 30))] for src in "abc"}
     outcomes = set()
     for seed in range(5):

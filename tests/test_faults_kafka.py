@@ -20,7 +20,7 @@ from callqa.publish import event_key
 from sources.simulator import SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
-from tests.test_worker_kafka import Worker, settled
+from tests.test_worker_kafka import Worker, lag, settled
 
 pytestmark = pytest.mark.services
 
@@ -60,8 +60,6 @@ def start(env, tmp_path, n=1):
 
 def progressed(bootstrap, env, share=0.2, total=1):
     """Wait until the worker has committed some of the events (so a fault hits mid-stream)."""
-    from tests.test_worker_kafka import lag
-
     wait_for(lambda: lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]]) < total * (1 - share), 120,
              interval=0.1, what="some progress")
 

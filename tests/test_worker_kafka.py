@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from callqa.publish import event_key
+from callqa.topics import INTERNAL
 from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa, wait_for
 from tests.events import expected_site_windows
 from tests.test_cli_embedded import store_snapshot
@@ -30,9 +31,8 @@ def produce(bootstrap, topic):
     return len(lines)
 
 
-def lag(bootstrap, group, topics, transactional=False):
-    """Messages not yet committed by ``group``; in transactional topics the trailing commit marker
-    of each partition occupies an offset that no consumer commits past, so it counts as none."""
+def lag(bootstrap, group, topics):
+    """Messages in ``topics`` not yet committed by ``group``."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
         total = 0
@@ -41,8 +41,7 @@ def lag(bootstrap, group, topics, transactional=False):
             committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
             for tp in committed:
                 high = consumer.get_watermark_offsets(tp, timeout=10)[1]
-                done = max(tp.offset, 0)
-                total += max(0, high - done - (1 if transactional and high > done else 0))
+                total += max(0, high - max(tp.offset, 0))
         return total
     finally:
         consumer.close()
@@ -62,8 +61,6 @@ def drained(bootstrap, env) -> bool:
 
 def stages(env) -> tuple[list[str], list[str]]:
     """The worker's internal topics and the sink's input topics."""
-    from callqa.topics import INTERNAL
-
     app = env["CALLQA_APP_ID"]
     internal = [f"{app}-{name}" for name in INTERNAL]
     outputs = [env[f"CALLQA_TOPIC_{name}"] for name in ("CALL_RECORDS", "KPIS", "DEAD_LETTERS", "EVALUATIONS", "ALERTS",
@@ -80,7 +77,8 @@ def _drained(bootstrap, env) -> bool:
 
 
 def settled(bootstrap, env, quiet_s=5.0, timeout=600):
-    """Drained, and still drained ``quiet_s`` later (caught-up partitions are announced after a pause)."""
+    """Drained, and still drained ``quiet_s`` later (caught-up partitions are announced after a pause);
+    on a timeout, the lag of every group and topic."""
     since = [None]
 
     def check():
@@ -90,7 +88,15 @@ def settled(bootstrap, env, quiet_s=5.0, timeout=600):
         since[0] = since[0] or time.monotonic()
         return time.monotonic() - since[0] >= quiet_s
 
-    wait_for(check, timeout, what="every stage drained")
+    try:
+        wait_for(check, timeout, what="every stage drained")
+    except TimeoutError:
+        app = env["CALLQA_APP_ID"]
+        internal, outputs = stages(env)
+        detail = {(group, topic): lag(bootstrap, group, [topic])
+                  for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], *internal]), (app + "-sink", outputs))
+                  for topic in topics}
+        raise TimeoutError(f"not drained: {detail}") from None
 
 
 class Worker:
@@ -114,16 +120,7 @@ def run_until_caught_up(env, tmp_path, bootstrap):
     worker = Worker(env, tmp_path / "worker.log")
     try:
         produce(bootstrap, env["CALLQA_TOPIC_EVENTS"])
-        try:
-            # a restarted worker may first wait out its predecessor's group session and transactions
-            settled(bootstrap, env, timeout=300)
-        except TimeoutError:
-            app = env["CALLQA_APP_ID"]
-            internal, outputs = stages(env)
-            detail = {(group, topic): lag(bootstrap, group, [topic])
-                      for group, topics in ((app, [env["CALLQA_TOPIC_EVENTS"], *internal]), (app + "-sink", outputs))
-                      for topic in topics}
-            raise TimeoutError(f"not drained: {detail}") from None
+        settled(bootstrap, env, timeout=300)  # a restarted worker may first wait out its predecessor's session
     finally:
         worker.stop()
     return store_snapshot(tmp_path / "data")

@@ -1,8 +1,9 @@
 """First-call resolution: an answered call is resolved at first contact when the same (hashed) caller
 does not call again within the horizon (72 h by default). The verdict is final when the horizon has
 passed (watermark) or when a repeat call arrives; only then is the call counted (eligible, and
-resolved or not) in its windows. State is per caller, so in faust this stage is keyed by caller hash. Notes are facts (a call
-arrived, a call was answered): a repeated note changes nothing, so replays are harmless.
+resolved or not) in its windows. State is per caller, so in faust this stage is keyed by caller hash.
+Notes are facts (a call arrived, a call was answered): a repeated note changes nothing, so replays
+are harmless.
 """
 from __future__ import annotations
 

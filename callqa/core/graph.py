@@ -18,7 +18,7 @@ watermark). A runner delivers bundles in any interleaving; the stages make the r
 - KPI windows travel as versioned partial sums, added up by the window stage in any order;
 - order-dependent stages (drift charts, sampler) release their items in event-time order once every
   source has passed them (``ordering.Ordered``), and so does the FCR stage's horizon;
-- a stage saves its state parts in ``Stage.parts`` order (a runner writes them in that order), so a
+- a stage saves its state parts in ``PARTS`` order (a runner writes them in that order), so a
   crash part-way leaves windows ahead of calls, never behind.
 
 State is plain JSON-able data: ``{part: {key: value}}`` per stage partition.
@@ -126,10 +126,10 @@ class EventsStage:
             try:
                 event = validate(raw) if isinstance(raw, (bytes, str)) else validate_dict(raw)
             except InvalidEvent as exc:
-                out.row("dead_letters", dead_letter(str(exc), raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw), origin, position))
+                out.row("dead_letters", dead_letter(str(exc), _payload(raw), origin, position))
                 continue
             if self.store_raw:
-                out.row("raw_events", _raw_row(event, raw))
+                out.row("raw_events", raw_event(event, _payload(raw)))
             out.counts[event["event_type"]] += 1
             t = time_ms(event["event_time"])
             before = self.meta.get("wm", 0)
@@ -137,7 +137,7 @@ class EventsStage:
             tag = [offset, 0]
             update = self._apply(event, wm)
             if update is not None and update.refused:
-                out.row("dead_letters", dead_letter(update.refused, raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw), origin, position))
+                out.row("dead_letters", dead_letter(update.refused, _payload(raw), origin, position))
                 out.counts[event["event_type"]] -= 1
                 continue
             if update is not None:
@@ -369,8 +369,9 @@ def _sources(ctx: Context, stage: str) -> list[str]:
     return [f"{stage}/{p}" for p in range(ctx.partitions)]
 
 
-def _raw_row(event: dict, raw) -> dict:
-    return raw_event(event, raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw))
+def _payload(raw: bytes | str | dict) -> bytes | str:
+    """The input as received: serialized events as they are, adapter-made dicts as JSON."""
+    return raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw)
 
 
 def make_stage(name: str, ctx: Context, partition: int, state: dict[str, dict], store_raw: bool = False):
