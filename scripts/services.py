@@ -66,6 +66,16 @@ class Server:
     proc: subprocess.Popen
     port: int
     workdir: Path
+    command: list[str]
+
+    def restart(self, down_s: float = 0) -> None:
+        """Stop the server, stay down ``down_s`` seconds, start it again on the same port and data."""
+        self.stop()
+        time.sleep(down_s)
+        log = self.workdir / "stdout.log"
+        self.proc = subprocess.Popen(self.command, stdout=log.open("a"), stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=self.workdir)
+        wait_port(self.port, self.proc, 90, log)
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is None:
@@ -116,10 +126,11 @@ def start_kafka(workdir: Path, port: int | None = None) -> Server:
                            "-c", str(props), "--ignore-formatted"],
                    check=True, stdout=subprocess.DEVNULL)
     log = workdir / "stdout.log"
-    proc = subprocess.Popen(java + ["kafka.Kafka", str(props)], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    command = java + ["kafka.Kafka", str(props)]
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=workdir)
     wait_port(port, proc, 90, log)
-    return Server("kafka", proc, port, workdir)
+    return Server("kafka", proc, port, workdir, command)
 
 
 def start_clickhouse(workdir: Path, port: int | None = None) -> Server:
@@ -149,10 +160,11 @@ def start_clickhouse(workdir: Path, port: int | None = None) -> Server:
 </yandex>
 """)
     log = workdir / "stdout.log"
-    proc = subprocess.Popen([binary, f"--config-file={config}"], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir)
+    command = [binary, f"--config-file={config}"]
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=workdir)
     wait_port(port, proc, 60, log)
-    return Server("clickhouse", proc, port, workdir)
+    return Server("clickhouse", proc, port, workdir, command)
 
 
 def main() -> None:

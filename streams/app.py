@@ -1,7 +1,8 @@
 """The faust worker: the stage graph (``callqa.core.graph``) with a Kafka topic in front of each stage.
 
-One agent per stage takes micro-batches (``take_events``), groups them by partition and runs that
-stage partition's core on each group. Per batch, in this order:
+One agent per stage takes micro-batches (``take_events``), groups them by partition, keeps the
+messages that continue each partition's input without a hole (``streams.continuity``) and runs that
+stage partition's core on them. Per batch, in this order:
 
 1. outputs are sent — sink rows as JSON arrays to the output topics, one bundle per partition of each
    stage downstream — and their delivery awaited;
@@ -29,28 +30,39 @@ from collections.abc import Iterator, MutableMapping
 import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_kafka
+from faust.types import TP
 
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage
 from callqa.partitions import partition_of
 from callqa.topics import internal_topic
+from streams.continuity import Continuity, LogProbe
 
 SEP = b"\x1f"
 ROWS_PER_MESSAGE = 500
 ITEMS_PER_BUNDLE = 2000
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
-STALLED_AFTER_S = 15.0  # input left unread or uncommitted this long, with nothing arriving: re-read it
+STALLED_AFTER_S = 5.0  # input left unapplied or uncommitted this long, with nothing arriving: re-read it
 log = logging.getLogger(__name__)
 
 
 class _Consumer(faust_kafka.Consumer):
-    """faust's consumer with a duplicate-free ack list.
+    """faust's consumer that commits only input that was delivered, with a duplicate-free ack list.
 
-    faust 0.15 can record one offset twice (its gap filling after a rebalance re-adds offsets that were
-    acked; robinhood/faust#625, #559). Its commit then advances one offset per commit interval, so a
-    worker that took over a dead one's partitions falls minutes behind with no error. Our input
-    topics have no real gaps (no compaction, no transactions), so dropping repeats before each commit
-    changes nothing else."""
+    - faust 0.15 takes any jump in a partition's offsets for a gap in the log and marks the missing
+      offsets acked, but it also jumps when it dropped fetched records itself (around rebalances): that
+      input would be committed unprocessed. Here nothing is marked acked unless delivered; the stage
+      partition finds the hole and asks the log (``streams.continuity``); offsets truly absent are
+      filled in with ``fill_gap``.
+    - It can record one offset twice in its ack list (robinhood/faust#625, #559): its commit then
+      advances one offset per commit interval. Repeats are dropped before each commit."""
+
+    async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
+        return None
+
+    async def fill_gap(self, tp, first: int, last: int) -> None:
+        """Offsets ``first..last`` are not in the log: let the commit pass them."""
+        await super()._add_gap(tp, first, last)
 
     def _new_offset(self, tp):
         acked = self._acked[tp]
@@ -128,6 +140,7 @@ class StagePartition:
                 _, part, k = key.split(SEP, 2)
                 dict.__setitem__(self.parts[part.decode()], k.decode(), orjson.loads(value))
         self.stage = make_stage(name, ctx, partition, self.parts)
+        self.continuity = Continuity()
         self.last_input = time.monotonic()
         self.idle_sent = False
 
@@ -185,6 +198,11 @@ def create_app(config: Config) -> faust.App:
     ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
     working: dict[tuple[str, int], StagePartition] = {}
     app.callqa_counters = counters = {"in": 0, "sent": 0, "state_writes": 0}
+    probe = LogProbe(config.kafka_bootstrap_servers, f"{config.app_id}-probe")
+
+    @app.on_before_shutdown.connect
+    async def close_probe(app, **kwargs) -> None:  # noqa: ARG001
+        probe.close()
 
     @app.on_partitions_revoked.connect
     async def forget(app, revoked, **kwargs) -> None:  # noqa: ARG001
@@ -212,8 +230,31 @@ def create_app(config: Config) -> faust.App:
         counters["sent"] += len(futures)
         return futures
 
+    async def continuous(sp: StagePartition, topic: str, messages: list) -> list:
+        """The messages that continue a stage partition's input (``streams.continuity``); at a hole
+        whose offsets the log holds, the partition is re-read from the hole (every time one shows:
+        records still buffered behind it arrive first and are dropped)."""
+        tp = TP(topic, sp.partition)
+        while True:
+            n, hole = sp.continuity.cut(sp.parts["meta"].get("through", -1), [m.offset for m in messages])
+            if hole is None:
+                return messages
+            if hole not in sp.continuity.present:
+                present = await asyncio.to_thread(probe.first_offset, topic, sp.partition, hole)
+                if present is not None and present > hole:
+                    log.info("%s/%d: offsets %d..%d are not in the log", topic, sp.partition, hole, present - 1)
+                    sp.continuity.absent[hole] = present
+                    await app.consumer.fill_gap(tp, hole, present - 1)
+                    continue
+                sp.continuity.present.add(hole)
+                log.warning("%s/%d: input offsets %d..%d were not delivered: re-reading from %d",
+                            topic, sp.partition, hole, messages[n].offset - 1, hole)
+            await app.consumer.seek(tp, hole)
+            return messages[:n]
+
     def make_agent(name: str):
         topic = inputs[name]
+        topic_name = topic.get_topic_name()
 
         async def run(stream):
             within = config.flush_interval_s if name == "windows" else config.batch_seconds
@@ -225,6 +266,9 @@ def create_app(config: Config) -> faust.App:
                 for p, messages in sorted(groups.items()):
                     sp = stage_partition(name, p)
                     sp.last_input, sp.idle_sent = time.monotonic(), False
+                    messages = await continuous(sp, topic_name, messages)
+                    if not messages:
+                        continue
                     if name == "events":
                         batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
                     else:
@@ -251,12 +295,9 @@ def create_app(config: Config) -> faust.App:
     @app.timer(interval=0.5)
     async def watch_inputs() -> None:
         """Between rebalances: announce a caught-up events partition downstream once, and re-read a
-        stage partition whose input waits uncommitted with nothing arriving for ``STALLED_AFTER_S``.
-
-        faust 0.15 can skip a partition's messages across a rebalance (read, never delivered, never
-        acked: the committed offset stops with no error). Re-reading from the committed offset gets the
-        partition moving again; input the stage already passed is skipped as done (``graph._new``), so
-        skipped input behind it is logged as an ERROR and stays missing (a known gap, see the README)."""
+        stage partition whose input waits unapplied or uncommitted with nothing arriving for
+        ``STALLED_AFTER_S`` (the last records before the end of input can be dropped by faust with no
+        later record to show the hole; see ``streams.continuity``)."""
         consumer = app.consumer
         if app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active:
             return  # state is being restored: no stage partition may be built from a partial table
@@ -269,17 +310,14 @@ def create_app(config: Config) -> faust.App:
             sp = stage_partition(name, tp.partition)
             quiet = now - sp.last_input
             committed = consumer._committed_offset.get(tp) or 0  # faust keeps no public accessor
-            if committed < high and quiet > STALLED_AFTER_S:
-                log.warning("%s/%d: offsets %d..%d unread or uncommitted for %.0f s: re-reading from %d",
-                            tp.topic, tp.partition, committed, high - 1, quiet, committed)
-                through = sp.parts["meta"].get("through", -1)
-                if through >= committed:  # known gap: the skipped input is behind saved progress
-                    log.error("%s/%d: the consumer skipped input before offset %d that this stage has passed: "
-                              "re-read input up to %d is ignored as already applied, so rows may be missing",
-                              tp.topic, tp.partition, through, through)
+            through = sp.parts["meta"].get("through", -1)
+            start = min(committed, through + 1) if through >= 0 else committed
+            if start < high and quiet > STALLED_AFTER_S:
+                log.warning("%s/%d: offsets %d..%d unapplied or uncommitted for %.0f s: re-reading from %d",
+                            tp.topic, tp.partition, start, high - 1, quiet, start)
                 sp.last_input = now
                 consumer.resume_partitions({tp})
-                await consumer.seek(tp, committed)
+                await consumer.seek(tp, start)
             elif name == "events" and not sp.idle_sent and quiet >= IDLE_AFTER_S and committed >= high:
                 sp.idle_sent = True
                 await asyncio.gather(*await send(f"events/{tp.partition}", sp.stage.idle(finished=high == 0)))

@@ -18,11 +18,17 @@ from scripts import services
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory):
-    """A real single-node Kafka (KRaft) on loopback; yields its bootstrap address."""
+def kafka_server(tmp_path_factory):
+    """A real single-node Kafka (KRaft) on loopback (a test may restart it)."""
     server = services.start_kafka(tmp_path_factory.mktemp("kafka"))
-    yield f"127.0.0.1:{server.port}"
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_server):
+    """The bootstrap address of the test Kafka."""
+    return f"127.0.0.1:{kafka_server.port}"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,83 @@
+"""Input without holes: each stage partition applies its input offsets in order, none skipped.
+
+faust 0.15 sometimes drops records it fetched (around a rebalance, e.g. when a worker takes over a
+killed one's partitions) while the fetch position moves on. It takes the jump for a gap in the log
+(transaction markers, compaction), marks the missing offsets acked and commits past them: the
+input is never processed and nothing is logged. A stage partition knows the last input offset it
+applied (``meta["through"]``, saved with its state), so its next input must start right after it.
+``Continuity.cut`` keeps the messages up to the first hole; the worker asks the log itself
+(``LogProbe``) once whether the missing offsets exist: if they do, it re-reads from the hole (the
+commit cannot pass it: nothing after it was applied); offsets truly absent (transaction markers,
+compaction, retention) are skipped, and nothing else is.
+
+>>> c = Continuity()
+>>> c.cut(9, [8, 9, 10, 11])  # repeats are the core's to drop; 10 and 11 continue
+(4, None)
+>>> c.cut(9, [10, 13, 14])  # 11 and 12 were never delivered
+(1, 11)
+>>> c.absent[11] = 13  # the log says 11 and 12 do not exist
+>>> c.cut(9, [10, 13, 14])
+(3, None)
+"""
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+
+class Continuity:
+    """One stage partition's check that its input has no holes."""
+
+    def __init__(self):
+        self.absent: dict[int, int] = {}  # first absent offset -> the next offset present in the log
+        self.present: set[int] = set()  # holes the log holds (faust dropped them): re-read
+
+    def cut(self, through: int, offsets: list[int]) -> tuple[int, int | None]:
+        """(how many of ``offsets`` (in order) continue input applied through ``through``, the first
+        missing offset or None). A stage partition with nothing applied yet (-1) starts at offset 0."""
+        expected = through + 1
+        for i, offset in enumerate(offsets):
+            expected = self.absent.get(expected, expected)
+            if offset < expected:
+                continue
+            if offset > expected:
+                return i, expected
+            expected += 1
+        return len(offsets), None
+
+
+class LogProbe:
+    """Asks Kafka for the first offset present in a partition at or after a given one (a plain
+    consumer with no group commits: it only reads)."""
+
+    def __init__(self, bootstrap_servers: str, group: str):
+        self.config = {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
+                       "enable.partition.eof": True}
+        self._consumer: Consumer | None = None
+
+    def first_offset(self, topic: str, partition: int, offset: int, timeout_s: float = 10.0) -> int | None:
+        """The offset of the first record at or after ``offset``; None when none arrives in time
+        (the caller then re-reads, the safe choice). Blocking: run it in a thread."""
+        if self._consumer is None:
+            self._consumer = Consumer(self.config)
+        self._consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                message = self._consumer.poll(0.5)
+                if message is None:
+                    continue
+                if message.error():
+                    return None
+                return message.offset()
+            return None
+        except KafkaException:
+            return None
+        finally:
+            self._consumer.unassign()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
