@@ -1,6 +1,6 @@
 """Faults on the real Kafka: every stored table equals the embedded replay of the same events.
 
-Short versions of the fault suite (the long ones are in ``bench/``): no fault (the faust-vs-embedded
+Short versions of the fault suite (``bench/faults.py`` runs them on more traffic, repeatedly): no fault (the faust-vs-embedded
 identity), a worker killed with SIGKILL mid-stream, one stopped with SIGTERM mid-stream, the broker
 stopped for 5 s mid-stream, two workers, and a rebalance when one of two stops. After each, the run
 must drain and every table — call records, KPI windows, evaluations, alerts, sampling decisions, rate
@@ -24,16 +24,23 @@ from tests.test_worker_kafka import Worker, lag, settled
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture(scope="module")
-def traffic(tmp_path_factory):
-    """A simulated site-day (profiles first, as a deployment loads reference data) and its embedded replay."""
-    events = list(Simulator(SimConfig(sites=1, agents_per_site=6, days=1, start=date(2024, 3, 4), seed=11)).events())
+def simulated_traffic(config: SimConfig, tmp) -> tuple[list[bytes], list[bytes], dict]:
+    """Simulated events (profiles apart: a deployment loads reference data first) and the tables of
+    their embedded replay."""
+    events = list(Simulator(config).events())
     profiles = [orjson.dumps(e) for e in events if e["event_type"] == "agent.profile"]
     rest = [orjson.dumps(e) for e in events if e["event_type"] != "agent.profile"]
-    tmp = tmp_path_factory.mktemp("embedded")
     (tmp / "all.jsonl").write_bytes(b"\n".join(profiles + rest) + b"\n")
-    assert run_callqa(["replay", str(tmp / "all.jsonl")], callqa_env(tmp), timeout=600).returncode == 0
-    embedded = store_snapshot(tmp / "data")
+    replay = run_callqa(["replay", str(tmp / "all.jsonl")], callqa_env(tmp), timeout=3600)
+    assert replay.returncode == 0, replay.stderr
+    return profiles, rest, store_snapshot(tmp / "data")
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory):
+    """A simulated site-day and its embedded replay."""
+    config = SimConfig(sites=1, agents_per_site=6, days=1, start=date(2024, 3, 4), seed=11)
+    profiles, rest, embedded = simulated_traffic(config, tmp_path_factory.mktemp("embedded"))
     # what the comparison covers: every level of KPI, threshold alerts, human and auto QA, a review queue
     assert {r[0] for r in embedded["kpi"]} == {"site", "queue", "team", "agent"}
     assert any(a[1] == "threshold" for a in embedded["alerts"])
@@ -107,6 +114,9 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None):
     compare(store_snapshot(tmp_path / "data"), embedded)
 
 
-@pytest.mark.parametrize("fault", ["none", "kill", "term", "broker restart", "two workers", "rebalance"])
+FAULTS = ("none", "kill", "term", "broker restart", "two workers", "rebalance")
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 def test_fault_leaves_every_table_equal_to_the_embedded_replay(kafka, kafka_server, tmp_path, traffic, fault):
     run_fault(kafka, tmp_path / fault.replace(" ", "-"), traffic, fault, kafka_server)

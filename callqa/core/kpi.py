@@ -93,19 +93,39 @@ def _merge(into: dict, counters: dict, sign: int = 1) -> None:
                 del into[name]
 
 
+def _copy(counters: dict) -> dict:
+    """A fresh copy of ``counters`` without zeros (the form ``_merge`` keeps)."""
+    out = {}
+    for name, value in counters.items():
+        if name == HIST:
+            hist = {bucket: n for bucket, n in value.items() if n}
+            if hist:
+                out[HIST] = hist
+        elif value:
+            out[name] = value
+    return out
+
+
 def add(into: dict, keys: list[str], counters: dict) -> None:
     """Add ``counters`` to each window of ``keys`` in a contribution map."""
     for key in keys:
-        _merge(into.setdefault(key, {}), counters)
+        held = into.get(key)
+        if held is None:
+            into[key] = _copy(counters)
+        else:
+            _merge(held, counters)
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, dict]]:
     """Per window, what must be added to move from the old contribution to the new one."""
     deltas = []
     for key in old.keys() | new.keys():
-        delta: dict = {}
-        _merge(delta, new.get(key, {}))
-        _merge(delta, old.get(key, {}), -1)
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        delta = _copy(after) if after else {}
+        if before:
+            _merge(delta, before, -1)
         if delta:
             deltas.append((key, delta))
     deltas.sort(key=lambda d: d[0])
