@@ -1,7 +1,7 @@
 """faust's own floor: an agent that only decodes the events (no tables, nothing sent), at-least-once,
 taking micro-batches as callqa's stages do. Run by bench/pipeline.py as a worker process:
 
-    python bench/noop_agent.py worker   # env: KAFKA_BOOTSTRAP_SERVERS, BENCH_TOPIC, BENCH_GROUP
+    python bench/noop_agent.py   # env: KAFKA_BOOTSTRAP_SERVERS, BENCH_TOPIC, BENCH_GROUP
 """
 import os
 
@@ -22,4 +22,8 @@ async def decode(stream):
 
 
 if __name__ == "__main__":
-    app.main()
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel="WARN", quiet=True)
+    worker.spinner = None  # as `callqa run`: faust's spinner lowers the root logger to DEBUG
+    worker.execute_from_commandline()

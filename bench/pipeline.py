@@ -4,9 +4,12 @@
 (f) faust's floor: a faust agent that only decodes them (bench/noop_agent.py), micro-batched;
 (b) callqa's faust path: `callqa run` (every stage and the sink) from the topic to rows in
     ClickHouse (the embedded store), timed from its first commit until every stage has drained;
+(b2) the same with N workers (`callqa run --no-sink` each) and one `callqa sink` process, for
+    N = 1 and --workers (scale-out: the ratio of the two);
 (c) embedded: the embedded runner on the same events in this process.
 Prints events/s of each, (b)'s ratio to (f), Kafka messages written per input event by (b) (outputs,
-internal topics, changelogs) and the worker's peak RSS.
+internal topics, changelogs) and the worker's peak RSS. The events are --calls calls on 300 agents
+over --days days: more days at the same calls per day grow the events at a fixed number of agents.
 
     python bench/pipeline.py --calls 25000        # 4 events a call; starts its own Kafka
 """
@@ -35,13 +38,14 @@ from tests.conftest import callqa_env  # noqa: E402
 from tests.test_worker_kafka import drained, lag  # noqa: E402
 
 
-def synthetic_events(calls: int, seed: int = 7) -> list[bytes]:
-    """Calls spread over a day on 3 sites: offered, queued, answered or abandoned, ended."""
+def synthetic_events(calls: int, days: int = 1, seed: int = 7) -> list[bytes]:
+    """Calls spread evenly over ``days`` days on 3 sites and 300 agents: offered, queued, answered or
+    abandoned, ended."""
     rng = random.Random(seed)
     t0 = 1_709_510_400_000
     out = []
     for i in range(calls):
-        site, call, t = f"site-{i % 3}", f"bench-{i}", t0 + i * 86_400_000 // calls
+        site, call, t = f"site-{i % 3}", f"bench-{i}", t0 + i * days * 86_400_000 // calls
         head = {"schema_version": 1, "site_id": site, "source": "bench", "call_id": call}
 
         def ev(kind, at, **f):
@@ -82,24 +86,26 @@ def floor(bootstrap: str, topic: str, n: int, workdir: Path) -> float:
     """A faust agent that only decodes: from its first commit until it has committed all."""
     group = f"bench-noop-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_TOPIC": topic, "BENCH_GROUP": group}
-    command = [sys.executable, str(ROOT / "bench" / "noop_agent.py"), "worker", "-l", "warn"]
-    rate, _, _ = timed(command, env, workdir / "noop.log", bootstrap, group, topic, n, lambda: True)
+    command = [sys.executable, str(ROOT / "bench" / "noop_agent.py")]
+    rate, _, _ = timed([command], env, [workdir / "noop.log"], bootstrap, group, topic, n, lambda: True)
     return rate
 
 
-def messages_written(bootstrap: str, env: dict) -> int:
-    """Messages in every topic the worker writes: outputs, internal topics and changelogs."""
+def messages_written(bootstrap: str, env: dict) -> dict[str, int]:
+    """Messages in every topic the worker writes, by kind: changelogs, internal topics, outputs."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
-    total = 0
+    kinds = {"changelogs": 0, "between stages": 0, "outputs": 0}
     for name, meta in consumer.list_topics(timeout=10).topics.items():
         if name == env["CALLQA_TOPIC_EVENTS"] or not (name.startswith(env["CALLQA_APP_ID"]) or name.startswith(
                 env["CALLQA_TOPIC_EVENTS"].split(".")[0] + ".")):
             continue
+        kind = ("changelogs" if name.endswith("-changelog") else
+                "between stages" if name.startswith(env["CALLQA_APP_ID"]) else "outputs")
         for p in meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            total += high - low
+            kinds[kind] += high - low
     consumer.close()
-    return total
+    return kinds
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -109,11 +115,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def timed(command: list[str], env: dict, log: Path, bootstrap: str, group: str, topic: str, n: int,
+def timed(commands: list[list[str]], env: dict, logs: list[Path], bootstrap: str, group: str, topic: str, n: int,
           done) -> tuple[float, float, float]:
-    """Run a worker until ``group`` has committed all ``n`` events of ``topic`` and ``done()`` holds:
-    events/s from its first commit, events/s including start-up, and its peak RSS in MB."""
-    worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    """Run worker processes until ``group`` has committed all ``n`` events of ``topic`` and ``done()``
+    holds: events/s from the first commit, events/s including start-up, and the first process's
+    peak RSS in MB."""
+    workers = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+               for command, log in zip(commands, logs)]
     started = time.perf_counter()
     first = None
     try:
@@ -127,25 +135,32 @@ def timed(command: list[str], env: dict, log: Path, bootstrap: str, group: str, 
                 first = (time.perf_counter(), n - pending)
             if pending == 0 and done():
                 break
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited; see {log}")
+            for worker, log in zip(workers, logs):
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited; see {log}")
             time.sleep(0.1)
         finished = time.perf_counter()
-        rss = peak_rss_mb(worker.pid)
+        rss = peak_rss_mb(workers[0].pid)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:  # nothing is lost: offsets are committed after the writes
-            worker.kill()
-            worker.wait()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:  # nothing is lost: offsets are committed after the writes
+                worker.kill()
+                worker.wait()
     return (n - first[1]) / (finished - first[0]), n / (finished - started), rss
 
 
-def faust_path(bootstrap: str, env: dict, n: int, workdir: Path) -> tuple[float, float, float]:
-    """callqa's worker and sink: until every stage has drained."""
-    return timed([sys.executable, "-m", "callqa.cli", "run"], env, workdir / "worker.log", bootstrap,
-                 env["CALLQA_APP_ID"], env["CALLQA_TOPIC_EVENTS"], n, lambda: drained(bootstrap, env))
+def faust_path(bootstrap: str, env: dict, n: int, workdir: Path, workers: int = 0) -> tuple[float, float, float]:
+    """callqa's worker with the sink in it (``workers=0``), or that many workers and a sink process:
+    until every stage has drained."""
+    callqa = [sys.executable, "-m", "callqa.cli"]
+    commands = [callqa + ["run"]] if not workers else [callqa + ["run", "--no-sink"]] * workers + [callqa + ["sink"]]
+    logs = [workdir / f"worker-{workers}-{i}.log" for i in range(len(commands))]
+    return timed(commands, env, logs, bootstrap, env["CALLQA_APP_ID"], env["CALLQA_TOPIC_EVENTS"], n,
+                 lambda: drained(bootstrap, env))
 
 
 def embedded_path(events: list[bytes], workdir: Path) -> float:
@@ -168,9 +183,11 @@ def embedded_path(events: list[bytes], workdir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=25000)
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="workers of the scale-out run (0: none)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="callqa-bench-"))
-    events = synthetic_events(args.calls)
+    events = synthetic_events(args.calls, args.days)
     n = len(events)
     (work / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
     kafka = None
@@ -189,16 +206,28 @@ def main() -> None:
         f = floor(bootstrap, env["CALLQA_TOPIC_EVENTS"], n, work)
         b, b_total, rss = faust_path(bootstrap, env, n, work)
         written = messages_written(bootstrap, env)
+        scale = {}
+        for workers in sorted({1, args.workers}) if args.workers else ():
+            run_env = callqa_env(work / f"scale-{workers}", KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                                 CALLQA_SINK_BATCH_SECONDS="1.0", CALLQA_TOPIC_EVENTS=env["CALLQA_TOPIC_EVENTS"])
+            (work / f"scale-{workers}").mkdir(exist_ok=True)
+            ensure_topics(Config.from_env(run_env))
+            scale[workers] = faust_path(bootstrap, run_env, n, work / f"scale-{workers}", workers)[0]
         c = embedded_path(events, work / "embedded")
     finally:
         if kafka:
             kafka.stop()
-    print(f"events: {n} ({args.calls} calls)")
+    print(f"events: {n} ({args.calls} calls over {args.days} day(s), 300 agents)")
     print(f"(a) ceiling, bare confluent-kafka consume + JSON decode: {a:12,.0f} events/s")
     print(f"(f) faust's floor, a no-op faust agent:                   {f:12,.0f} events/s")
     print(f"(b) callqa faust worker, all stages + sink:               {b:12,.0f} events/s  "
           f"(ratio to faust's floor {b / f:.3f}; {b_total:,.0f}/s including worker start-up)")
-    print(f"    Kafka messages written per input event: {written / n:.2f}; worker peak RSS {rss:,.0f} MB")
+    by_kind = ", ".join(f"{kind} {count / n:.2f}" for kind, count in written.items())
+    print(f"    Kafka messages written per input event: {sum(written.values()) / n:.2f} ({by_kind}); "
+          f"worker peak RSS {rss:,.0f} MB")
+    for workers, rate in scale.items():
+        print(f"(b2) {workers} worker(s) + a sink process:                  {rate:12,.0f} events/s  "
+              f"({rate / scale[1]:.2f}x one)")
     print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s")
 
 

@@ -228,7 +228,9 @@ def run(sink: bool) -> None:
         sink_thread.start()
     app = create_app(config)
     try:
-        Worker(app, loglevel=config.log_level, quiet=True).execute_from_commandline()
+        worker = Worker(app, loglevel=config.log_level, quiet=True)
+        worker.spinner = None  # faust's terminal spinner lowers the root logger to DEBUG (about 10 % of the time)
+        worker.execute_from_commandline()
     finally:
         stop.set()
         if sink_thread is not None:

@@ -42,7 +42,9 @@ SEP = b"\x1f"
 ROWS_PER_MESSAGE = 500
 ITEMS_PER_BUNDLE = 2000
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
-STALLED_AFTER_S = 5.0  # input left unapplied or uncommitted this long, with nothing arriving: re-read it
+WATCH_EVERY_S = 0.5
+STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
+UNCOMMITTED_AFTER_S = 30.0  # input applied but left uncommitted this long: re-read it (its acks were lost)
 log = logging.getLogger(__name__)
 
 
@@ -142,6 +144,7 @@ class StagePartition:
         self.stage = make_stage(name, ctx, partition, self.parts)
         self.continuity = Continuity()
         self.last_input = time.monotonic()
+        self.waiting = 0  # watchdog rounds in a row that found input pending with nothing arriving
         self.idle_sent = False
 
     def save(self) -> list:
@@ -265,7 +268,7 @@ def create_app(config: Config) -> faust.App:
                 futures, touched = [], []
                 for p, messages in sorted(groups.items()):
                     sp = stage_partition(name, p)
-                    sp.last_input, sp.idle_sent = time.monotonic(), False
+                    sp.last_input, sp.waiting, sp.idle_sent = time.monotonic(), 0, False
                     messages = await continuous(sp, topic_name, messages)
                     if not messages:
                         continue
@@ -292,12 +295,14 @@ def create_app(config: Config) -> faust.App:
 
     names = {topic.get_topic_name(): name for name, topic in inputs.items()}
 
-    @app.timer(interval=0.5)
+    @app.timer(interval=WATCH_EVERY_S)
     async def watch_inputs() -> None:
         """Between rebalances: announce a caught-up events partition downstream once, and re-read a
-        stage partition whose input waits unapplied or uncommitted with nothing arriving for
-        ``STALLED_AFTER_S`` (the last records before the end of input can be dropped by faust with no
-        later record to show the hole; see ``streams.continuity``)."""
+        stage partition whose input waits unapplied (``STALLED_AFTER_S``) or uncommitted
+        (``UNCOMMITTED_AFTER_S``) with nothing arriving: the last records before the end of input can
+        be dropped by faust with no later record to show the hole (see ``streams.continuity``). Waits
+        are counted in rounds of this timer, so a loop busy with a long batch (which holds back every
+        agent, and this timer too) is not taken for a stall."""
         consumer = app.consumer
         if app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active:
             return  # state is being restored: no stage partition may be built from a partial table
@@ -311,11 +316,14 @@ def create_app(config: Config) -> faust.App:
             quiet = now - sp.last_input
             committed = consumer._committed_offset.get(tp) or 0  # faust keeps no public accessor
             through = sp.parts["meta"].get("through", -1)
-            start = min(committed, through + 1) if through >= 0 else committed
-            if start < high and quiet > STALLED_AFTER_S:
+            applied = through + 1 if through >= 0 else committed
+            start = min(committed, applied)
+            sp.waiting = sp.waiting + 1 if start < high else 0
+            waited = min(quiet, sp.waiting * WATCH_EVERY_S)
+            if (applied < high and waited > STALLED_AFTER_S) or (committed < high and waited > UNCOMMITTED_AFTER_S):
                 log.warning("%s/%d: offsets %d..%d unapplied or uncommitted for %.0f s: re-reading from %d",
                             tp.topic, tp.partition, start, high - 1, quiet, start)
-                sp.last_input = now
+                sp.last_input, sp.waiting = now, 0
                 consumer.resume_partitions({tp})
                 await consumer.seek(tp, start)
             elif name == "events" and not sp.idle_sent and quiet >= IDLE_AFTER_S and committed >= high:
