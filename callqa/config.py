@@ -45,6 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
+    Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
     Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
     Setting("CALLQA_SL_THRESHOLD_S", "20", "Service level: answered within this many seconds."),
@@ -128,6 +129,7 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
     return KpiConfig(window_sizes_s=windows, default_rules=default, queue_rules=queues,
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
+                     ordering_slack_s=_int("CALLQA_ORDERING_SLACK_S", raw["CALLQA_ORDERING_SLACK_S"], 0),
                      fcr_horizon_s=_int("CALLQA_FCR_HORIZON_S", raw["CALLQA_FCR_HORIZON_S"]))
 
 
@@ -221,5 +223,5 @@ class Config:
         )
 
 
-# every setting is a Config field, except the KPI rules (7, making up Config.kpi) and the policy's (4, Config.policy)
-assert len(SETTINGS) - 7 - 4 == len(fields(Config)) - 2
+# every setting is a Config field, except the KPI rules (8, making up Config.kpi) and the policy's (4, Config.policy)
+assert len(SETTINGS) - 8 - 4 == len(fields(Config)) - 2

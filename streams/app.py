@@ -41,6 +41,7 @@ from streams.continuity import Continuity, LogProbe
 SEP = b"\x1f"
 ROWS_PER_MESSAGE = 500
 ITEMS_PER_BUNDLE = 2000
+MAX_STATE_VALUE = 64 << 20  # a drift-chart or sampler stage partition keeps its state in one value
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
@@ -184,7 +185,7 @@ def create_app(config: Config) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_commit_interval=config.flush_interval_s,
         producer_linger=0.005,
-        producer_max_request_size=8 << 20,
+        producer_max_request_size=MAX_STATE_VALUE,
         producer_max_batch_size=1 << 20,
         stream_buffer_maxsize=20000,
     )
@@ -196,7 +197,8 @@ def create_app(config: Config) -> faust.App:
                "sampling_rates": config.topic_sampling, "sampling_decisions": config.topic_sampling_decisions,
                "review_queue": config.topic_review_queue}
     out_topics = {table: app.topic(name, partitions=n, **raw) for table, name in outputs.items()}
-    tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes) for name in STAGES}
+    tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
+                              extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}
     profiles = Profiles(app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes), n)
     ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
     working: dict[tuple[str, int], StagePartition] = {}
@@ -260,6 +262,16 @@ def create_app(config: Config) -> faust.App:
         topic_name = topic.get_topic_name()
 
         async def run(stream):
+            try:
+                await process(stream)
+            except Exception as exc:  # a stage that fails stops the worker: no half-running process
+                log.critical("stage %s failed: %r: stopping the worker", name, exc)
+                worker = app.beacon.root.data if app.beacon.root is not None else app
+                await worker.crash(exc)  # the process exits with the error once stopped
+                asyncio.ensure_future(worker.stop())
+                raise
+
+        async def process(stream):
             within = config.flush_interval_s if name == "windows" else config.batch_seconds
             async for events in stream.take_events(config.batch_events, within=within):
                 groups: dict[int, list] = {}

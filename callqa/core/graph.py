@@ -17,7 +17,8 @@ watermark). A runner delivers bundles in any interleaving; the stages make the r
   it has taken, so a repeated message changes nothing (``partials``, ``ordering``);
 - KPI windows travel as versioned partial sums, added up by the window stage in any order;
 - order-dependent stages (drift charts, sampler) release their items in event-time order once every
-  source has passed them (``ordering.Ordered``), and so does the FCR stage's horizon;
+  source has passed them by the ordering slack (``ordering.Ordered``; input later than that is taken
+  as it comes), and the FCR stage's horizon once they have passed it by the allowed lateness;
 - a stage saves its state parts in ``PARTS`` order (a runner writes them in that order), so a
   crash part-way leaves windows ahead of calls, never behind.
 
@@ -291,7 +292,7 @@ class MonitorStage:
         value = self.meta.setdefault("state", {"series": {}, "order": {}, "seq": 0})
         self.value = value
         self.monitor = QualityMonitor(value["series"])
-        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.allowed_lateness_s * 1000)
+        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
@@ -333,7 +334,7 @@ class SamplerStage:
         self.sampler = Sampler(value["agents"], value["partitions"], ctx.profiles, ctx.policy, ctx.sampling_key,
                                ctx.partitions)
         self.order = Ordered(value["order"], _sources(ctx, "events") + _sources(ctx, "monitor"),
-                             ctx.kpi.allowed_lateness_s * 1000)
+                             ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):

@@ -50,6 +50,7 @@ class KpiConfig:
     allowed_lateness_s: int = 3600
     call_timeout_s: int = 4 * 3600
     fcr_horizon_s: int = 72 * 3600
+    ordering_slack_s: int = 0  # drift charts and the sampler: how long ordered input is held for late arrivals
 
     def rules(self, queue: str | None) -> QueueRules:
         return self.queue_rules.get(queue or "", self.default_rules)
