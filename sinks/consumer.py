@@ -66,7 +66,15 @@ class KafkaSink:
     def _write_and_commit(self) -> None:
         if self.writer.pending:
             self.writer.flush()
-            self.consumer.commit(asynchronous=False)
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal():
+                    raise
+                # the rows are written: uncommitted input only comes again (the tables are idempotent),
+                # and the next commit covers it (e.g. "not coordinator" while the broker restarts)
+                log.warning("sink commit failed (%s): the next commit covers it", error)
 
     def run(self, stop: threading.Event, poll_timeout: float = 0.2) -> None:
         """Loop until ``stop`` is set; then write and commit what is buffered and close."""

@@ -64,8 +64,10 @@ class _Consumer(faust_kafka.Consumer):
         return None
 
     async def fill_gap(self, tp, first: int, last: int) -> None:
-        """Offsets ``first..last`` are not in the log: let the commit pass them."""
-        await super()._add_gap(tp, first, last)
+        """Offsets ``first..last`` are not in the log: let the commit pass them (with nothing committed
+        yet the commit starts wherever the first delivered offset is: nothing to fill)."""
+        if self._committed_offset.get(tp) is not None:
+            await super()._add_gap(tp, first, last)
 
     def _new_offset(self, tp):
         acked = self._acked[tp]
@@ -216,6 +218,11 @@ def create_app(config: Config) -> faust.App:
         for key in [k for k in working if k[1] in gone]:
             del working[key]
 
+    @app.on_partitions_assigned.connect
+    async def start_afresh(app, assigned, **kwargs) -> None:  # noqa: ARG001
+        """Whatever was built before this assignment is rebuilt from the restored tables."""
+        working.clear()
+
     def stage_partition(name: str, p: int) -> StagePartition:
         sp = working.get((name, p))
         if sp is None:
@@ -251,7 +258,8 @@ def create_app(config: Config) -> faust.App:
                     sp.continuity.absent[hole] = present
                     await app.consumer.fill_gap(tp, hole, present - 1)
                     continue
-                sp.continuity.present.add(hole)
+                if present == hole:  # no answer (None): ask again when the hole shows next
+                    sp.continuity.present.add(hole)
                 log.warning("%s/%d: input offsets %d..%d were not delivered: re-reading from %d",
                             topic, sp.partition, hole, messages[n].offset - 1, hole)
             await app.consumer.seek(tp, hole)
@@ -316,13 +324,17 @@ def create_app(config: Config) -> faust.App:
         are counted in rounds of this timer, so a loop busy with a long batch (which holds back every
         agent, and this timer too) is not taken for a stall."""
         consumer = app.consumer
-        if app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active:
-            return  # state is being restored: no stage partition may be built from a partial table
-        now = time.monotonic()
-        for tp in consumer.assignment():
+
+        def restoring() -> bool:  # no stage partition may be built from a partial table meanwhile
+            return app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active
+
+        now, idle = time.monotonic(), []
+        for tp in list(consumer.assignment()):
             name = names.get(tp.topic)
+            if name is None or restoring() or tp not in consumer.assignment():
+                continue
             high = consumer.highwater(tp)
-            if name is None or high is None:
+            if high is None:
                 continue
             sp = stage_partition(name, tp.partition)
             quiet = now - sp.last_input
@@ -340,6 +352,8 @@ def create_app(config: Config) -> faust.App:
                 await consumer.seek(tp, start)
             elif name == "events" and not sp.idle_sent and quiet >= IDLE_AFTER_S and committed >= high:
                 sp.idle_sent = True
-                await asyncio.gather(*await send(f"events/{tp.partition}", sp.stage.idle(finished=high == 0)))
+                idle.append((tp.partition, sp.stage.idle(finished=high == 0)))
+        for partition, out in idle:
+            await asyncio.gather(*await send(f"events/{partition}", out))
 
     return app

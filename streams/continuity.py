@@ -21,6 +21,7 @@ compaction, retention) are skipped, and nothing else is.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -49,35 +50,40 @@ class Continuity:
 
 class LogProbe:
     """Asks Kafka for the first offset present in a partition at or after a given one (a plain
-    consumer with no group commits: it only reads)."""
+    consumer with no group commits: it only reads). Safe to call from several threads."""
 
     def __init__(self, bootstrap_servers: str, group: str):
         self.config = {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
-                       "enable.partition.eof": True}
+                       "auto.offset.reset": "earliest", "enable.partition.eof": True}
         self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
 
     def first_offset(self, topic: str, partition: int, offset: int, timeout_s: float = 10.0) -> int | None:
-        """The offset of the first record at or after ``offset``; None when none arrives in time
-        (the caller then re-reads, the safe choice). Blocking: run it in a thread."""
-        if self._consumer is None:
-            self._consumer = Consumer(self.config)
-        self._consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                message = self._consumer.poll(0.5)
-                if message is None:
-                    continue
-                if message.error():
-                    return None
-                return message.offset()
-            return None
-        except KafkaException:
-            return None
-        finally:
-            self._consumer.unassign()
+        """The offset of the first record at or after ``offset`` (the log start when ``offset`` is
+        below it); None when Kafka does not answer in time (the caller re-reads and asks again later).
+        Blocking: run it in a thread."""
+        with self._lock:
+            if self._consumer is None:
+                self._consumer = Consumer(self.config)
+            try:
+                low, _ = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+                if offset < low:
+                    return low
+                self._consumer.assign([TopicPartition(topic, partition, offset)])
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    message = self._consumer.poll(0.5)
+                    if message is None or message.topic() != topic or message.partition() != partition:
+                        continue
+                    return None if message.error() else message.offset()
+                return None
+            except KafkaException:
+                return None
+            finally:
+                self._consumer.unassign()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None

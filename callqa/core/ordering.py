@@ -82,8 +82,9 @@ class Ordered:
         return min(self.frontier(), max((m[0] for m in self.s["marks"].values()), default=0))
 
     def release(self) -> list:
-        """The items whose time has come, in order."""
+        """The items whose time has come, in order: strictly before the frontier (a source at the
+        frontier may still send items of that very time)."""
         frontier, pending, out = self.frontier(), self.s["pending"], []
-        while pending and pending[0][0] <= frontier:
+        while pending and pending[0][0] < frontier:
             out.append(heapq.heappop(pending)[-1])
         return out
