@@ -37,6 +37,7 @@ from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage
 from callqa.partitions import partition_of
 from callqa.topics import internal_topic
 from streams.continuity import Continuity, LogProbe
+from streams.replica import ChangelogReplica
 
 SEP = b"\x1f"
 ROWS_PER_MESSAGE = 500
@@ -102,14 +103,32 @@ class Tracked(dict):
 
 
 class Profiles(MutableMapping):
-    """Agents' profiles over a faust GlobalTable of JSON bytes (decoded once per stored value)."""
+    """Agents' profiles over a faust GlobalTable of JSON bytes (decoded once per stored value); an
+    agent not found, or a walk over all agents, first catches up with the changelog in Kafka
+    (``streams.replica``; at most every ``CATCH_UP_EVERY_S``)."""
 
-    def __init__(self, table, partitions: int):
-        self.table, self.partitions = table, partitions
+    CATCH_UP_EVERY_S = 0.5
+
+    def __init__(self, table, partitions: int, replica: ChangelogReplica):
+        self.table, self.partitions, self.replica = table, partitions, replica
         self._decoded: dict[bytes, tuple[bytes, dict]] = {}
+        self._caught_up = 0.0
+
+    def _catch_up(self) -> None:
+        now = time.monotonic()
+        if now - self._caught_up < self.CATCH_UP_EVERY_S:
+            return
+        self._caught_up = now
+        for key, raw in self.replica.catch_up():
+            if raw is None:
+                self.table.data.pop(key, None)
+            else:
+                self.table.data[key] = raw
 
     def __getitem__(self, agent: str) -> dict:
         key = agent.encode()
+        if key not in self.table.data:
+            self._catch_up()
         raw = self.table.data[key]
         held = self._decoded.get(key)
         if held is None or held[0] is not raw:
@@ -127,6 +146,7 @@ class Profiles(MutableMapping):
         raise NotImplementedError("profiles are replaced, never deleted")
 
     def __iter__(self) -> Iterator[str]:
+        self._catch_up()
         return (k.decode() for k in list(self.table.data.keys()))
 
     def __len__(self) -> int:
@@ -201,15 +221,19 @@ def create_app(config: Config) -> faust.App:
     out_topics = {table: app.topic(name, partitions=n, **raw) for table, name in outputs.items()}
     tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}
-    profiles = Profiles(app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes), n)
+    profiles_table = app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes)
+    replica = ChangelogReplica(config.kafka_bootstrap_servers, profiles_table.changelog_topic.get_topic_name(),
+                               f"{config.app_id}-replica", n)
+    profiles = Profiles(profiles_table, n, replica)
     ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
     working: dict[tuple[str, int], StagePartition] = {}
     app.callqa_counters = counters = {"in": 0, "sent": 0, "state_writes": 0}
     probe = LogProbe(config.kafka_bootstrap_servers, f"{config.app_id}-probe")
 
     @app.on_before_shutdown.connect
-    async def close_probe(app, **kwargs) -> None:  # noqa: ARG001
+    async def close_readers(app, **kwargs) -> None:  # noqa: ARG001
         probe.close()
+        replica.close()
 
     @app.on_partitions_revoked.connect
     async def forget(app, revoked, **kwargs) -> None:  # noqa: ARG001
