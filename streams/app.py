@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 
 class _Consumer(faust_kafka.Consumer):
-    """faust's consumer that commits only input that was delivered, with a duplicate-free ack list.
+    """faust's consumer that commits only input that was delivered, seeks safely, and keeps a
+    duplicate-free ack list.
 
     - faust 0.15 takes any jump in a partition's offsets for a gap in the log and marks the missing
       offsets acked, but it also jumps when it dropped fetched records itself (around rebalances): that
@@ -63,6 +64,11 @@ class _Consumer(faust_kafka.Consumer):
 
     async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
         return None
+
+    async def _seek(self, partition, offset: int) -> None:
+        """Seek in the consumer's own thread (faust seeks from the event loop's thread while aiokafka
+        fetches in another: a fetch then found its partition's records gone, KeyError, worker down)."""
+        await self._thread.call_thread(self._thread.seek, partition, offset)
 
     async def fill_gap(self, tp, first: int, last: int) -> None:
         """Offsets ``first..last`` are not in the log: let the commit pass them (with nothing committed
