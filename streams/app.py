@@ -233,7 +233,6 @@ def create_app(config: Config) -> faust.App:
     profiles = Profiles(profiles_table, n, replica)
     ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
     working: dict[tuple[str, int], StagePartition] = {}
-    app.callqa_counters = counters = {"in": 0, "sent": 0, "state_writes": 0}
     probe = LogProbe(config.kafka_bootstrap_servers, f"{config.app_id}-probe")
 
     @app.on_before_shutdown.connect
@@ -241,16 +240,10 @@ def create_app(config: Config) -> faust.App:
         probe.close()
         replica.close()
 
-    @app.on_partitions_revoked.connect
-    async def forget(app, revoked, **kwargs) -> None:  # noqa: ARG001
-        """A partition that leaves may come back with newer state: rebuild it from its table then."""
-        gone = {tp.partition for tp in revoked}
-        for key in [k for k in working if k[1] in gone]:
-            del working[key]
-
     @app.on_partitions_assigned.connect
     async def start_afresh(app, assigned, **kwargs) -> None:  # noqa: ARG001
-        """Whatever was built before this assignment is rebuilt from the restored tables."""
+        """Whatever was built before this assignment (a partition that left may come back with newer
+        state) is rebuilt from the restored tables."""
         working.clear()
 
     def stage_partition(name: str, p: int) -> StagePartition:
@@ -269,7 +262,6 @@ def create_app(config: Config) -> faust.App:
             for start in range(0, max(len(items), 1), ITEMS_PER_BUNDLE):
                 part = bundle | {"items": items[start:start + ITEMS_PER_BUNDLE]}
                 futures.append(await inputs[stage].send(partition=q, value=orjson.dumps(part)))
-        counters["sent"] += len(futures)
         return futures
 
     async def continuous(sp: StagePartition, topic: str, messages: list) -> list:
@@ -326,13 +318,11 @@ def create_app(config: Config) -> faust.App:
                         batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
                     else:
                         batch = [(m.offset, orjson.loads(m.value)) for m in messages]
-                    counters["in"] += len(batch) if name == "events" else 0
                     futures += await send(f"{name}/{p}", sp.stage.process(batch))
                     touched.append(sp)
                 if futures:
                     await asyncio.gather(*futures)  # outputs delivered before the state that produced them
                 saved = [send for sp in touched for send in sp.save()]
-                counters["state_writes"] += len(saved)
                 # the changelog holds the new state before the input is acked: a rebalance replays
                 # the changelog up to its end when it was asked, so an unsent write would be lost
                 await asyncio.gather(*saved)
