@@ -2,14 +2,15 @@
 
 One agent per stage takes micro-batches (``take_events``), groups them by partition, keeps the
 messages that continue each partition's input without a hole (``streams.continuity``) and runs that
-stage partition's core on them. Per batch, in this order:
+stage partition's core on them, sending its outputs (sink rows as JSON arrays to the output topics,
+one bundle per partition of each stage downstream) at once. At most every flush interval, when a
+rebalance revokes partitions and on a clean stop, a stage partition is *checkpointed*, in this order:
 
-1. outputs are sent — sink rows as JSON arrays to the output topics, one bundle per partition of each
-   stage downstream — and their delivery awaited;
-2. the state keys the batch changed are written to the stage's table (its changelog), once each, in
-   the stage's part order, and their delivery awaited (a rebalance restores a table from its
-   changelog up to the end it saw when it started);
-3. the events are acked; faust commits acked offsets (at-least-once).
+1. the delivery of the outputs sent since the last checkpoint is awaited;
+2. each group of state keys that changed is written to the stage's table (its changelog) once, in
+   the stage's part order, and its delivery awaited (a rebalance restores a table from its changelog
+   up to the end it saw when it started);
+3. the input taken since the last checkpoint is acked; faust commits acked offsets (at-least-once).
 
 So saved state never runs ahead of what was sent, a crash re-processes at most the uncommitted input,
 and the core's tags make that harmless (see ``callqa.core.graph``). Every partition of every stage
@@ -33,7 +34,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
 from callqa.config import Config
-from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage
+from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
 from callqa.partitions import partition_of
 from callqa.topics import internal_topic
 from streams.continuity import Continuity, LogProbe
@@ -88,8 +89,21 @@ class _Transport(faust_kafka.Transport):
 
 
 class App(faust.App):
+    checkpoint = None  # create_app's: saves every stage partition's work taken since its last checkpoint
+
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        """On a clean stop (SIGTERM) what was taken is saved and committed before the consumer stops;
+        work done after that is read again by the next owner."""
+        if self.checkpoint is not None:
+            try:
+                await self.checkpoint()
+                await self.consumer.commit()
+            except Exception as exc:  # the input is read again: nothing is lost
+                log.warning("checkpoint on stop failed: %r", exc)
+        await super().on_stop()
 
 
 class Tracked(dict):
@@ -160,38 +174,62 @@ class Profiles(MutableMapping):
 
 
 class StagePartition:
-    """A stage partition's working state, loaded from its table and written back per batch."""
+    """A stage partition's working state: loaded from its table, checkpointed back to it.
+
+    The table holds one value per group of keys (``callqa.core.graph.state_group``: KPI windows by
+    window, the rest by hash), so a checkpoint writes each changed group once, whatever the number
+    of keys in it that changed."""
 
     def __init__(self, name: str, partition: int, table, ctx: Context):
         self.name, self.partition, self.table = name, partition, table
         prefix = f"{partition}".encode() + SEP
         self.parts = {part: Tracked() for part in PARTS[name]}
+        self.groups: dict[str, dict[str, set[str]]] = {part: {} for part in PARTS[name]}
         for key, value in list(table.data.items()):
             if key.startswith(prefix):
-                _, part, k = key.split(SEP, 2)
-                dict.__setitem__(self.parts[part.decode()], k.decode(), orjson.loads(value))
+                _, part, group = key.split(SEP, 2)
+                values = orjson.loads(value)
+                self.parts[part.decode()].update(values)
+                self.groups[part.decode()][group.decode()] = set(values)
+        for values in self.parts.values():
+            values.changed.clear()
         self.stage = make_stage(name, ctx, partition, self.parts)
         self.continuity = Continuity()
         self.last_input = time.monotonic()
         self.waiting = 0  # watchdog rounds in a row that found input pending with nothing arriving
         self.idle_sent = False
+        self.lock = asyncio.Lock()  # a batch's processing and sending, or a checkpoint
+        self.sent: list = []  # delivery futures of the outputs since the last checkpoint
+        self.taken: list = []  # the input messages applied since the last checkpoint
+        self.checkpointed = time.monotonic()
 
     def save(self) -> list:
-        """Write every changed key to the table and its changelog, parts in order; returns the
-        changelog sends (faust futures) so the caller can await them before acking the input."""
+        """Write every group with a changed key to the table and its changelog, parts in order (the
+        stage's ``meta``, holding its progress mark, last of all); returns the changelog sends (faust
+        futures) so the caller can await them before acking the input."""
         sends = []
+        prefix = str(self.partition).encode()
         for part in PARTS[self.name]:
-            values = self.parts[part]
-            for k in sorted(values.changed, key=lambda k: (k == "through", k)):  # "through" last of all
-                key = SEP.join((str(self.partition).encode(), part.encode(), k.encode()))
+            values, groups = self.parts[part], self.groups[part]
+            dirty: dict[str, set[str]] = {}
+            for k in values.changed:
+                group = state_group(part, k)
+                keys = dirty[group] = groups.setdefault(group, set())
                 if k in values:
-                    raw = orjson.dumps(values[k])
+                    keys.add(k)
+                else:
+                    keys.discard(k)
+            values.changed.clear()
+            for group, keys in sorted(dirty.items()):
+                key = SEP.join((prefix, part.encode(), group.encode()))
+                if keys:
+                    raw = orjson.dumps({k: values[k] for k in keys})
                     self.table.data[key] = raw
                 else:
                     raw = None
+                    del groups[group]
                     self.table.data.pop(key, None)
                 sends.append(self.table.send_changelog(self.partition, key, raw))
-            values.changed.clear()
         return sends
 
 
@@ -216,6 +254,7 @@ def create_app(config: Config) -> faust.App:
         producer_max_request_size=MAX_STATE_VALUE,
         producer_max_batch_size=1 << 20,
         stream_buffer_maxsize=20000,
+        stream_wait_empty=False,  # input is acked by checkpoints (on revocation and stop too), not per message
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = {name: app.topic(config.topic_events if name == "events" else internal_topic(config, name),
@@ -264,6 +303,44 @@ def create_app(config: Config) -> faust.App:
                 futures.append(await inputs[stage].send(partition=q, value=orjson.dumps(part)))
         return futures
 
+    async def checkpoint(sp: StagePartition) -> None:
+        """Save what a stage partition took since its last checkpoint: its outputs delivered first,
+        then each changed state group written to the changelog once and delivered, then its input
+        acked (faust commits acked offsets). A partition rebuilt or given away meanwhile is not saved:
+        its input is read again."""
+        async with sp.lock:
+            if not sp.taken or working.get((sp.name, sp.partition)) is not sp:
+                return
+            sent, taken = sp.sent, sp.taken
+            sp.sent, sp.taken, sp.checkpointed = [], [], time.monotonic()
+            await asyncio.gather(*sent)
+            # a rebalance replays the changelog up to its end when it was asked: an unsent write
+            # would be lost, so the input is acked only once its state is delivered
+            await asyncio.gather(*sp.save())
+            for message in taken:
+                message.ack(app.consumer)
+
+    async def checkpoint_all() -> None:
+        for sp in list(working.values()):
+            await checkpoint(sp)
+
+    app.checkpoint = checkpoint_all
+
+    @app.on_partitions_revoked.connect
+    async def save_revoked(app, revoked, **kwargs) -> None:  # noqa: ARG001
+        """Before a rebalance: save and commit what was taken, as Kafka Streams does on revocation."""
+        await checkpoint_all()
+        await app.consumer.commit()
+        working.clear()
+
+    @app.timer(interval=config.flush_interval_s / 4)
+    async def checkpoint_due() -> None:
+        """Checkpoint partitions whose input stopped arriving (the agents checkpoint busy ones)."""
+        now = time.monotonic()
+        for sp in list(working.values()):
+            if sp.taken and now - sp.checkpointed >= config.flush_interval_s:
+                await checkpoint(sp)
+
     async def continuous(sp: StagePartition, topic: str, messages: list) -> list:
         """The messages that continue a stage partition's input (``streams.continuity``); at a hole
         whose offsets the log holds, the partition is re-read from the hole (every time one shows:
@@ -306,26 +383,23 @@ def create_app(config: Config) -> faust.App:
             async for events in stream.take_events(config.batch_events, within=within):
                 groups: dict[int, list] = {}
                 for event in events:
+                    event.message.incref()  # acked by the checkpoint that saves its effects, not now
                     groups.setdefault(event.message.partition, []).append(event.message)
-                futures, touched = [], []
                 for p, messages in sorted(groups.items()):
                     sp = stage_partition(name, p)
-                    sp.last_input, sp.waiting, sp.idle_sent = time.monotonic(), 0, False
-                    messages = await continuous(sp, topic_name, messages)
-                    if not messages:
-                        continue
-                    if name == "events":
-                        batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
-                    else:
-                        batch = [(m.offset, orjson.loads(m.value)) for m in messages]
-                    futures += await send(f"{name}/{p}", sp.stage.process(batch))
-                    touched.append(sp)
-                if futures:
-                    await asyncio.gather(*futures)  # outputs delivered before the state that produced them
-                saved = [send for sp in touched for send in sp.save()]
-                # the changelog holds the new state before the input is acked: a rebalance replays
-                # the changelog up to its end when it was asked, so an unsent write would be lost
-                await asyncio.gather(*saved)
+                    async with sp.lock:
+                        sp.last_input, sp.waiting, sp.idle_sent = time.monotonic(), 0, False
+                        messages = await continuous(sp, topic_name, messages)
+                        if not messages:
+                            continue
+                        if name == "events":
+                            batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
+                        else:
+                            batch = [(m.offset, orjson.loads(m.value)) for m in messages]
+                        sp.sent += await send(f"{name}/{p}", sp.stage.process(batch))
+                        sp.taken += messages
+                    if time.monotonic() - sp.checkpointed >= config.flush_interval_s:
+                        await checkpoint(sp)
 
         run.__name__ = f"stage_{name}"
         return app.agent(topic, name=f"callqa.stage.{name}")(run)

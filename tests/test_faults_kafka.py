@@ -19,7 +19,7 @@ from callqa.publish import event_key
 from sources.simulator import SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
-from tests.test_worker_kafka import Worker, lag, settled
+from tests.test_worker_kafka import Worker, lag, members, settled
 
 pytestmark = pytest.mark.services
 
@@ -107,6 +107,8 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None):
                 assert time.monotonic() - stopped < 30 and victim.proc.returncode is not None
             if fault != "rebalance":
                 workers += start(env, tmp_path)
+        # every worker has its partitions (a replacement with nothing left to read announces that after a pause)
+        wait_for(lambda: members(kafka, env["CALLQA_APP_ID"]) == len(workers), 120, what="workers in the group")
         settled(kafka, env)
     finally:
         for w in workers + [sink]:

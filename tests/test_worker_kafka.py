@@ -47,6 +47,19 @@ def lag(bootstrap, group, topics):
         consumer.close()
 
 
+def members(bootstrap, group) -> int:
+    """Members of a consumer group once it is stable (0 while it rebalances or is empty)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # held until the answer: a freed client drops it
+    try:
+        found = admin.describe_consumer_groups([group], request_timeout=5)[group].result(10)
+    except (KafkaException, TimeoutError):  # the coordinator still loading or moving: ask again
+        return 0
+    return len(found.members) if found.state == ConsumerGroupState.STABLE else 0
+
+
 def drained(bootstrap, env) -> bool:
     """Every stage has committed all its input: events, the internal topics, then the sink.
     A retriable broker answer (coordinator still loading, moving) means: not yet."""

@@ -26,6 +26,7 @@ State is plain JSON-able data: ``{part: {key: value}}`` per stage partition.
 """
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -52,6 +53,22 @@ DOWNSTREAM = {"events": ("fcr", "windows", "monitor", "sampler"), "fcr": ("windo
               "monitor": ("sampler",), "sampler": ()}
 PARTS = {"events": ("windows", "calls", "agents", "evaluations", "meta"), "fcr": ("windows", "callers", "meta"),
          "windows": ("windows", "meta"), "monitor": ("meta",), "sampler": ("meta",)}
+HASH_GROUPS = 16
+
+
+def state_group(part: str, key: str) -> str:
+    """The group a state key is saved in by a runner that persists groups of keys as one value: KPI
+    windows by their window (``width|start``: the keys that change together, and expire together),
+    the stage's ``meta`` as one value, anything else by a stable hash into ``HASH_GROUPS`` groups.
+
+    >>> state_group("windows", "agent|s1|a7|900|1709535600000"), state_group("meta", "through")
+    ('900|1709535600000', '')
+    """
+    if part == "windows":
+        return "|".join(key.rsplit("|", 2)[1:])
+    if part == "meta":
+        return ""
+    return str(zlib.crc32(key.encode()) % HASH_GROUPS)
 
 
 @dataclass(frozen=True)
