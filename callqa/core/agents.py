@@ -34,9 +34,11 @@ def _split(config: kpi.KpiConfig, start: int, end: int, state: str, levels: list
 
 def _subtract(total: dict, part: dict) -> None:
     for key, counters in part.items():
-        slot = total.get(key, {})
+        slot = kpi._copy(total.get(key, {}))  # contribution values may be shared: never changed in place
         kpi._merge(slot, counters, -1)
-        if not slot:
+        if slot:
+            total[key] = slot
+        else:
             total.pop(key, None)
 
 

@@ -108,25 +108,33 @@ def _copy(counters: dict) -> dict:
 
 
 def add(into: dict, keys: list[str], counters: dict) -> None:
-    """Add ``counters`` to each window of ``keys`` in a contribution map."""
+    """Add ``counters`` to each window of ``keys`` in a contribution map. Windows that get only these
+    counters share one dict: a contribution's values are never changed in place."""
+    clean = _copy(counters)
     for key in keys:
         held = into.get(key)
         if held is None:
-            into[key] = _copy(counters)
+            into[key] = clean
         else:
-            _merge(held, counters)
+            merged = _copy(held)
+            _merge(merged, clean)
+            into[key] = merged
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, dict]]:
-    """Per window, what must be added to move from the old contribution to the new one."""
-    deltas = []
+    """Per window, what must be added to move from the old contribution to the new one (windows that
+    share counters share their delta, computed once; deltas are not to be changed in place)."""
+    deltas, made = [], {}
     for key in old.keys() | new.keys():
         before, after = old.get(key), new.get(key)
-        if before == after:
+        if before is after or before == after:
             continue
-        delta = _copy(after) if after else {}
-        if before:
-            _merge(delta, before, -1)
+        pair = (id(before), id(after))
+        delta = made.get(pair)
+        if delta is None:
+            delta = made[pair] = _copy(after) if after else {}
+            if before:
+                _merge(delta, before, -1)
         if delta:
             deltas.append((key, delta))
     deltas.sort(key=lambda d: d[0])

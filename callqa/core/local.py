@@ -24,16 +24,12 @@ from .kpi import KpiConfig
 from .sampling import PolicyConfig
 
 
-def _default_partition(key: str, partitions: int) -> int:
-    from callqa.partitions import partition_of  # murmur2, as Kafka's default partitioner
-
-    return partition_of(key, partitions)
-
-
 class LocalGraph:
     def __init__(self, state: dict, config: KpiConfig, policy: PolicyConfig = PolicyConfig(),
                  sampling_key: bytes = b"callqa-development", partitions: int = 1,
-                 partition_of: Callable[[str, int], int] = _default_partition, store_raw: bool = False):
+                 partition_of: Callable[[str, int], int] | None = None, store_raw: bool = False):
+        if partition_of is None:
+            from callqa.partitions import partition_of  # murmur2, as Kafka's default partitioner (imported late: aiokafka's)
         self.state = state
         self.partitions = partitions
         self.partition_of = partition_of
