@@ -231,3 +231,26 @@ def test_ordered_release_is_the_same_for_any_interleaving_of_sources():
     assert len(outcomes) == 1
     first = outcomes.pop()
     assert [int(x[1:]) for x in first] == sorted(int(x[1:]) for x in first)
+
+
+def test_state_stays_bounded_when_a_batch_spans_past_a_windows_retention():
+    """Low traffic in large batches (a backfill, a night): a window changed early in a batch and due
+    before its end must still leave the state at a later sweep, not stay forever."""
+    start = time_ms("2024-03-04T00:00:00Z")
+    config = KpiConfig(window_sizes_s=(900,), call_timeout_s=600, allowed_lateness_s=60, fcr_horizon_s=600)
+    graph = LocalGraph({}, config)
+    for i in range(400):  # a call every 10 minutes over ~2.8 days, fed as one batch
+        t = start + i * 600_000
+        for kind, at, extra in (("call.queued", t, {"queue_id": "q1"}), ("call.abandoned", t + 30_000, {"stage": "queue"}),
+                                ("call.ended", t + 30_000, {})):
+            graph.feed(json.dumps({"schema_version": 1, "event_id": f"c{i}-{kind}", "event_type": kind,
+                                   "event_time": format_ms(at), "site_id": "s1", "source": "test",
+                                   "call_id": f"c{i}", **extra}).encode(), "test", str(i))
+    graph.flush()
+    graph.feed(json.dumps({"schema_version": 1, "event_id": "last", "event_type": "call.queued",
+                           "event_time": format_ms(start + 400 * 600_000), "site_id": "s1", "source": "test",
+                           "call_id": "last", "queue_id": "q1"}).encode(), "test", "last")
+    graph.flush()
+    held = graph.state["events"]["0"]["windows"]
+    kept_ms = (config.call_timeout_s + config.allowed_lateness_s) * 1000 + 900_000
+    assert held and all(int(key.rsplit("|", 1)[1]) >= start + 400 * 600_000 - kept_ms - 60_000 for key in held), sorted(held)[:3]

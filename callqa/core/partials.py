@@ -115,7 +115,13 @@ class WindowSums:
 
 
 def _sweep(held: PartialWindows | WindowSums, watermark_ms: int) -> None:
-    """Drop the windows whose due time has passed, except those changed since the last drain."""
+    """Drop the windows whose due time has passed; one changed since the last drain stays until a
+    later sweep (its change is sent first)."""
+    changed = []
     for key in list(held.expiry.due(watermark_ms)):
-        if key in held.windows and key not in held.dirty:
-            del held.windows[key]
+        if key in held.dirty:
+            changed.append(key)
+        else:
+            held.windows.pop(key, None)
+    for key in changed:
+        held.expiry.push(key, watermark_ms)
