@@ -107,7 +107,8 @@ class App(faust.App):
 
 
 class Tracked(dict):
-    """A dict that remembers which keys were set or deleted since ``changed`` was last cleared."""
+    """A dict that remembers which keys were set or deleted since ``changed`` was last cleared (by
+    every way of changing it: the core's parts are plain dicts to it)."""
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -120,6 +121,29 @@ class Tracked(dict):
     def __delitem__(self, key):
         dict.__delitem__(self, key)
         self.changed.add(key)
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key, *default):
+        if key in self:
+            self.changed.add(key)
+        return dict.pop(self, key, *default)
+
+    def popitem(self):
+        key, value = dict.popitem(self)
+        self.changed.add(key)
+        return key, value
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self):
+        self.changed.update(self)
+        dict.clear(self)
 
 
 class Profiles(MutableMapping):
@@ -189,10 +213,8 @@ class StagePartition:
             if key.startswith(prefix):
                 _, part, group = key.split(SEP, 2)
                 values = orjson.loads(value)
-                self.parts[part.decode()].update(values)
+                dict.update(self.parts[part.decode()], values)
                 self.groups[part.decode()][group.decode()] = set(values)
-        for values in self.parts.values():
-            values.changed.clear()
         self.stage = make_stage(name, ctx, partition, self.parts)
         self.continuity = Continuity()
         self.last_input = time.monotonic()

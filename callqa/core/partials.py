@@ -121,7 +121,7 @@ def _sweep(held: PartialWindows | WindowSums, watermark_ms: int) -> None:
     for key in list(held.expiry.due(watermark_ms)):
         if key in held.dirty:
             changed.append(key)
-        else:
-            held.windows.pop(key, None)
+        elif key in held.windows:
+            del held.windows[key]
     for key in changed:
         held.expiry.push(key, watermark_ms)
