@@ -2,15 +2,16 @@
 
 ``EventProcesses`` holds the events stage's partitions for a ``LocalGraph``: worker ``i`` of N
 (spawned) owns the partitions ``p`` with ``p % N == i`` and runs them as ``EventsHere`` does; every
-stage downstream stays in the parent. A batch goes out pickled (raw lines stay bytes) to the workers
-owning its partitions; the results come back as orjson (rows, counts, bundles) and are delivered as
-they are: the wire is the copy Kafka would make. Both go through files in a spool folder (in
-``/dev/shm`` when there is one), the pipes carry only their paths: no side waits for the other to
-read a big message while it computes. The graph delivers them in partition order, as one
-process does, so the results and the saved state are the same as with no workers.
+stage downstream stays in the parent. The graph delivers the workers' results in partition order, as
+one process does, so the rows and the saved state are the same as with no workers.
+
+A batch goes out pickled (raw lines stay bytes) to the workers owning its partitions; the results
+come back as orjson (rows, counts, bundles) and are delivered as they are: the wire is the copy Kafka
+would make. Both go through files in a spool folder (in ``/dev/shm`` when there is one) and the pipes
+carry only their paths, so neither side waits for the other to read a big message while it computes.
 
 Profiles: an ``agent.profile`` written by a worker comes back with its batch; the parent's graph takes
-it before running that batch downstream and the other workers before their next batch (the graph
+it before running that batch downstream, the other workers before their next batch (the graph
 collects a batch holding a profile before it submits another).
 
 A worker that dies (killed, out of memory) or fails stops the run: ``WorkerFailed`` with its exit code
@@ -22,8 +23,10 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import tempfile
 import traceback
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from itertools import count
@@ -80,6 +83,7 @@ def _work(inbox: Connection, outbox: Connection, kpi: KpiConfig, policy: PolicyC
     """A worker: the path of its partitions' state and the profiles first, then ``(kind, body)``
     messages until the pipe closes: ``run`` a batch (a path), ``idle``, take ``profiles``, send back
     the ``state`` (and stop). It answers with the path of its results, or its traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         state = orjson.loads(_take(inbox.recv()))
         profiles = _Noted(state["profiles"])
@@ -114,6 +118,7 @@ class EventProcesses:
         self.owner = {p: p % processes for p in range(ctx.partitions)}
         self._asked: deque[list[int]] = deque()  # per submitted batch: the workers it went to
         self._spool = Path(tempfile.mkdtemp(prefix="callqa-backfill-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        self._remove_spool = weakref.finalize(self, shutil.rmtree, self._spool, True)  # at the latest on exit
         self._batches = count()
         self._inboxes: list[Connection] = []
         self._outboxes: list[Connection] = []
@@ -173,7 +178,7 @@ class EventProcesses:
             if process.is_alive():
                 process.kill()
                 process.join()
-        shutil.rmtree(self._spool, ignore_errors=True)
+        self._remove_spool()
 
     def _gather(self, workers) -> list[Sent]:
         results: list[Sent] = []

@@ -97,12 +97,14 @@ class LocalGraph:
         self.stages = {(name, p): make_stage(name, self.ctx, p, state.setdefault(name, {}).setdefault(str(p), {}), store_raw)
                        for name in STAGES[1:] for p in range(partitions)}
         self.inbox: dict[tuple[str, int], list] = {key: [] for key in [("events", p) for p in range(partitions)] + list(self.stages)}
+        self._waiting = 0  # messages in the events stage's inboxes
         self._flying = 0  # batches submitted to the events stage, not yet collected
         self._carry = Output()  # results of runs made between flushes
 
     @property
     def pending(self) -> int:
-        return sum(len(m) for m in self.inbox.values())
+        """Input not yet handed to the events stage (the stages downstream are quiet between calls)."""
+        return self._waiting
 
     def _offset(self, stage: str, p: int) -> int:
         key = f"{stage}/{p}"
@@ -121,6 +123,7 @@ class LocalGraph:
             self._merge(self._carry, self._run(0))
         p = event_partition(raw, self.partitions, self.partition_of)
         self.inbox[("events", p)].append((self._offset("events", p), raw, origin, position))
+        self._waiting += 1
         if profile:
             self._merge(self._carry, self._run(0))
 
@@ -154,6 +157,7 @@ class LocalGraph:
         if batches:
             for p in batches:
                 self.inbox[("events", p)] = []
+            self._waiting = 0
             self.events.submit(batches)
             self._flying += 1
         total = Output()
