@@ -84,6 +84,7 @@ def _work(inbox: Connection, outbox: Connection, kpi: KpiConfig, policy: PolicyC
     messages until the pipe closes: ``run`` a batch (a path), ``idle``, take ``profiles``, send back
     the ``state`` (and stop). It answers with the path of its results, or its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.nice(5)
     try:
         state = orjson.loads(_take(inbox.recv()))
         profiles = _Noted(state["profiles"])
@@ -114,7 +115,7 @@ class EventProcesses:
         if not 1 <= processes <= ctx.partitions:
             raise ValueError(f"{processes} processes for {ctx.partitions} partitions: each owns one or more")
         self.ctx = ctx
-        self.ahead = processes
+        self.ahead = 2 * processes
         self.owner = {p: p % processes for p in range(ctx.partitions)}
         self._asked: deque[list[int]] = deque()  # per submitted batch: the workers it went to
         self._spool = Path(tempfile.mkdtemp(prefix="callqa-backfill-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
