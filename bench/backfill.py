@@ -72,7 +72,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} after")
     for processes, runs in rates.items():
         print(f"{processes} process(es): {max(runs):10,.0f} events/s best, {statistics.median(runs):10,.0f} median; "
-              f"{statistics.median(cpus[processes]):.1f} CPU s a run")
+              f"{statistics.median(cpus[processes]):.2f} CPU s a run")
     best, median = (max(rates[args.processes]) / max(rates[1]),
                     statistics.median(rates[args.processes]) / statistics.median(rates[1]))
     print(f"ratio {args.processes} to 1: {best:.2f}x best, {median:.2f}x median; "
