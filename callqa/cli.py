@@ -100,10 +100,10 @@ def _embedded_pipeline(config: Config, store, processes: int = 1):
                             config.topic_partitions, processes)
 
 
-def _processes_option(f):
-    return click.option("--processes", default=1, show_default=True, type=click.IntRange(1),
-                        help="Embedded: run the events stage in this many worker processes (a backfill on more "
-                             "cores; at most CALLQA_TOPIC_PARTITIONS). The results are those of one process.")(f)
+_processes_option = click.option(
+    "--processes", default=1, show_default=True, type=click.IntRange(1),
+    help="Embedded: run the events stage in this many worker processes (a backfill on more cores; at most "
+         "CALLQA_TOPIC_PARTITIONS). The results are those of one process.")
 
 
 def _no_kafka(config: Config, processes: int) -> None:

@@ -21,7 +21,7 @@ from callqa.backfill import EventProcesses
 from callqa.core.kpi import KpiConfig
 from callqa.core.local import EventsHere, LocalGraph
 from sources.simulator import SimConfig, Simulator
-from tests.conftest import ROOT, callqa_env, run_callqa
+from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa
 from tests.test_cli_embedded import store_snapshot
 
 
@@ -110,3 +110,20 @@ def test_a_worker_that_dies_stops_the_run_with_an_error(history, tmp_path):
     _, stderr = replay.communicate(timeout=120)
     assert replay.returncode == 1 and "events worker" in stderr and "died (exit code -9)" in stderr, stderr
     assert "Traceback" not in stderr and not (tmp_path / "data" / "embedded-state.json").exists()
+
+
+def test_ingest_with_processes_stores_what_one_process_does(tmp_path):
+    def ingested(processes: int) -> tuple[dict, dict]:
+        env = callqa_env(tmp_path / str(processes))
+        done = run_callqa(["ingest", "--format", "asterisk-queue-log", "--processes", str(processes),
+                           str(FIXTURES / "queue_log.txt")], env)
+        assert done.returncode == 0, done.stderr
+        return store_snapshot(tmp_path / str(processes) / "data"), orjson.loads(
+            (tmp_path / str(processes) / "data" / "embedded-state.json").read_bytes())
+
+    one = ingested(1)
+    assert one[0]["calls"] and one == ingested(4)
+    for args, env, message in ((["--processes", "5"], {}, "at most CALLQA_TOPIC_PARTITIONS (4)"),
+                               (["--processes", "2"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "with KAFKA_BOOTSTRAP_SERVERS set")):
+        done = run_callqa(["replay", *args, str(FIXTURES / "day.jsonl")], callqa_env(tmp_path / "x", **env))
+        assert done.returncode == 2 and message in done.stderr, done.stderr
