@@ -200,8 +200,7 @@ class EventProcesses:
         except (EOFError, OSError):
             raise self._died(i) from None
         if status == "failed":
-            self.stop()
-            raise WorkerFailed(f"events worker {i} failed:\n{body}")
+            raise self._died(i, body)
         return _take(body)
 
     def _send(self, i: int, message) -> None:
@@ -210,8 +209,18 @@ class EventProcesses:
         except OSError:
             raise self._died(i) from None
 
-    def _died(self, i: int) -> WorkerFailed:
+    def _died(self, i: int, why: str | None = None) -> WorkerFailed:
+        """The error for worker ``i`` gone: its traceback when it raised (said before it exited)."""
         self.stop()
+        outbox = self._outboxes[i]
+        try:
+            while why is None and outbox.poll():
+                status, body = outbox.recv()
+                why = body if status == "failed" else None
+        except (EOFError, OSError):
+            pass
+        if why is not None:
+            return WorkerFailed(f"events worker {i} failed; the run's state was not saved:\n{why}")
         code = self._processes[i].exitcode
         return WorkerFailed(f"events worker {i} (pid {self._processes[i].pid}) died"
                             f"{'' if code is None else f' (exit code {code})'}; the run's state was not saved: run it again")

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from callqa.backfill import EventProcesses
+from callqa.backfill import EventProcesses, WorkerFailed
 from callqa.core.kpi import KpiConfig
 from callqa.core.local import EventsHere, LocalGraph
 from sources.simulator import SimConfig, Simulator
@@ -127,3 +127,10 @@ def test_ingest_with_processes_stores_what_one_process_does(tmp_path):
                                (["--processes", "2"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "with KAFKA_BOOTSTRAP_SERVERS set")):
         done = run_callqa(["replay", *args, str(FIXTURES / "day.jsonl")], callqa_env(tmp_path / "x", **env))
         assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_worker_that_raises_stops_the_run_with_its_traceback():
+    graph = LocalGraph({}, KpiConfig(), partitions=2, events=partial(EventProcesses, 2))
+    graph.inbox[("events", 1)].append(("not a message",))  # a bug: a message without its parts
+    with pytest.raises(WorkerFailed, match=r"(?s)events worker 1 failed.*Traceback.*TypeError"):
+        graph.flush()
