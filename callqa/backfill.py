@@ -84,7 +84,6 @@ def _work(inbox: Connection, outbox: Connection, kpi: KpiConfig, policy: PolicyC
     messages until the pipe closes: ``run`` a batch (a path), ``idle``, take ``profiles``, send back
     the ``state`` (and stop). It answers with the path of its results, or its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    os.nice(5)
     try:
         state = orjson.loads(_take(inbox.recv()))
         profiles = _Noted(state["profiles"])

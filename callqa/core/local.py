@@ -38,7 +38,7 @@ def _default_partition(key: str, partitions: int) -> int:
     return partition_of(key, partitions)
 
 
-def copied(bundles: dict) -> dict:
+def _copied(bundles: dict) -> dict:
     """Bundles as a consumer reads them from Kafka: copies, sharing nothing with the sender."""
     return {key: orjson.loads(orjson.dumps(bundle)) for key, bundle in bundles.items()}
 
@@ -47,8 +47,8 @@ class EventsHere:
     """The events stage's ``partitions`` in this process, over ``state`` (``{partition: parts}``).
 
     ``submit`` a batch (``{partition: messages}``), ``collect`` its results later (oldest first):
-    per partition in order, the partition, its output and its bundles (copied). ``ahead``: batches a graph may leave
-    uncollected while it runs the stages downstream (none here: nothing runs meanwhile)."""
+    per partition in order, the partition, its output and its bundles (copied). ``ahead``: batches a
+    graph may leave uncollected while it runs the stages downstream (none here: nothing runs meanwhile)."""
 
     ahead = 0
 
@@ -69,7 +69,7 @@ class EventsHere:
         return [self._sent(p, stage.idle(finished)) for p, stage in sorted(self.stages.items())]
 
     def submit(self, batches: dict[int, list]) -> None:
-        self._done.append([(p, out, copied(bundles)) for p, out, bundles in self.run(batches)])
+        self._done.append([(p, out, _copied(bundles)) for p, out, bundles in self.run(batches)])
 
     def collect(self) -> list[Sent]:
         return self._done.popleft()
@@ -181,7 +181,7 @@ class LocalGraph:
                         continue
                     self.inbox[(name, p)] = []
                     out = self.stages[(name, p)].process(messages)
-                    self._deliver(copied(out.bundles(f"{name}/{p}", self.partitions)))
+                    self._deliver(_copied(out.bundles(f"{name}/{p}", self.partitions)))
                     self._merge(total, out)
                     busy = True
         return total
