@@ -114,7 +114,8 @@ class EventProcesses:
         if not 1 <= processes <= ctx.partitions:
             raise ValueError(f"{processes} processes for {ctx.partitions} partitions: each owns one or more")
         self.ctx = ctx
-        self.ahead = 2 * processes
+        self.ahead = 1  # the workers run a batch while the parent runs the one before downstream (more
+        # batches ahead only leave the parent, the slower side, a longer tail alone at the end)
         self.owner = {p: p % processes for p in range(ctx.partitions)}
         self._asked: deque[list[int]] = deque()  # per submitted batch: the workers it went to
         self._spool = Path(tempfile.mkdtemp(prefix="callqa-backfill-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
