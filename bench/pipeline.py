@@ -212,7 +212,8 @@ def main() -> None:
                                  CALLQA_SINK_BATCH_SECONDS="1.0", CALLQA_TOPIC_EVENTS=env["CALLQA_TOPIC_EVENTS"])
             (work / f"scale-{workers}").mkdir(exist_ok=True)
             ensure_topics(Config.from_env(run_env))
-            scale[workers] = faust_path(bootstrap, run_env, n, work / f"scale-{workers}", workers)[0]
+            rate, _, worker_rss = faust_path(bootstrap, run_env, n, work / f"scale-{workers}", workers)
+            scale[workers] = rate, worker_rss
         c = embedded_path(events, work / "embedded")
     finally:
         if kafka:
@@ -225,9 +226,9 @@ def main() -> None:
     by_kind = ", ".join(f"{kind} {count / n:.2f}" for kind, count in written.items())
     print(f"    Kafka messages written per input event: {sum(written.values()) / n:.2f} ({by_kind}); "
           f"worker peak RSS {rss:,.0f} MB")
-    for workers, rate in scale.items():
+    for workers, (rate, worker_rss) in scale.items():
         print(f"(b2) {workers} worker(s) + a sink process:                  {rate:12,.0f} events/s  "
-              f"({rate / scale[1]:.2f}x one)")
+              f"({rate / scale[1][0]:.2f}x one; a worker's peak RSS without the sink {worker_rss:,.0f} MB)")
     print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s")
 
 

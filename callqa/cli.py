@@ -44,10 +44,18 @@ def _quiet() -> bool:
 
 
 def _progress(disable: bool = False):
-    """A progress bar on stderr, gone when done; off with --quiet (or --json)."""
-    from rich.progress import Progress
+    """A progress bar on stderr, gone when done; off with --quiet (or --json). A task with an ``events``
+    field (a count) also shows events/s."""
+    from rich.progress import Progress, ProgressColumn
+    from rich.text import Text
 
-    return Progress(console=err_console, transient=True, disable=disable or _quiet())
+    class EventRate(ProgressColumn):
+        def render(self, task) -> Text:
+            events, elapsed = task.fields.get("events"), task.elapsed
+            return Text(f"{events / elapsed:,.0f} events/s" if events and elapsed else "", style="progress.data.speed")
+
+    return Progress(*Progress.get_default_columns(), EventRate(), console=err_console, transient=True,
+                    disable=disable or _quiet())
 
 
 def _config() -> Config:
@@ -76,23 +84,40 @@ def _open_and_migrate(config: Config):
         raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
 
 
-def _embedded_pipeline(config: Config, store):
-    """The in-process pipeline writing to ``store``, its state kept in the data folder between runs."""
+def _embedded_pipeline(config: Config, store, processes: int = 1):
+    """The in-process pipeline writing to ``store``, its state kept in the data folder between runs;
+    its events stage in ``processes`` worker processes when more than 1."""
     from sinks.writer import BatchWriter
 
     from .embedded import EmbeddedPipeline
 
+    if processes > config.topic_partitions:
+        raise UserError(f"--processes {processes}: at most CALLQA_TOPIC_PARTITIONS ({config.topic_partitions}), "
+                        "each process owns whole partitions")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedPipeline(BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds), config.kpi,
                             config.data_dir / "embedded-state.json", config.policy, config.sampling_key,
-                            config.topic_partitions)
+                            config.topic_partitions, processes)
 
 
-def _target(config: Config):
+_processes_option = click.option(
+    "--processes", default=1, show_default=True, type=click.IntRange(1),
+    help="Embedded: run the events stage in this many worker processes (a backfill on more cores; at most "
+         "CALLQA_TOPIC_PARTITIONS). The results are those of one process.")
+
+
+def _no_kafka(config: Config, processes: int) -> None:
+    if processes > 1 and config.kafka_bootstrap_servers:
+        raise UserError("--processes runs the embedded pipeline; with KAFKA_BOOTSTRAP_SERVERS set, scale out "
+                        "with more workers (`callqa run --no-sink`)")
+
+
+def _target(config: Config, processes: int = 1):
     """Where generated or converted events go: (target, store to close or None).
     Kafka when configured, else the embedded pipeline (see callqa.ingest)."""
     from . import ingest as run
 
+    _no_kafka(config, processes)
     if config.kafka_bootstrap_servers:
         from .publish import Publisher
 
@@ -100,7 +125,7 @@ def _target(config: Config):
         return run.KafkaTarget(Publisher(config.kafka_bootstrap_servers, config.topic_events,
                                          config.topic_dead_letters)), None
     store = _store(config)
-    return run.EmbeddedTarget(_embedded_pipeline(config, store)), store
+    return run.EmbeddedTarget(_embedded_pipeline(config, store, processes)), store
 
 
 def _ensure_topics(config: Config) -> None:
@@ -256,25 +281,35 @@ def sink_command() -> None:
         store.close()
 
 
-def _counting(lines, progress, task):
-    """The lines, advancing a progress bar by their length (its total: the file's size)."""
-    for line in lines:
-        progress.advance(task, len(line))
+def _counting(lines, progress, task, events=None, every: int = 1000):
+    """The lines, advancing a progress bar by their length (its total: the file's size) every ``every``
+    lines, with the count of events so far: ``events()``, or the lines (one event each)."""
+    size = n = 0
+    for n, line in enumerate(lines, 1):
+        size += len(line)
+        if n % every == 0:
+            progress.update(task, advance=size, events=events() if events else n)
+            size = 0
         yield line
+    progress.update(task, advance=size, events=events() if events else n)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts and per-site KPIs as JSON.")
-def replay(file: Path, as_json: bool) -> None:
+@_processes_option
+def replay(file: Path, as_json: bool, processes: int) -> None:
     """Send canonical events (JSON Lines) through the processors.
 
     With KAFKA_BOOTSTRAP_SERVERS set they are published to the events topic for the worker;
     otherwise they run in this process on the embedded default and the results are printed.
     """
+    from .backfill import WorkerFailed
+
     config = _config()
     if not file.exists():
         raise UserError(f"{file}: no such file")
+    _no_kafka(config, processes)
     if config.kafka_bootstrap_servers:
         from confluent_kafka import KafkaException
 
@@ -292,10 +327,13 @@ def replay(file: Path, as_json: bool) -> None:
     from sinks import queries
 
     store = _store(config)
-    pipeline = _embedded_pipeline(config, store)
+    pipeline = _embedded_pipeline(config, store, processes)
     with file.open("rb") as handle, _progress(disable=as_json) as progress:
         task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
-        summary = pipeline.run(_counting(handle, progress, task), str(file))
+        try:
+            summary = pipeline.run(_counting(handle, progress, task), str(file))
+        except WorkerFailed as exc:
+            raise click.ClickException(str(exc)) from None
     sites = store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0]))
     outcomes = store.query(queries.CALL_OUTCOMES)
     store.close()
@@ -319,8 +357,9 @@ def replay(file: Path, as_json: bool) -> None:
 @click.option("--site", default="site-1", show_default=True, help="Site id of the events (the sources carry none).")
 @click.option("--follow", is_flag=True, help="Keep reading a growing file (asterisk-queue-log), like tail -f.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@_processes_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def ingest(fmt: str, site: str, follow: bool, as_json: bool, file: Path) -> None:
+def ingest(fmt: str, site: str, follow: bool, as_json: bool, processes: int, file: Path) -> None:
     """Convert a source file to canonical events and process them.
 
     Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
@@ -330,6 +369,7 @@ def ingest(fmt: str, site: str, follow: bool, as_json: bool, file: Path) -> None
     from sources.pii import CallerHasher
 
     from . import ingest as run
+    from .backfill import WorkerFailed
 
     config = _config()
     if fmt not in FORMATS:
@@ -338,15 +378,18 @@ def ingest(fmt: str, site: str, follow: bool, as_json: bool, file: Path) -> None
         raise UserError("--follow works with --format asterisk-queue-log (a live queue_log file)")
     if not file.exists():
         raise UserError(f"{file}: no such file")
-    target, store = _target(config)
+    target, store = _target(config, processes)
     hasher = CallerHasher(config.caller_hash_key)
     interrupted = []
     with file.open(encoding="utf-8", errors="replace", newline="") as handle, \
             _progress(disable=as_json or follow) as progress:
         task = progress.add_task(f"ingest {file.name}", total=file.stat().st_size)
-        lines = run.follow(handle, target.idle, lambda: bool(interrupted)) if follow else _counting(handle, progress, task)
+        lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
+                 else _counting(handle, progress, task, lambda: target.sent))
         try:
             summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
+        except WorkerFailed as exc:
+            raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             interrupted.append(True)
             summary = None

@@ -5,6 +5,8 @@ the faust worker runs (``callqa.core.graph``), split over the same number of par
 through the same batching writer. Its state is saved in the data folder after each run, as the
 worker's tables are in their changelogs, so runs add up like a stream. The end of a run is the end of
 the input: stages that wait for every partition (drift charts, sampler, thresholds) catch up then.
+With ``processes`` > 1 the events stage runs in that many worker processes (``callqa.backfill``): the
+same results and saved state, on more cores.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -19,10 +22,11 @@ import orjson
 from sinks import rollups, tables
 from sinks.writer import BatchWriter
 
+from .backfill import EventProcesses
 from .core.dead_letters import dead_letter
 from .core.graph import Output
 from .core.kpi import KpiConfig
-from .core.local import LocalGraph
+from .core.local import EventsHere, LocalGraph
 from .core.sampling import PolicyConfig
 
 BATCH_EVENTS = 5000  # events handed to the graph at a time
@@ -56,11 +60,13 @@ class RunSummary:
 
 class EmbeddedPipeline:
     def __init__(self, writer: BatchWriter, config: KpiConfig, state_path: Path | None = None,
-                 policy: PolicyConfig = PolicyConfig(), sampling_key: bytes = b"callqa-development", partitions: int = 1):
+                 policy: PolicyConfig = PolicyConfig(), sampling_key: bytes = b"callqa-development", partitions: int = 1,
+                 processes: int = 1):
         self.writer = writer
         self.state_path = state_path
         state = orjson.loads(state_path.read_bytes()) if state_path and state_path.exists() else {}
-        self.graph = LocalGraph(state, config, policy, sampling_key, partitions, store_raw=True)
+        events = partial(EventProcesses, processes) if processes > 1 else EventsHere
+        self.graph = LocalGraph(state, config, policy, sampling_key, partitions, store_raw=True, events=events)
         self.summary = RunSummary()
 
     def feed(self, raw: bytes | str | dict, origin: str, position: str) -> None:
@@ -68,7 +74,7 @@ class EmbeddedPipeline:
         input becomes a dead letter."""
         self.graph.feed(raw, origin, position)
         if self.graph.pending >= BATCH_EVENTS:
-            self.flush()
+            self._write(self.graph.advance())
 
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
         """Keep input an adapter could not read as a dead letter, with the reason."""
@@ -88,8 +94,10 @@ class EmbeddedPipeline:
             self.writer.flush()
 
     def close(self) -> None:
-        """The end of the input: catch every stage up, write, roll the history up, save the state."""
+        """The end of the input: catch every stage up, write, roll the history up, save the state.
+        Raises ``WorkerFailed`` when a worker process died (nothing saved)."""
         self._write(self.graph.idle())
+        self.graph.close()
         self.writer.flush()
         rollups.refresh(self.writer.store)
         if self.state_path:

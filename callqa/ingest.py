@@ -28,15 +28,18 @@ def follow(handle, on_idle: Callable[[], None], stop: Callable[[], bool], interv
 
 
 class EmbeddedTarget:
-    """Adapter output through the embedded pipeline into the embedded (or server) store."""
+    """Adapter output through the embedded pipeline into the embedded (or server) store; ``sent``:
+    events handed over so far."""
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
+        self.sent = 0
 
     def reject(self, unit: Converted, origin: str) -> None:
         self.pipeline.reject(unit.error, unit.raw, origin, unit.position)
 
     def event(self, event: dict, origin: str, position: str) -> None:
+        self.sent += 1
         self.pipeline.feed(event, origin, position)
 
     def idle(self) -> None:
@@ -47,15 +50,18 @@ class EmbeddedTarget:
 
 
 class KafkaTarget:
-    """Adapter output to the events topic; unreadable input to the dead-letter topic."""
+    """Adapter output to the events topic; unreadable input to the dead-letter topic; ``sent``: events
+    published so far."""
 
     def __init__(self, publisher):
         self.publisher = publisher
+        self.sent = 0
 
     def reject(self, unit: Converted, origin: str) -> None:
         self.publisher.dead_letter(dead_letter(unit.error, unit.raw, origin, unit.position))
 
     def event(self, event: dict, origin: str, position: str) -> None:
+        self.sent += 1
         self.publisher.event(orjson.dumps(event))
 
     def idle(self) -> None:

@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
 from .scorecard import load_form, score
 
@@ -52,6 +51,8 @@ DEFAULT_THRESHOLD_PCT = 6.0  # points of deviation from the reference that flag 
 def calibrate(evaluations: list[dict], expert_ids: frozenset[str] = frozenset(),
               threshold_pct: float = DEFAULT_THRESHOLD_PCT):
     """(deviations, agreement rows) for the calls scored by two or more evaluators."""
+    from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa  # 0.7 s to import
+
     by_call: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for e in evaluations:
         if e.get("call_id"):
