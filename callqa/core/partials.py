@@ -42,6 +42,7 @@ class PartialWindows:
         self.retention_ms = retention_ms
         self.source = source
         self.dirty: set[str] = set()
+        self._final: list[tuple[str, str, int, dict]] = []  # last partials of changed windows swept before a drain
         self.expiry = Expiry()
         self.expiry.rebuild((k, window_end_ms(k) + retention_ms) for k in windows)
 
@@ -61,13 +62,23 @@ class PartialWindows:
 
     def drain(self) -> list[tuple[str, str, int, dict]]:
         """(key, generation, version, counters) of the windows changed since the last drain."""
-        out = [(k, self.windows[k]["g"], self.windows[k]["n"], self.windows[k]["c"]) for k in sorted(self.dirty)]
+        out = self._final + [(k, self.windows[k]["g"], self.windows[k]["n"], self.windows[k]["c"]) for k in sorted(self.dirty)]
+        self._final = []
         self.dirty.clear()
         return out
 
     def sweep(self, watermark_ms: int) -> None:
-        """Forget windows past their retention (drain first: a swept window's last change is sent)."""
-        _sweep(self, watermark_ms)
+        """Forget every window past its retention. Which windows leave depends on the watermark alone
+        (not on when batches were drained), so a replay re-creates exactly the windows the first run
+        did; a swept window's last change is still sent by the next drain."""
+        for key in list(self.expiry.due(watermark_ms)):
+            w = self.windows.get(key)
+            if w is None:
+                continue
+            if key in self.dirty:
+                self._final.append((key, w["g"], w["n"], w["c"]))
+                self.dirty.discard(key)
+            del self.windows[key]
 
 
 class WindowSums:
@@ -77,6 +88,7 @@ class WindowSums:
         self.windows = windows
         self.config = config
         self.dirty: set[str] = set()
+        self._final: list[dict] = []  # rows of changed windows swept before a drain
         self.expiry = Expiry()
         self.expiry.rebuild((k, window_end_ms(k) + config.window_retention_ms) for k in windows)
 
@@ -105,23 +117,18 @@ class WindowSums:
 
     def drain(self) -> list[dict]:
         """KPI rows of the windows changed since the last drain."""
-        rows = [self.row(k) for k in sorted(self.dirty) if k in self.windows]
+        rows = self._final + [self.row(k) for k in sorted(self.dirty) if k in self.windows]
+        self._final = []
         self.dirty.clear()
         return rows
 
     def sweep(self, watermark_ms: int) -> None:
-        """Forget windows past their retention (drain first: a swept window's last row is sent)."""
-        _sweep(self, watermark_ms)
+        """Forget every window past its retention (a swept window's last row is still sent by the next drain)."""
+        for key in list(self.expiry.due(watermark_ms)):
+            if key not in self.windows:
+                continue
+            if key in self.dirty:
+                self._final.append(self.row(key))
+                self.dirty.discard(key)
+            del self.windows[key]
 
-
-def _sweep(held: PartialWindows | WindowSums, watermark_ms: int) -> None:
-    """Drop the windows whose due time has passed; one changed since the last drain stays until a
-    later sweep (its change is sent first)."""
-    changed = []
-    for key in list(held.expiry.due(watermark_ms)):
-        if key in held.dirty:
-            changed.append(key)
-        elif key in held.windows:
-            del held.windows[key]
-    for key in changed:
-        held.expiry.push(key, watermark_ms)
