@@ -4,12 +4,14 @@ taking micro-batches as callqa's stages do. Run by bench/pipeline.py as a worker
     python bench/noop_agent.py   # env: KAFKA_BOOTSTRAP_SERVERS, BENCH_TOPIC, BENCH_GROUP
 """
 import os
+import tempfile
 
 import faust
 import orjson
 
 app = faust.App(os.environ["BENCH_GROUP"], broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
-                store="memory://", web_enabled=False, consumer_auto_offset_reset="earliest",
+                store="memory://", datadir=tempfile.mkdtemp(prefix="bench-noop-"), web_enabled=False,
+                consumer_auto_offset_reset="earliest",
                 broker_commit_interval=1.0, stream_buffer_maxsize=20000)
 topic = app.topic(os.environ["BENCH_TOPIC"], key_serializer="raw", value_serializer="raw")
 

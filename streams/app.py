@@ -264,6 +264,7 @@ def create_app(config: Config) -> faust.App:
         config.app_id,
         broker=brokers,
         store="memory://",
+        datadir=str(config.data_dir / "faust"),  # faust's own files (nothing of callqa's state: that is in Kafka)
         processing_guarantee="at_least_once",
         topic_partitions=n,
         topic_replication_factor=1,

@@ -7,9 +7,10 @@ counts twice. A partial is sent on as an absolute value with a version (how many
 ``WindowSums`` keeps the newest version of every partial and adds them: a repeated or replayed
 partial changes nothing, whatever order partials arrive in.
 
-A partial that left its partition's state (past ``retention_ms``) and is touched again starts a new
-*generation* (named by the tag that created it), so an old generation already summed is kept, not
-overwritten.
+A partial past ``retention_ms`` leaves a tombstone with its last tag for one more retention: input at or
+before that tag (re-processed after a crash part-way through saving, when the windows were saved
+and the calls not yet) changes nothing; later input starts a new *generation* (named by the tag that
+created it), so an old generation already summed is kept, not overwritten.
 
 >>> from callqa.core.kpi import KpiConfig
 >>> mine, sums = PartialWindows({}, 10**12, "events/0"), WindowSums({}, KpiConfig())
@@ -35,7 +36,8 @@ def window_end_ms(key: str) -> int:
 
 
 class PartialWindows:
-    """One partition's share of KPI windows: ``{key: {"c": counters, "g": generation, "n": version, "t": tag}}``."""
+    """One partition's share of KPI windows: ``{key: {"c": counters, "g": generation, "n": version, "t": tag}}``,
+    or ``{key: {"gone": tag}}`` for a window past its retention (a tombstone, kept one more retention)."""
 
     def __init__(self, windows: MutableMapping[str, dict], retention_ms: int, source: str):
         self.windows = windows
@@ -44,14 +46,19 @@ class PartialWindows:
         self.dirty: set[str] = set()
         self._final: list[tuple[str, str, int, dict]] = []  # last partials of changed windows swept before a drain
         self.expiry = Expiry()
-        self.expiry.rebuild((k, window_end_ms(k) + retention_ms) for k in windows)
+        self.expiry.rebuild((k, self._due(k, w)) for k, w in windows.items())
+
+    def _due(self, key: str, w: dict) -> int:
+        return window_end_ms(key) + self.retention_ms * (2 if "gone" in w else 1)
 
     def apply(self, key: str, delta: dict, tag: list[int]) -> None:
         """Add ``delta`` unless this window already holds the input at ``tag`` (or a later one)."""
         w = self.windows.get(key)
-        if w is None:
+        if w is not None and "gone" in w and tag <= w["gone"]:
+            return  # input the swept window had taken (re-processed after a crash part-way through a save)
+        if w is None or "gone" in w:
             w = {"c": {}, "g": f"{self.source}@{tag[0]}.{tag[1]}", "n": 0, "t": tag}
-            self.expiry.push(key, window_end_ms(key) + self.retention_ms)
+            self.expiry.push(key, self._due(key, w))
         elif tag <= w["t"]:
             return
         kpi._merge(w["c"], delta)
@@ -68,17 +75,25 @@ class PartialWindows:
         return out
 
     def sweep(self, watermark_ms: int) -> None:
-        """Forget every window past its retention. Which windows leave depends on the watermark alone
-        (not on when batches were drained), so a replay re-creates exactly the windows the first run
-        did; a swept window's last change is still sent by the next drain."""
+        """Replace every window past its retention by a tombstone of its last tag, and forget tombstones
+        one retention later. Which windows leave depends on the watermark alone (not on when batches
+        were drained), so a replay re-creates exactly the windows the first run did; a swept window's
+        last change is still sent by the next drain."""
         for key in list(self.expiry.due(watermark_ms)):
             w = self.windows.get(key)
             if w is None:
                 continue
+            due = self._due(key, w)
+            if due > watermark_ms:
+                continue  # pushed again when it was re-created or tombstoned: that entry comes later
+            if "gone" in w:
+                del self.windows[key]
+                continue
             if key in self.dirty:
                 self._final.append((key, w["g"], w["n"], w["c"]))
                 self.dirty.discard(key)
-            del self.windows[key]
+            self.windows[key] = {"gone": w["t"]}
+            self.expiry.push(key, self._due(key, self.windows[key]))
 
 
 class WindowSums:
@@ -90,14 +105,19 @@ class WindowSums:
         self.dirty: set[str] = set()
         self._final: list[dict] = []  # rows of changed windows swept before a drain
         self.expiry = Expiry()
-        self.expiry.rebuild((k, window_end_ms(k) + config.window_retention_ms) for k in windows)
+        self.expiry.rebuild((k, self._due(k, w)) for k, w in windows.items())
+
+    def _due(self, key: str, w: dict) -> int:
+        return window_end_ms(key) + self.config.window_retention_ms * (2 if "gone" in w else 1)
 
     def apply(self, key: str, generation: str, version: int, counters: dict) -> bool:
         """Record a partial; False when this version (or a newer one) is already held."""
         w = self.windows.get(key)
         if w is None:
             w = {}
-            self.expiry.push(key, window_end_ms(key) + self.config.window_retention_ms)
+            self.expiry.push(key, self._due(key, w))
+        elif "gone" in w:
+            return False  # past its retention: a replayed partial (a later one could only make a partial row)
         held = w.get(generation)
         if held is not None and held[0] >= version:
             return False
@@ -123,12 +143,18 @@ class WindowSums:
         return rows
 
     def sweep(self, watermark_ms: int) -> None:
-        """Forget every window past its retention (a swept window's last row is still sent by the next drain)."""
+        """Replace every window past its retention by a tombstone, forgotten one retention later (a
+        swept window's last row is still sent by the next drain)."""
         for key in list(self.expiry.due(watermark_ms)):
-            if key not in self.windows:
+            w = self.windows.get(key)
+            if w is None or self._due(key, w) > watermark_ms:
+                continue
+            if "gone" in w:
+                del self.windows[key]
                 continue
             if key in self.dirty:
                 self._final.append(self.row(key))
                 self.dirty.discard(key)
-            del self.windows[key]
+            self.windows[key] = {"gone": True}
+            self.expiry.push(key, self._due(key, self.windows[key]))
 
