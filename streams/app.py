@@ -260,6 +260,7 @@ def create_app(config: Config) -> faust.App:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set: the faust worker needs Kafka")
     brokers = ";".join(f"kafka://{b.strip()}" for b in config.kafka_bootstrap_servers.split(","))
     n = config.topic_partitions
+    config.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes its folder in it, not the parents
     app = App(
         config.app_id,
         broker=brokers,

@@ -166,3 +166,16 @@ def test_kafka_faust_clickhouse_end_to_end(kafka, tmp_path):
     assert second["kpi"] == first["kpi"] and second["calls"] == first["calls"]
     assert second["raw"] == first["raw"] and second["daily"] == first["daily"]
     assert len(second["dead"]) == 4  # the second copies sit at new offsets: nothing is lost
+
+
+def test_a_worker_without_the_sink_starts_on_a_fresh_data_folder(kafka, tmp_path):
+    """`callqa run --no-sink` is started before anything made its data folder (as a scaled-out
+    deployment does): it must join its group, not exit."""
+    env = callqa_env(tmp_path / "fresh" / "nested", KAFKA_BOOTSTRAP_SERVERS=kafka)
+    worker = Worker(env, tmp_path / "worker.log", ("run", "--no-sink"))
+    try:
+        wait_for(lambda: worker.proc.poll() is not None or members(kafka, env["CALLQA_APP_ID"]) == 1, 120,
+                 what="the worker in its group")
+        assert worker.proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+    finally:
+        worker.stop()
