@@ -35,21 +35,55 @@ def window_end_ms(key: str) -> int:
     return int(start) + int(size) * 1000
 
 
-class PartialWindows:
-    """One partition's share of KPI windows: ``{key: {"c": counters, "g": generation, "n": version, "t": tag}}``,
-    or ``{key: {"gone": tag}}`` for a window past its retention (a tombstone, kept one more retention)."""
+class _Retained:
+    """Windows kept for ``retention_ms`` after they end; then a tombstone (``{"gone": ...}``) for one
+    more retention, then nothing. ``dirty``: windows changed since the last drain; ``_final``: what
+    the next drain still sends for changed windows swept before it."""
 
-    def __init__(self, windows: MutableMapping[str, dict], retention_ms: int, source: str):
+    def __init__(self, windows: MutableMapping[str, dict], retention_ms: int):
         self.windows = windows
         self.retention_ms = retention_ms
-        self.source = source
         self.dirty: set[str] = set()
-        self._final: list[tuple[str, str, int, dict]] = []  # last partials of changed windows swept before a drain
+        self._final: list = []
         self.expiry = Expiry()
         self.expiry.rebuild((k, self._due(k, w)) for k, w in windows.items())
 
     def _due(self, key: str, w: dict) -> int:
         return window_end_ms(key) + self.retention_ms * (2 if "gone" in w else 1)
+
+    def _last(self, key: str, w: dict):
+        """What a drain sends for a changed window."""
+        raise NotImplementedError
+
+    def _tombstone(self, w: dict) -> dict:
+        raise NotImplementedError
+
+    def sweep(self, watermark_ms: int) -> None:
+        """Replace every window past its retention by a tombstone, and forget tombstones one retention
+        later. Which windows leave depends on the watermark alone (not on when batches were drained),
+        so a replay re-creates exactly the windows the first run did; a swept window's last change is
+        still sent by the next drain."""
+        for key in list(self.expiry.due(watermark_ms)):
+            w = self.windows.get(key)
+            if w is None or self._due(key, w) > watermark_ms:
+                continue  # pushed again when it was re-created or tombstoned: that entry comes later
+            if "gone" in w:
+                del self.windows[key]
+                continue
+            if key in self.dirty:
+                self._final.append(self._last(key, w))
+                self.dirty.discard(key)
+            self.windows[key] = self._tombstone(w)
+            self.expiry.push(key, self._due(key, self.windows[key]))
+
+
+class PartialWindows(_Retained):
+    """One partition's share of KPI windows: ``{key: {"c": counters, "g": generation, "n": version, "t": tag}}``,
+    or ``{key: {"gone": tag}}`` for a window past its retention (its last tag)."""
+
+    def __init__(self, windows: MutableMapping[str, dict], retention_ms: int, source: str):
+        super().__init__(windows, retention_ms)
+        self.source = source
 
     def apply(self, key: str, delta: dict, tag: list[int]) -> None:
         """Add ``delta`` unless this window already holds the input at ``tag`` (or a later one)."""
@@ -69,46 +103,24 @@ class PartialWindows:
 
     def drain(self) -> list[tuple[str, str, int, dict]]:
         """(key, generation, version, counters) of the windows changed since the last drain."""
-        out = self._final + [(k, self.windows[k]["g"], self.windows[k]["n"], self.windows[k]["c"]) for k in sorted(self.dirty)]
+        out = self._final + [self._last(k, self.windows[k]) for k in sorted(self.dirty)]
         self._final = []
         self.dirty.clear()
         return out
 
-    def sweep(self, watermark_ms: int) -> None:
-        """Replace every window past its retention by a tombstone of its last tag, and forget tombstones
-        one retention later. Which windows leave depends on the watermark alone (not on when batches
-        were drained), so a replay re-creates exactly the windows the first run did; a swept window's
-        last change is still sent by the next drain."""
-        for key in list(self.expiry.due(watermark_ms)):
-            w = self.windows.get(key)
-            if w is None:
-                continue
-            due = self._due(key, w)
-            if due > watermark_ms:
-                continue  # pushed again when it was re-created or tombstoned: that entry comes later
-            if "gone" in w:
-                del self.windows[key]
-                continue
-            if key in self.dirty:
-                self._final.append((key, w["g"], w["n"], w["c"]))
-                self.dirty.discard(key)
-            self.windows[key] = {"gone": w["t"]}
-            self.expiry.push(key, self._due(key, self.windows[key]))
+    def _last(self, key: str, w: dict) -> tuple[str, str, int, dict]:
+        return key, w["g"], w["n"], w["c"]
+
+    def _tombstone(self, w: dict) -> dict:
+        return {"gone": w["t"]}
 
 
-class WindowSums:
-    """The window stage: the newest version of every partial of a window, and the KPI row of their sum."""
+class WindowSums(_Retained):
+    """The window stage: the newest version of every partial of a window, and the KPI row of their sum
+    (``{key: {generation: [version, counters]}}``, or ``{key: {"gone": True}}`` past its retention)."""
 
     def __init__(self, windows: MutableMapping[str, dict], config: kpi.KpiConfig):
-        self.windows = windows
-        self.config = config
-        self.dirty: set[str] = set()
-        self._final: list[dict] = []  # rows of changed windows swept before a drain
-        self.expiry = Expiry()
-        self.expiry.rebuild((k, self._due(k, w)) for k, w in windows.items())
-
-    def _due(self, key: str, w: dict) -> int:
-        return window_end_ms(key) + self.config.window_retention_ms * (2 if "gone" in w else 1)
+        super().__init__(windows, config.window_retention_ms)
 
     def apply(self, key: str, generation: str, version: int, counters: dict) -> bool:
         """Record a partial; False when this version (or a newer one) is already held."""
@@ -142,19 +154,8 @@ class WindowSums:
         self.dirty.clear()
         return rows
 
-    def sweep(self, watermark_ms: int) -> None:
-        """Replace every window past its retention by a tombstone, forgotten one retention later (a
-        swept window's last row is still sent by the next drain)."""
-        for key in list(self.expiry.due(watermark_ms)):
-            w = self.windows.get(key)
-            if w is None or self._due(key, w) > watermark_ms:
-                continue
-            if "gone" in w:
-                del self.windows[key]
-                continue
-            if key in self.dirty:
-                self._final.append(self.row(key))
-                self.dirty.discard(key)
-            self.windows[key] = {"gone": True}
-            self.expiry.push(key, self._due(key, self.windows[key]))
+    def _last(self, key: str, w: dict) -> dict:
+        return self.row(key)
 
+    def _tombstone(self, w: dict) -> dict:
+        return {"gone": True}
