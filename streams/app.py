@@ -224,6 +224,11 @@ class StagePartition:
         self.sent: list = []  # delivery futures of the outputs since the last checkpoint
         self.taken: list = []  # the input messages applied since the last checkpoint
         self.checkpointed = time.monotonic()
+        self.frozen = False  # revoked: what it takes since is read again by the next owner, never saved
+
+    def due(self, interval_s: float) -> bool:
+        """Input taken, and no checkpoint for ``interval_s``."""
+        return bool(self.taken) and time.monotonic() - self.checkpointed >= interval_s
 
     def save(self) -> list:
         """Write every group with a changed key to the table and its changelog, parts in order (the
@@ -333,7 +338,7 @@ def create_app(config: Config) -> faust.App:
         acked (faust commits acked offsets). A partition rebuilt or given away meanwhile is not saved:
         its input is read again."""
         async with sp.lock:
-            if not sp.taken or working.get((sp.name, sp.partition)) is not sp:
+            if not sp.taken or sp.frozen or working.get((sp.name, sp.partition)) is not sp:
                 return
             sent, taken = sp.sent, sp.taken
             sp.sent, sp.taken, sp.checkpointed = [], [], time.monotonic()
@@ -352,17 +357,19 @@ def create_app(config: Config) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def save_revoked(app, revoked, **kwargs) -> None:  # noqa: ARG001
-        """Before a rebalance: save and commit what was taken, as Kafka Streams does on revocation."""
+        """Before a rebalance: save and commit what was taken, as Kafka Streams does on revocation; then
+        nothing more is saved until the assignment rebuilds the partitions (a batch still in flight goes
+        on with the state it has: rebuilding it now would read tables that are being restored)."""
         await checkpoint_all()
         await app.consumer.commit()
-        working.clear()
+        for sp in working.values():
+            sp.frozen = True
 
     @app.timer(interval=config.flush_interval_s / 4)
     async def checkpoint_due() -> None:
         """Checkpoint partitions whose input stopped arriving (the agents checkpoint busy ones)."""
-        now = time.monotonic()
         for sp in list(working.values()):
-            if sp.taken and now - sp.checkpointed >= config.flush_interval_s:
+            if sp.due(config.flush_interval_s):
                 await checkpoint(sp)
 
     async def continuous(sp: StagePartition, topic: str, messages: list) -> list:
@@ -422,7 +429,7 @@ def create_app(config: Config) -> faust.App:
                             batch = [(m.offset, orjson.loads(m.value)) for m in messages]
                         sp.sent += await send(f"{name}/{p}", sp.stage.process(batch))
                         sp.taken += messages
-                    if time.monotonic() - sp.checkpointed >= config.flush_interval_s:
+                    if sp.due(config.flush_interval_s):
                         await checkpoint(sp)
 
         run.__name__ = f"stage_{name}"
