@@ -434,7 +434,7 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     """Generate realistic multi-site traffic as canonical events (deterministic for a seed)."""
     import time
 
-    from sources.simulator import SimConfig, Simulator
+    from sources.simulator import SimConfig
 
     config = _config()
     first_day = datetime.now(UTC).date() if start == "today" else _day(start, "--start")
@@ -446,7 +446,7 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
             raise UserError(f"--speed {speed!r}: use 'max', 'live' or a positive number of simulated seconds "
                             "per second") from None
     specs = _drift_specs(drifts, first_day)
-    sim = Simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
+    sim = _simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
     from .ingest import FileTarget
 
     target, store = (FileTarget(out), None) if out else _target(config)
@@ -499,10 +499,15 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
 @click.option("--drift", "drifts", multiple=True, metavar="SPEC",
               help="Injected drift (as for simulate); default: a QA drop on a team (day 8), an agent who stops "
                    "apologising (day 10), +40% handle time on a team (day 15).")
+@click.option("--no-drift", is_flag=True, help="Inject no drift (false alarms and policies on a quiet center).")
+@click.option("--control/--no-control", default=True, show_default=True,
+              help="With drifts, also run the same center without them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None:
-    """Measure drift detection (delay, false alarms per agent-month) and adaptive sampling against a
-    fixed-N policy of the same review budget, on simulated traffic with ground truth (no store used)."""
+def evaluate(sites, agents_per_site, days, start, seed, drifts, no_drift, control, as_json) -> None:
+    """Measure drift detection (delay, placebo, false alarms and incidents per agent-month, notices
+    per incident, rate raises caused by real drifts) and adaptive sampling against uniform and
+    tenure × tier weighted fixed-N policies of the same review budget, on simulated traffic with ground
+    truth (no store used); with drifts, also on the same center without them."""
     from sources.simulator import SimConfig
 
     from .evaluation import default_drifts
@@ -510,26 +515,49 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, as_json) -> None
 
     config = _config()
     first_day = _day(start, "--start")
-    specs = _drift_specs(drifts or default_drifts(first_day), first_day)
+    specs = () if no_drift else _drift_specs(drifts or default_drifts(first_day), first_day)
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
+    _simulator(sim)
     with _progress(disable=as_json) as progress:
         task = progress.add_task("evaluate (events)", total=None)
-        result = run_evaluation(sim, config.policy, seed, lambda n: progress.update(task, completed=n))
+        result = run_evaluation(sim, config.policy, seed, lambda n: progress.update(task, completed=n), control)
     figures = result.as_dict()
     if as_json:
         click.echo(json.dumps(figures, indent=1))
         return
-    print_table(["drift", "scope", "from", "detected", "delay h", "by"],
-                [(d["kind"], d["scope_id"], d["from"], d["detected_at"] or "not detected", d["delay_hours"],
-                  d["detected_by"]) for d in figures["drifts"]], title="Injected drifts")
-    console.print(f"{figures['false_alarms']} false quality alarms = {figures['false_alarms_per_agent_month']} per "
-                  f"agent-month ({figures['agent_level_false_alarms_per_agent_month']} on agents' own series); "
-                  f"{figures['service_alerts_unrelated_to_drifts']} service-level/abandonment alerts; "
-                  f"{figures['rate_changes']} review-rate changes", soft_wrap=True)
-    p = figures["policies"]
-    print_table(["policy", "reviews", "poor calls found", "share poor"],
-                [(name, p[name]["reviews"], p[name]["poor_found"], p[name]["poor_share"]) for name in ("adaptive", "fixed_n")],
-                title=f"Poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} recorded)")
+    if figures["drifts"]:
+        print_table(["drift", "scope", "from", "first alarm", "h from start", "h from 1st call", "by", "incidents",
+                     "notices"],
+                    [(d["kind"], d["scope_id"], d["from"][:16], (d["detected_at"] or "not detected")[:16],
+                      d["delay_hours"], d["delay_from_first_call_hours"], d["detected_by"], d["incidents"],
+                      d["notices_per_incident"]) for d in figures["drifts"]], title="Injected drifts")
+        print_table(["placebo for", "scope", "alarmed", "by"],
+                    [(d["placebo_for"], d["scope_id"], (d["detected_at"] or "no")[:16], d["detected_by"])
+                     for d in figures["placebos"]], title="Placebos: the same rule on an untouched scope")
+    for name, f in (("", figures), ("without drifts: ", figures.get("control"))):
+        if f is None:
+            continue
+        fa, fi = f["false_alarms_per_agent_month"], f["false_incidents_per_agent_month"]
+        console.print(f"{name}false alarms per agent-month: {fa['all']} (agent {fa['agent']}, team {fa['team']}, site "
+                      f"{fa['site']}); false incidents per agent-month: {fi['all']}; drift-caused rate raises "
+                      f"{f['rate_raises']['drift_raises']}, from real drifts {f['rate_raises']['real_share']}",
+                      soft_wrap=True)
+        p = f["policies"]
+        names = ("adaptive", "fixed_n_uniform", "fixed_n_weighted")
+        print_table(["policy", "reviews", "poor calls found", "share poor"],
+                    [(n, p[n]["reviews"], p[n]["poor_found"], p[n]["poor_share"]) for n in names],
+                    title=f"{name}poor calls put in front of a reviewer ({p['poor_calls']} poor of {p['calls']} "
+                          f"recorded; adaptive / weighted {p['adaptive_vs_weighted']})")
+
+
+def _simulator(sim_config):
+    """The simulator of a configuration; a drift on a scope the center does not have is a user error."""
+    from sources.simulator import DriftSpecError, Simulator
+
+    try:
+        return Simulator(sim_config)
+    except DriftSpecError as exc:
+        raise UserError(str(exc)) from None
 
 
 DEMO_START = date(2024, 3, 4)  # a Monday
@@ -559,7 +587,7 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
     import shutil
 
     from sinks import queries
-    from sources.simulator import SimConfig, Simulator
+    from sources.simulator import SimConfig
 
     from . import report as reporting
     from .evaluation import detections
@@ -570,7 +598,7 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     local = dataclasses.replace(config, data_dir=folder, clickhouse_url=None, kafka_bootstrap_servers=None)
     specs = _drift_specs(_demo_drifts(sites), DEMO_START)
-    sim = Simulator(SimConfig(sites, agents_per_site, days, DEMO_START, seed, specs, config.caller_hash_key))
+    sim = _simulator(SimConfig(sites, agents_per_site, days, DEMO_START, seed, specs, config.caller_hash_key))
     store = _store(local)
     target = EmbeddedTarget(_embedded_pipeline(local, store))
     with _progress(disable=as_json) as progress:

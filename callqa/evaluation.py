@@ -1,22 +1,25 @@
 """How well drift detection and adaptive sampling work, measured on simulated traffic with ground truth.
 
 The simulator's events run through the stage graph in one process (``LocalGraph``, as the embedded
-runner does, without a store). Per injected drift: when the first alert on a matching series opened
-(the drift's scope, an entity inside it or the one just above it, on a metric the drift moves, in the
-worse direction) and the delay from the drift's start; false alarms are quality alerts that match no
-drift, per agent-month (site and queue service-level and abandonment alerts are counted apart:
-staffing moves them, not the agents' quality). Then the adaptive policy's reviews are compared with a
-fixed-N policy of the same budget (the same number of reviews, spread evenly over agents, calls drawn
-at random — what commercial suites do): how many of the calls the ground truth marks as poor each
-puts in front of a reviewer.
+runner does, without a store). Per injected drift: the first series alarm and incident on a
+matching scope (the drift's scope, an entity inside it or the one just above it, on a metric the
+drift moves), the delay from the drift's start and from its first affected call, the notices of its
+incidents; and a *placebo*: the same rule on an untouched scope of the same level. False alarms are
+series alarms and incidents that match no drift, by level, per agent-month. Rate raises caused by
+incidents are split into real (a matching incident) and false.
+
+Then the adaptive policy's reviews are compared at the same budget (the number of calls it queued)
+with two fixed-N policies: *uniform* (the same number for every agent) and *weighted* (a quota per
+agent proportional to the policy's tenure × tier factors, as commercial suites allow); calls are drawn
+at random within an agent. The figure is how many calls the ground truth marks as poor each puts in
+front of a reviewer. With drifts, the same center is also run without them (``control``).
 """
 from __future__ import annotations
 
-import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from schemas import time_ms
@@ -24,12 +27,14 @@ from sources.simulator import DriftSpec, SimConfig, Simulator
 
 from .core.kpi import KpiConfig
 from .core.local import LocalGraph
-from .core.monitor import WORSE
-from .core.sampling import PolicyConfig
+from .core.sampling import DAY_MS, PolicyConfig
 
-# metrics each kind of injected drift moves
-MOVES = {"qa": {"qa_human", "qa_auto", "sentiment_negative"}, "apology": {"qa_auto", "qa_human"}, "aht": {"handle_s"}}
-SERVICE = {"service_level", "abandoned"}  # site/queue service series: moved by staffing, not by agents' quality
+# metrics each kind of injected drift moves (a QA drop also moves customer sentiment)
+MOVES = {"qa": {"qa_human", "sentiment_negative"},
+         "apology": {"qa_human", "item:waiting.apology_after_hold"},
+         "aht": {"handle_s"}, "hold": {"hold_s", "handle_s"}, "transfer": {"transferred"}}
+LEVELS = ("agent", "team", "site")
+NOTICES = ("open", "widened", "narrowed", "closed", "merged")  # "updated" (a later widening) is not a notice
 DEFAULT_DRIFTS = ("qa:team=site-1/team-2,delta=-15,from={d8}", "apology:agent=site-2-a0007,from={d10}",
                   "aht:team=site-2/team-1,factor=1.4,from={d15}")
 
@@ -40,26 +45,33 @@ class Evaluation:
     days: int
     events: int = 0
     drifts: list[dict] = field(default_factory=list)
-    false_alarms: int = 0
-    false_alarms_agent_level: int = 0
-    service_alarms: int = 0
+    placebos: list[dict] = field(default_factory=list)
+    false_alarms: dict = field(default_factory=dict)  # series alarms matching no drift, by level
+    false_incidents: dict = field(default_factory=dict)
     false_by_series: dict = field(default_factory=dict)
-    alerts_opened: int = 0
-    rate_changes: int = 0
+    alarms: int = 0
+    incidents: int = 0
+    rate_raises: dict = field(default_factory=dict)
     policies: dict = field(default_factory=dict)
+    control: "Evaluation | None" = None
 
     @property
     def agent_months(self) -> float:
         return self.agents * self.days / 30
 
     def as_dict(self) -> dict:
-        return {"agents": self.agents, "days": self.days, "events": self.events, "drifts": self.drifts,
-                "alerts_opened": self.alerts_opened, "false_alarms": self.false_alarms,
-                "service_alerts_unrelated_to_drifts": self.service_alarms,
-                "false_alarms_by_series": dict(sorted(self.false_by_series.items())),
-                "false_alarms_per_agent_month": round(self.false_alarms / self.agent_months, 4),
-                "agent_level_false_alarms_per_agent_month": round(self.false_alarms_agent_level / self.agent_months, 4),
-                "rate_changes": self.rate_changes, "policies": self.policies}
+        per = lambda counts: {k: round(v / self.agent_months, 4) for k, v in counts.items()} | {
+            "all": round(sum(counts.values()) / self.agent_months, 4)}
+        out = {"agents": self.agents, "days": self.days, "events": self.events, "drifts": self.drifts,
+               "placebos": self.placebos, "alarms": self.alarms, "incidents": self.incidents,
+               "false_alarms": dict(self.false_alarms), "false_alarms_per_agent_month": per(self.false_alarms),
+               "false_incidents": dict(self.false_incidents),
+               "false_incidents_per_agent_month": per(self.false_incidents),
+               "false_alarms_by_series": dict(sorted(self.false_by_series.items())),
+               "rate_raises": self.rate_raises, "policies": self.policies}
+        if self.control is not None:
+            out["control"] = self.control.as_dict()
+        return out
 
 
 def default_drifts(start: date) -> tuple[str, ...]:
@@ -68,18 +80,28 @@ def default_drifts(start: date) -> tuple[str, ...]:
 
 
 def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed: int = 1,
-             progress: Callable[[int], None] = lambda events: None) -> Evaluation:
+             progress: Callable[[int], None] = lambda events: None, control: bool = True) -> Evaluation:
+    """One scenario; with drifts and ``control``, also the same center without them."""
+    result = _run(sim_config, policy, seed, progress)
+    if control and sim_config.drifts:
+        result.control = _run(replace(sim_config, drifts=()), policy, seed, progress)
+    return result
+
+
+def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Callable[[int], None]) -> Evaluation:
     sim = Simulator(sim_config)
     graph = LocalGraph({}, KpiConfig(), policy, b"evaluation")
     agents = {a.id: a for a in sim.agents}
     result = Evaluation(agents=len(agents), days=sim_config.days)
-    opened: list[dict] = []
+    alerts: list[dict] = []
+    raises: list[dict] = []
     calls_of: dict[str, list[str]] = defaultdict(list)
     reviewed: set[str] = set()
+    first_call = {i: None for i in range(len(sim_config.drifts))}
 
     def collect(out) -> None:
-        opened.extend(a for a in out.rows.get("alerts", ()) if a["status"] == "open" and a["kind"] == "drift")
-        result.rate_changes += sum(r["cause"] != "initial" for r in out.rows.get("sampling_rates", ()))
+        alerts.extend(a for a in out.rows.get("alerts", ()) if a["kind"] in ("drift", "incident"))
+        raises.extend(r for r in out.rows.get("sampling_rates", ()) if r["cause"] == "raised" and r["signal_kind"].startswith("drift:"))
         for d in out.rows.get("sampling_decisions", ()):
             if d["version"] == 1:
                 calls_of[d["agent_id"]].append(d["call_id"])
@@ -88,6 +110,10 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
 
     for event in sim.events():
         result.events += 1
+        if event["event_type"] == "call.answered":
+            for i, spec in enumerate(sim_config.drifts):
+                if first_call[i] is None and spec.applies(agents[event["agent_id"]], time_ms(event["event_time"])):
+                    first_call[i] = time_ms(event["event_time"])
         graph.feed(event, "simulation", str(result.events))
         if result.events % 10_000 == 0:
             progress(result.events)
@@ -95,59 +121,103 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
     collect(graph.idle())
     progress(result.events)
 
-    result.alerts_opened = len(opened)
-    result.drifts, matched = detections(sim_config.drifts, opened, agents)
-    false = [a for a in opened if a["alert_id"] not in matched]
-    result.false_alarms = sum(a["metric"] not in SERVICE for a in false)
-    result.false_alarms_agent_level = sum(a["level"] == "agent" for a in false)
-    result.service_alarms = len(false) - result.false_alarms
-    for a in false:
-        series = f"{a['level']}:{a['metric']}"
-        result.false_by_series[series] = result.false_by_series.get(series, 0) + 1
+    alarms = [a for a in alerts if a["kind"] == "drift" and a["status"] == "open"]
+    incidents = [a for a in alerts if a["kind"] == "incident"]
+    result.alarms, result.incidents = len(alarms), sum(a["status"] == "open" for a in incidents)
+    result.drifts, matched = detections(sim_config.drifts, alerts, agents, first_call)
+    result.placebos = [d | {"placebo_for": f"{spec.kind}:{spec.scope_id}"}
+                       for spec, placebo in zip(sim_config.drifts, placebos(sim_config.drifts, agents))
+                       if placebo is not None for d in detections([placebo], alerts, agents, within_only=True)[0]]
+    result.false_alarms = Counter({level: 0 for level in LEVELS})
+    result.false_incidents = Counter({level: 0 for level in LEVELS})
+    for a in alarms:
+        if a["alert_id"] not in matched:
+            result.false_alarms[a["level"]] += 1
+            series = f"{a['level']}:{a['metric']}"
+            result.false_by_series[series] = result.false_by_series.get(series, 0) + 1
+    for a in incidents:
+        if a["status"] == "open" and a["alert_id"] not in matched:
+            result.false_incidents[a["level"]] += 1
+    real = sum(r["signal_id"].rsplit("|", 1)[0] in matched for r in raises)
+    result.rate_raises = {"drift_raises": len(raises), "caused_by_real_drifts": real,
+                          "real_share": round(real / len(raises), 4) if raises else None}
 
     poor = set(sim.truth.poor_calls)
     budget = len(reviewed)
-    fixed = _fixed_n(calls_of, budget, random.Random(seed))
-    total_calls = sum(len(c) for c in calls_of.values())
-    for name, chosen in (("adaptive", reviewed), ("fixed_n", fixed)):
+    rng = random.Random(seed)
+    uniform = _fixed_n(calls_of, {a: 1.0 for a in calls_of}, budget, rng)
+    weights = {a: _weight(agents[a], sim_config.start, policy) if a in agents else 1.0 for a in calls_of}
+    weighted = _fixed_n(calls_of, weights, budget, rng)
+    for name, chosen in (("adaptive", reviewed), ("fixed_n_uniform", uniform), ("fixed_n_weighted", weighted)):
         found = len(chosen & poor)
         result.policies[name] = {"reviews": len(chosen), "poor_found": found,
                                  "poor_share": round(found / len(chosen), 4) if chosen else 0.0}
-    result.policies["calls"] = total_calls
+    best = result.policies["fixed_n_weighted"]["poor_found"]
+    result.policies["adaptive_vs_weighted"] = round(result.policies["adaptive"]["poor_found"] / best, 3) if best else None
+    result.policies["calls"] = sum(len(c) for c in calls_of.values())
     result.policies["poor_calls"] = len(poor)
     return result
 
 
-def detections(specs, opened: list[dict], agents: dict) -> tuple[list[dict], set[str]]:
-    """Per injected drift, the first matching alert and its delay; and the ids of every matching alert."""
+def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None = None, within_only: bool = False
+               ) -> tuple[list[dict], set[str]]:
+    """Per injected drift: the first matching series alarm and incident, delays (hours from the
+    drift's start and from its first affected call), the number of matching incidents and their
+    notices; and the ids of every matching alarm and incident. ``within_only``: only alarms inside the
+    drift's scope count (placebos: the scope above holds the real drift)."""
     found, matched = [], set()
-    for spec in specs:
-        hits = sorted(((time_ms(a["at"]), a) for a in opened if _matches(a, spec, agents)), key=lambda hit: hit[0])
+    notices = Counter(a["alert_id"] for a in alerts if a.get("kind") == "incident" and a["status"] in NOTICES)
+    first_call = first_call or {}
+    for i, spec in enumerate(specs):
+        hits = sorted(((time_ms(a["at"]), a) for a in alerts
+                       if a["status"] in ("open", "widened", "narrowed") and _matches(a, spec, agents, within_only)),
+                      key=lambda hit: hit[0])
         matched.update(a["alert_id"] for _, a in hits)
-        first = hits[0][1] if hits else None
-        found.append({**spec.truth(), "detected_at": first["at"] if first else None,
-                      "delay_hours": round((hits[0][0] - spec.start_ms) / 3_600_000, 2) if hits else None,
-                      "detected_by": f"{first['level']}:{first['entity_id']}:{first['metric']}" if first else None,
-                      "matching_alerts": len(hits)})
+        alarm = next((h for h in hits if h[1].get("kind", "drift") == "drift"), None)
+        incident_ids = sorted({a["alert_id"] for _, a in hits if a.get("kind") == "incident"})
+        affected = first_call.get(i) or spec.start_ms
+        hours = lambda hit, since: round((hit[0] - since) / 3_600_000, 2) if hit else None
+        found.append({**spec.truth(),
+                      "detected_at": alarm[1]["at"] if alarm else None,
+                      "delay_hours": hours(alarm, spec.start_ms), "delay_from_first_call_hours": hours(alarm, affected),
+                      "detected_by": f"{alarm[1]['level']}:{alarm[1]['entity_id']}:{alarm[1]['metric']}" if alarm else None,
+                      "matching_alarms": sum(h[1].get("kind", "drift") == "drift" for h in hits),
+                      "incidents": len(incident_ids),
+                      "notices_per_incident": max((notices[i] for i in incident_ids), default=0)})
     return found, matched
 
 
-def _matches(alert: dict, spec: DriftSpec, agents: dict) -> bool:
-    """An alert opened at or after the drift's start, on a metric it moves, the worse way, on an
-    entity that contains the drifting scope or lies inside it (a team's drift seen on its site or on
-    one of its agents)."""
-    if time_ms(alert["at"]) < spec.start_ms or alert["metric"] not in MOVES[spec.kind]:
+def placebos(specs, agents: dict) -> list[DriftSpec | None]:
+    """Per drift, the same drift on an untouched scope of the same level (none when every one is touched)."""
+    touched = lambda a: any(s.in_scope(a) for s in specs)
+    clean_teams = sorted({a.team for a in agents.values()} - {a.team for a in agents.values() if touched(a)})
+    clean_sites = sorted({a.site for a in agents.values()} - {a.site for a in agents.values() if touched(a)})
+    out = []
+    for spec in specs:
+        pool = {"agent": [a.id for a in sorted(agents.values(), key=lambda a: a.id) if a.team in clean_teams],
+                "team": clean_teams, "site": clean_sites}[spec.scope_level]
+        out.append(replace(spec, scope_id=pool[0]) if pool else None)
+    return out
+
+
+def _matches(alert: dict, spec: DriftSpec, agents: dict, within_only: bool = False) -> bool:
+    """An alarm or incident notice at or after the drift's start (and before it ended, plus a day), on a
+    metric it moves, on an entity that contains the drifting scope or lies inside it (a team's drift
+    seen on its site or on one of its agents)."""
+    at = time_ms(alert["at"])
+    if at < spec.start_ms or (spec.end_ms is not None and at > spec.end_ms + DAY_MS):
         return False
-    if json.loads(alert["evidence"])["direction"] != WORSE[alert["metric"]]:
+    if not set(alert["metric"].split(",")) & MOVES[spec.kind]:
         return False
-    return _within(alert["level"], alert["entity_id"], spec, agents) or _contains(alert["level"], alert["entity_id"], spec, agents)
+    return _within(alert["level"], alert["entity_id"], spec, agents) or (
+        not within_only and _contains(alert["level"], alert["entity_id"], spec, agents))
 
 
 def _within(level: str, entity: str, spec: DriftSpec, agents: dict) -> bool:
     if (level, entity) == (spec.scope_level, spec.scope_id):
         return True
     if level == "agent":
-        return entity in agents and spec.applies(agents[entity], spec.start_ms)
+        return entity in agents and spec.in_scope(agents[entity])
     return level == "team" and spec.scope_level == "site" and entity.split("/")[0] == spec.scope_id
 
 
@@ -158,16 +228,30 @@ def _contains(level: str, entity: str, spec: DriftSpec, agents: dict) -> bool:
     return spec.scope_level == "agent" and level == "team" and spec.scope_id in agents and agents[spec.scope_id].team == entity
 
 
-def _fixed_n(calls_of: dict[str, list[str]], budget: int, rng: random.Random) -> set[str]:
-    """The same number of reviews spread evenly over agents (the remainder to random agents), each
-    agent's calls drawn at random."""
+def _weight(agent, start: date, policy: PolicyConfig) -> float:
+    """The weighted quota's weight of an agent: the policy's tenure × tier factors at the period's start."""
+    days = (start - agent.hire).days
+    tenure = policy.new_hire_factor if days < policy.new_hire_days else policy.first_year_factor if days < 365 else 1.0
+    return tenure * policy.tier_factor.get(agent.tier, 1.0)
+
+
+def _fixed_n(calls_of: dict[str, list[str]], weights: dict[str, float], budget: int, rng: random.Random) -> set[str]:
+    """``budget`` reviews shared by agents in proportion to ``weights`` (largest remainders; what an
+    agent cannot fill goes to the others), each agent's calls drawn at random."""
     agents = sorted(calls_of)
     if not agents:
         return set()
-    quota = {a: budget // len(agents) for a in agents}
-    for a in rng.sample(agents, budget % len(agents)):
-        quota[a] += 1
+    total = sum(weights[a] for a in agents)
+    exact = {a: budget * weights[a] / total for a in agents}
+    quota = {a: min(int(exact[a]), len(calls_of[a])) for a in agents}
+    left = budget - sum(quota.values())
+    for a in sorted(agents, key=lambda a: (-(exact[a] - int(exact[a])), rng.random())):
+        if left <= 0:
+            break
+        if quota[a] < len(calls_of[a]):
+            quota[a] += 1
+            left -= 1
     chosen: set[str] = set()
     for a in agents:
-        chosen.update(rng.sample(calls_of[a], min(quota[a], len(calls_of[a]))))
+        chosen.update(rng.sample(calls_of[a], quota[a]))
     return chosen

@@ -67,12 +67,18 @@ class DriftSpecError(ValueError):
     """A --drift value that cannot be read; the message says what is expected."""
 
 
+KINDS = ("qa", "apology", "aht", "hold", "transfer")
+KEYS = {"site", "team", "agent", "from", "to", "ramp", "delta", "factor"}
+
+
 @dataclass(frozen=True)
 class DriftSpec:
     """``KIND:key=value,...`` with KIND qa (QA mean moves by ``delta`` points), apology (agents stop
-    apologising after holds) or aht (handle time times ``factor``, announced by an ops.changed
-    ``system_change``); scope ``site=``, ``team=`` or ``agent=``; ``from=`` ISO date or date-time (UTC),
-    or ``+N`` days after ``first_day`` (e.g. ``from=+2``, ``from=+2.5``)."""
+    apologising after holds), aht (handle time times ``factor``, announced by an ops.changed
+    ``system_change``), hold (hold time times ``factor``) or transfer (transfer probability times
+    ``factor``); scope ``site=``, ``team=`` or ``agent=``; ``from=`` and optional ``to=`` ISO date or
+    date-time (UTC), or ``+N`` days after ``first_day`` (e.g. ``from=+2``, ``to=+9.5``); optional
+    ``ramp=`` hours over which the drift grows to its full size."""
 
     kind: str
     scope_level: str
@@ -80,40 +86,74 @@ class DriftSpec:
     start_ms: int
     delta: float = 0.0
     factor: float = 1.0
+    end_ms: int | None = None
+    ramp_ms: int = 0
 
     @classmethod
     def parse(cls, text: str, first_day: date | None = None) -> "DriftSpec":
         kind, _, rest = text.partition(":")
-        if kind not in ("qa", "apology", "aht"):
-            raise DriftSpecError(f"drift {text!r}: kind must be qa, apology or aht (e.g. qa:team=site-1/team-1,delta=-15,from=2024-03-05)")
+        if kind not in KINDS:
+            raise DriftSpecError(f"drift {text!r}: kind must be one of {', '.join(KINDS)} "
+                                 "(e.g. qa:team=site-1/team-1,delta=-15,from=2024-03-05)")
         try:
             args = dict(part.split("=", 1) for part in rest.split(",") if part)
         except ValueError:
             raise DriftSpecError(f"drift {text!r}: expected key=value pairs after '{kind}:'") from None
+        unknown = set(args) - KEYS
+        if unknown:
+            raise DriftSpecError(f"drift {text!r}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(KEYS))})")
         scopes = [k for k in ("site", "team", "agent") if k in args]
         if len(scopes) != 1 or "from" not in args:
             raise DriftSpecError(f"drift {text!r}: needs exactly one of site=, team=, agent= and a from=")
         try:
-            if args["from"].startswith("+") and first_day is not None:
-                start = datetime.combine(first_day, datetime.min.time(), UTC) + timedelta(days=float(args["from"]))
-            else:
-                start = datetime.fromisoformat(args["from"])
-                start = start if start.tzinfo else start.replace(tzinfo=UTC)
-            return cls(kind, scopes[0], args[scopes[0]], int(start.timestamp() * 1000),
-                       delta=float(args.get("delta", -15 if kind == "qa" else 0)),
-                       factor=float(args.get("factor", 1.3 if kind == "aht" else 1.0)))
-        except ValueError as exc:
+            start = _when(args["from"], first_day)
+            end = _when(args["to"], first_day) if "to" in args else None
+            delta = _finite(args.get("delta", -15 if kind == "qa" else 0), "delta")
+            factor = _finite(args.get("factor", 1.3 if kind in ("aht", "hold", "transfer") else 1.0), "factor")
+            ramp = _finite(args.get("ramp", 0), "ramp")
+        except (ValueError, OverflowError) as exc:
             raise DriftSpecError(f"drift {text!r}: {exc}") from None
+        if factor <= 0 or ramp < 0 or (end is not None and end <= start):
+            raise DriftSpecError(f"drift {text!r}: factor must be > 0, ramp >= 0 hours and to= after from=")
+        return cls(kind, scopes[0], args[scopes[0]], start, delta=delta, factor=factor, end_ms=end,
+                   ramp_ms=int(ramp * 3_600_000))
+
+    def strength(self, agent: "Agent", t: int) -> float:
+        """How much of the drift holds for an agent at ``t``: 0 outside its scope and period, rising
+        linearly over the ramp, then 1."""
+        if t < self.start_ms or (self.end_ms is not None and t >= self.end_ms):
+            return 0.0
+        if {"site": agent.site, "team": agent.team, "agent": agent.id}[self.scope_level] != self.scope_id:
+            return 0.0
+        return min(1.0, (t - self.start_ms) / self.ramp_ms) if self.ramp_ms else 1.0
 
     def applies(self, agent: "Agent", t: int) -> bool:
-        if t < self.start_ms:
-            return False
+        return self.strength(agent, t) > 0
+
+    def in_scope(self, agent: "Agent") -> bool:
         return {"site": agent.site, "team": agent.team, "agent": agent.id}[self.scope_level] == self.scope_id
 
     def truth(self) -> dict:
-        start = datetime.fromtimestamp(self.start_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-        return {"kind": self.kind, "scope_level": self.scope_level, "scope_id": self.scope_id, "from": start,
+        iso = lambda ms: datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+        return {"kind": self.kind, "scope_level": self.scope_level, "scope_id": self.scope_id, "from": iso(self.start_ms),
+                "to": iso(self.end_ms) if self.end_ms is not None else None, "ramp_hours": self.ramp_ms / 3_600_000,
                 "delta": self.delta, "factor": self.factor}
+
+
+def _when(text: str, first_day: date | None) -> int:
+    if text.startswith("+") and first_day is not None:
+        at = datetime.combine(first_day, datetime.min.time(), UTC) + timedelta(days=_finite(text, "from/to"))
+    else:
+        at = datetime.fromisoformat(text)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
+
+
+def _finite(text, name: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {text}")
+    return value
 
 
 @dataclass
@@ -139,6 +179,7 @@ class SimConfig:
     seed: int = 1
     drifts: tuple[DriftSpec, ...] = ()
     hash_key: str = ""
+    label_noise: float = 5.0  # points of noise in the poor-call label the processors cannot see
 
 
 @dataclass
@@ -155,6 +196,11 @@ class Simulator:
         self.hash = CallerHasher(config.hash_key or f"simulator-{config.seed}")
         self.truth = Truth(drifts=[d.truth() for d in config.drifts])
         self.agents = self._agents()
+        for d in config.drifts:
+            if not any(d.in_scope(a) for a in self.agents):
+                raise DriftSpecError(f"drift {d.kind}:{d.scope_level}={d.scope_id}: no such {d.scope_level} in the "
+                                     f"simulated center (sites site-1..site-{config.sites}, teams site-N/team-M, "
+                                     f"agents site-N-aNNNN)")
         self.callers: dict[str, list[str]] = {}
         self._n = 0
 
@@ -204,8 +250,9 @@ class Simulator:
         out = []
         for i, d in enumerate(self.c.drifts):
             if d.kind == "aht":
-                site = d.scope_id.split("/")[0] if d.scope_level != "site" else d.scope_id
-                out.append(envelope(f"sim{self.c.seed}:ops:{i}", "ops.changed", d.start_ms, site, SOURCE,
+                site = next(a.site for a in self.agents if d.in_scope(a))
+                end = {"effective_to": format_ms(d.end_ms)} if d.end_ms is not None else {}
+                out.append(envelope(f"sim{self.c.seed}:ops:{i}", "ops.changed", d.start_ms, site, SOURCE, **end,
                                     change_id=f"sim-change-{i}", change_type="system_change",
                                     scope={"level": d.scope_level, "ids": [d.scope_id]},
                                     effective_from=format_ms(d.start_ms),
@@ -308,25 +355,32 @@ class Simulator:
         _, median, sigma = CALL_TYPES[ctype]
         factor = a.aht_factor
         qa_mean, apologises = a.qa_mean, a.apologises
+        hold_factor, transfer_p = 1.0, TRANSFER_P
         for d in self.c.drifts:
-            if d.applies(a, answered):
-                if d.kind == "aht":
-                    factor *= d.factor
-                elif d.kind == "qa":
-                    qa_mean += d.delta
-                elif d.kind == "apology":
-                    apologises = 0.0
+            k = d.strength(a, answered)
+            if not k:
+                continue
+            if d.kind == "aht":
+                factor *= 1 + (d.factor - 1) * k
+            elif d.kind == "qa":
+                qa_mean += d.delta * k
+            elif d.kind == "apology":
+                apologises *= 1 - k
+            elif d.kind == "hold":
+                hold_factor *= 1 + (d.factor - 1) * k
+            elif d.kind == "transfer":
+                transfer_p *= 1 + (d.factor - 1) * k
         talk = int(rng.lognormvariate(math.log(median * factor), sigma) * 1000)
         e("call.agent_offered", answered - 3000, queue_id=ctype, agent_id=a.id, answered=True, ring_ms=3000)
         e("call.answered", answered, queue_id=ctype, agent_id=a.id)
         hold = None
         if rng.random() < HOLD_P:
             h0 = answered + int(talk * rng.uniform(0.2, 0.6))
-            hold = (h0, h0 + int(rng.expovariate(1 / 60) * 1000) + 5000)
+            hold = (h0, h0 + int((rng.expovariate(1 / 60) * 1000 + 5000) * hold_factor))
             e("call.held", hold[0], agent_id=a.id)
             e("call.resumed", hold[1], agent_id=a.id)
         end = answered + talk + (hold[1] - hold[0] if hold else 0)
-        if rng.random() < TRANSFER_P:
+        if rng.random() < transfer_p:
             e("call.transferred", end - 2000, from_agent_id=a.id, to_queue_id="complaints" if ctype != "complaints" else "billing",
               transfer_type="blind")
         e("call.ended", end, agent_id=a.id, ended_by=rng.choice(["agent", "caller"]))
@@ -339,7 +393,8 @@ class Simulator:
         greeted = rng.random() < a.greets
         apologised = hold is not None and rng.random() < apologises
         self.truth.calls += 1
-        if score < POOR_SCORE or (hold is not None and not apologised):
+        noise = random.Random(f"{self.c.seed}:{call}:label").gauss(0, self.c.label_noise) if self.c.label_noise else 0.0
+        if score + noise < POOR_SCORE or (hold is not None and not apologised):
             self.truth.poor_calls.append(call)
         e("speech.analyzed", end + 60_000, agent_id=a.id, language=lang,
           utterances=self._script(lang, a, ctype, end - answered, hold and (hold[0] - answered, hold[1] - answered),

@@ -3,7 +3,7 @@ import json
 from collections import Counter
 from dataclasses import replace
 
-from callqa.core.sampling import DAY_MS, PolicyConfig, Sampler, agent_targets, alert_signal, change_signal, uniform
+from callqa.core.sampling import DAY_MS, PolicyConfig, Sampler, agent_targets, change_signal, incident_signal, uniform
 from callqa.core.thresholds import ThresholdMonitor
 from schemas import format_ms, time_ms
 
@@ -38,12 +38,8 @@ def workday_calls(agent, days, per_day=40, start=T0):
             yield call(agent, start + d * DAY_MS + 9 * HOUR + i * (7 * HOUR // per_day), d * 1000 + i)
 
 
-def alert(status, level="agent", entity="veteran", metric="qa_human", direction=-1, at=T0, site="s1"):
-    return {"alert_id": f"{level}|{site}|{entity}|{metric}|1", "kind": "drift", "status": status, "at": format_ms(at),
-            "opened_at": format_ms(at), "level": level, "site_id": site, "entity_id": entity, "metric": metric,
-            "severity": "warning", "signals": 1,
-            "evidence": json.dumps({"chart": "cusum", "direction": direction, "value": 70.0, "statistic": 9.0,
-                                    "limit": 8.0, "baseline_mean": 85.0, "baseline_sigma": 5.0, "observations": 60})}
+EVIDENCE = {"incident": "agent|s1|veteran|1", "metrics": ["qa_human"], "chart": "cusum", "value": 70.0,
+            "statistic": 9.0, "limit": 8.0, "baseline_mean": 85.0, "baseline_sigma": 5.0, "observations": 60}
 
 
 def test_agent_rates_follow_the_manual_weights():
@@ -67,31 +63,29 @@ def test_new_hires_are_recommended_side_by_side_and_others_recording_review():
                        "star": "recording_review"}
 
 
-def test_a_worse_drift_raises_at_once_and_relaxes_only_after_the_dwell_with_hysteresis():
+def test_an_incident_raises_at_once_and_relaxes_within_a_working_day_of_its_close_with_hysteresis():
     policy = PolicyConfig()
     s = sampler(policy)
     base = s.decide(call("veteran", T0 + 9 * HOUR, 0)).rates[0]["new_rate"]
-    target, signal_id, signal = alert_signal(alert("open", at=T0 + 10 * HOUR), policy)
-    (raised,) = s.signal("veteran", signal_id, signal, T0 + 10 * HOUR).rates
+    signal_id = "agent|s1|veteran|1|agent"
+    (raised,) = s.signal("veteran", signal_id, incident_signal("agent", True, EVIDENCE, policy), T0 + 10 * HOUR).rates
     assert raised["cause"] == "raised" and raised["old_rate"] == base and raised["new_rate"] == round(base * 3, 6)
     assert raised["signal_kind"] == "drift:agent" and json.loads(raised["evidence"])["baseline_mean"] == 85.0
     assert s.decide(call("veteran", T0 + 11 * HOUR, 1)).decisions[0]["method"] == "side_by_side"
 
-    _, _, cleared = alert_signal(alert("cleared", at=T0 + 30 * HOUR), policy)
-    assert s.signal("veteran", signal_id, cleared, T0 + 30 * HOUR).rates == []  # held: dwell not over
-    assert s.decide(call("veteran", T0 + 2 * DAY_MS + 10 * HOUR, 2)).rates == []
-    (relaxed,) = s.decide(call("veteran", T0 + 3 * DAY_MS + 11 * HOUR, 3)).rates  # 3 days after the raise
+    # closed 6 h after the raise: held until the dwell (a day) is over, then relaxed by the next call
+    closed = incident_signal("agent", False, EVIDENCE, policy)
+    assert s.signal("veteran", signal_id, closed, T0 + 16 * HOUR).rates == []
+    assert s.decide(call("veteran", T0 + 20 * HOUR, 2)).rates == []
+    (relaxed,) = s.decide(call("veteran", T0 + DAY_MS + 10 * HOUR, 3)).rates
     assert relaxed["cause"] == "relaxed" and relaxed["new_rate"] == base
 
-    # threshold alerts (service level, ...) do not move review rates
-    assert alert_signal({**alert("open"), "kind": "threshold"}, policy) is None
     # hysteresis: a target only slightly below the current rate does not move it
     small = replace(policy, drift_factor={"agent": 1.05, "team": 1.05, "site": 1.05})
     s2 = sampler(small)
     s2.decide(call("veteran", T0, 0))
-    _, sid, sig = alert_signal(alert("open"), small)
-    s2.signal("veteran", sid, sig, T0 + HOUR)
-    s2.signal("veteran", sid, {"active": False}, T0 + HOUR)
+    s2.signal("veteran", signal_id, incident_signal("agent", True, EVIDENCE, small), T0 + HOUR)
+    s2.signal("veteran", signal_id, incident_signal("agent", False, EVIDENCE, small), T0 + HOUR)
     assert s2.decide(call("veteran", T0 + 10 * DAY_MS, 1)).rates == []
 
 

@@ -202,7 +202,7 @@ class CallAssembler:
             update.records.append(record)
             if not state.get("observed"):  # drift detectors see each finished call once
                 state["observed"] = True
-                update.observations = self._observations(state, record, call)
+                update.observations = self._observations(state, record)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
         self.expiry.push(state["call_id"], self._due(state))
         return update
@@ -308,9 +308,9 @@ class CallAssembler:
             kpi.add(out, kpi.keys_at(self.config, arrived, levels), work)
         return out
 
-    def _observations(self, s: dict, record: dict, counts: dict | None) -> list[tuple[str, float, int]]:
-        """Per finished call: handle, hold and transfer for its agent, team and site; service-level hit
-        and abandonment for its site and queue."""
+    def _observations(self, s: dict, record: dict) -> list[tuple[str, float, int]]:
+        """Per answered call: handle, hold and transfer for its agent, team and site (service level and
+        abandonment are judged against their targets by ``thresholds``, not charted for drift)."""
         at = max(s["last_ms"], arrival_ms(s) or 0)
         out = []
         if record["outcome"] == "answered" and record["agent_id"]:
@@ -322,11 +322,6 @@ class CallAssembler:
                 out += [(key + "handle_s", (record["talk_ms"] + record["hold_ms"]) / 1000, at),
                         (key + "hold_s", record["hold_ms"] / 1000, at),
                         (key + "transferred", float(record["transfer_count"] > 0), at)]
-        if counts and counts["sl_denominator"]:
-            for level, _, entity in self._entities(s):
-                key = f"{level}|{s['site_id']}|{entity}|"
-                out += [(key + "service_level", float(counts["sl_numerator"]), at),
-                        (key + "abandoned", float(counts["abandoned"]), at)]
         return out
 
     def _record(self, s: dict, result: str, segs: list[dict]) -> dict:

@@ -1,16 +1,36 @@
-"""Streaming quality-drift detectors: EWMA and CUSUM control charts, with a Shewhart rule for large jumps.
+"""Drift charts with a false-alarm budget: one-sided CUSUMs of log-likelihood ratios.
 
-One series (an agent's QA score, a team's handle time, a site's service level, ...) keeps a small
-list of floats; an update is O(1). The baseline (mean and standard deviation) is learned from the
-first ``warmup`` observations (Welford) and then held, so a drift cannot teach itself into the
-baseline. Small-sample awareness: nothing fires before the warm-up is complete, and the standard
-deviation has a floor (``min_sigma``), so an agent with three evaluations never fires on noise.
+A series (an agent's handle time, a team's missing apologies, ...) is charted on the scale its data
+has (``Family``):
 
-Charts, in units of the baseline sigma: EWMA z = λx + (1-λ)z with limits μ ± L·σ·√(λ/(2-λ)·(1-(1-λ)^2t));
-two-sided CUSUM S± = max(0, S± ± (x-μ)/σ - k) firing above h (and then restarting); Shewhart
-|x-μ| > ``shewhart``·σ. The statistics are the textbook ones (Montgomery, Introduction to
-Statistical Quality Control); they are written out here because the target is 100,000 agents with
-several series each in 1 GiB, which rules out an object per statistic.
+- ``normal``: scores (QA %), as means of ``subgroup`` observations standardised by the baseline;
+- ``log``: durations (handle, hold), as means of log(seconds) (they are log-normal); ``positive``
+  drops zeros (hold time is charted over the calls that had a hold);
+- ``binary``: yes/no per call with 1 the worse outcome (a transfer, a negative customer, a failed
+  automatic-QA item), each a Bernoulli trial against the baseline rate.
+
+Each step adds the log-likelihood ratio of "worse by the design shift" against "as expected" (Page's
+CUSUM; normal: z − δ/2 per step in z units, δ = ``shift`` sigmas of a step; binary: x·ln(p1/p0) +
+(1−x)·ln((1−p1)/(1−p0)) with odds(p1) = odds(p0)·``odds_ratio``) and signals when the sum passes a
+limit h set from the in-control average run length (ARL0, in steps) the false-alarm budget allows:
+normal, Siegmund's approximation ARL0 = (e^{2kb} − 2kb − 1)/(2k²), k = δ/2, b = h + 1.166 (Montgomery,
+Introduction to Statistical Quality Control, 8th ed., §9.1.7); binary, h = ln ARL0 (a lower bound on
+the run length of any likelihood-ratio CUSUM, Lorden 1971; conservative).
+
+"As expected" is the series' baseline plus ``shift``: the current deviation of its peers (an agent is
+compared with their team in the same hours, so a team-wide move is the team's, not fifteen agents').
+The baseline keeps learning slowly (weight max(1/n, 1/``learn``)) while the series is in control,
+and a short baseline is shrunk towards the peers' (``prior`` pseudo-observations). After a signal the
+series is *in alarm* until the opposite CUSUM (back to expected against still shifted) passes
+``recover``; an alarm held ``accept_ms`` becomes the new baseline (a lasting change).
+
+State is one list of floats per series; an update is O(1).
+
+>>> c, s = Family("normal", worse=-1), new_state()  # a QA score: lower is worse
+>>> [step(s, 85.0 + (i % 5 - 2), c, 20.0) for i in range(200)].count(None)
+200
+>>> next(i for i in range(50) if step(s, 80.0, c, 20.0)) < 10
+True
 """
 from __future__ import annotations
 
@@ -18,30 +38,39 @@ import math
 from dataclasses import dataclass
 
 # state layout: one list per series
-N, MEAN, M2, T, EWMA, CUP, CDOWN = range(7)
+N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT = range(9)
+NEW = (0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0)
+P_CLIP = (0.002, 0.998)
 
 
 @dataclass(frozen=True)
-class ChartConfig:
-    """Defaults tuned on simulated QA scores (baseline estimated from the warm-up): about 10% of series
-    raise any false alarm in 200 in-control observations, and a 1.5-sigma drop is found after a
-    median of 7 observations (tests/test_drift.py)."""
+class Family:
+    """How a metric is charted: ``scale`` normal | log | binary; ``subgroup`` observations per step
+    (normal and log); ``shift`` the design shift in sigmas of a step (normal, log) and ``odds_ratio``
+    (binary); ``worse`` +1 when higher is worse (normal, log; binary: 1 is always the worse outcome);
+    ``positive`` charts only values > 0 (log) or turns a value into 1 when > 0 (binary); ``floor`` the
+    least per-observation sigma (in charted units); ``warmup`` steps before the chart may signal."""
 
-    warmup: int = 40
-    min_sigma: float = 1.0
-    lam: float = 0.1  # EWMA weight
-    ewma_l: float = 3.8  # EWMA limit width
-    cusum_k: float = 0.5  # CUSUM slack (half the shift to detect, in sigmas)
-    cusum_h: float = 8.0  # CUSUM decision interval
-    shewhart: float = 5.0  # a single observation this many sigmas away fires at once
+    scale: str
+    subgroup: int = 1
+    shift: float = 1.0
+    odds_ratio: float = 3.0
+    worse: int = 1
+    positive: bool = False
+    floor: float = 0.0
+    warmup: int = 20
+    learn: int = 500
+    prior: float = 5.0
+    recover: float = 4.6  # ln 100
+    accept_ms: int = 7 * 86_400_000
 
 
 @dataclass(frozen=True)
 class Signal:
-    """Evidence of a drift: which chart, which way, the statistic and its limit, and the baseline."""
+    """Evidence of a drift: the statistic and its limit, the value, the expected level and its sigma."""
 
-    chart: str  # ewma | cusum | shewhart
-    direction: int  # +1 up, -1 down
+    chart: str  # cusum | cleared | accepted
+    direction: int
     value: float
     statistic: float
     limit: float
@@ -51,35 +80,108 @@ class Signal:
 
 
 def new_state() -> list[float]:
-    return [0, 0.0, 0.0, 0, 0.0, 0.0, 0.0]
+    return list(NEW)
 
 
-def update(s: list[float], x: float, c: ChartConfig) -> Signal | None:
-    """Add one observation; returns the strongest signal it raises, if any."""
-    if s[N] < c.warmup:  # learning the baseline
-        s[N] += 1
-        d = x - s[MEAN]
-        s[MEAN] += d / s[N]
-        s[M2] += d * (x - s[MEAN])
-        if s[N] == c.warmup:
-            s[EWMA] = s[MEAN]
+def cusum_limit(arl0: float, shift: float) -> float:
+    """The limit h (in sigmas) of a one-sided normal CUSUM with reference k = shift/2 whose in-control
+    average run length is ``arl0`` steps (Siegmund's approximation solved by fixed point)."""
+    k = shift / 2
+    b = 3.0
+    for _ in range(60):
+        b = math.log(max(2 * k * k * arl0 + 2 * k * b + 1, 1.0 + 1e-9)) / (2 * k)
+    return max(b - 1.166, 0.5)
+
+
+def limit(family: Family, arl0: float) -> float:
+    return cusum_limit(arl0, family.shift) if family.scale != "binary" else math.log(max(arl0, 2.0))
+
+
+def transform(family: Family, x: float) -> float | None:
+    """The charted value of an observation, or None when it is not charted (a zero on a positive log scale)."""
+    if family.scale == "log":
+        return math.log(x) if x > 0 else (None if family.positive else 0.0)
+    if family.scale == "binary":
+        return 1.0 if (x > 0 if family.positive else x >= 0.5) else 0.0
+    return x
+
+
+def expected(s: list[float], family: Family, peer: tuple[float, float, float] | None) -> tuple[float, float]:
+    """The expected charted value and per-observation variance: the baseline shrunk towards the
+    peers' baseline (``peer`` = their baseline mean, variance, current deviation), plus the peers'
+    current deviation."""
+    n, mean, var = s[N], s[MEAN], s[VAR]
+    shift = 0.0
+    if peer is not None:
+        p_mean, p_var, shift = peer
+        w = n / (n + family.prior)
+        mean, var = w * mean + (1 - w) * p_mean, w * var + (1 - w) * p_var
+    if family.scale == "binary":
+        p = min(P_CLIP[1], max(P_CLIP[0], mean + shift))
+        return p, p * (1 - p)
+    return mean + shift, max(var, family.floor ** 2)
+
+
+def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,
+         at_ms: int = 0) -> Signal | None:
+    """Add one observation (raw units); returns a Signal when the series goes into alarm (``cusum``),
+    comes back (``cleared``) or its alarm becomes the new baseline (``accepted``)."""
+    y = transform(family, x)
+    if y is None:
         return None
-    mu = s[MEAN]
-    sigma = max(c.min_sigma, math.sqrt(s[M2] / (s[N] - 1)) if s[N] > 1 else 0.0)
-    s[T] += 1
-    z = (x - mu) / sigma
-    if abs(z) > c.shewhart:
-        s[CUP] = s[CDOWN] = 0.0
-        return Signal("shewhart", 1 if z > 0 else -1, x, z, c.shewhart, mu, sigma, int(s[N] + s[T]))
-    s[EWMA] = c.lam * x + (1 - c.lam) * s[EWMA]
-    s[CUP] = max(0.0, s[CUP] + z - c.cusum_k)
-    s[CDOWN] = max(0.0, s[CDOWN] - z - c.cusum_k)
-    if s[CUP] > c.cusum_h or s[CDOWN] > c.cusum_h:
-        up = s[CUP] > c.cusum_h
-        stat = s[CUP] if up else s[CDOWN]
-        s[CUP] = s[CDOWN] = 0.0
-        return Signal("cusum", 1 if up else -1, x, stat, c.cusum_h, mu, sigma, int(s[N] + s[T]))
-    width = c.ewma_l * sigma * math.sqrt(c.lam / (2 - c.lam) * (1 - (1 - c.lam) ** (2 * s[T])))
-    if abs(s[EWMA] - mu) > width:
-        return Signal("ewma", 1 if s[EWMA] > mu else -1, x, s[EWMA], width, mu, sigma, int(s[N] + s[T]))
-    return None
+    if family.scale != "binary":
+        s[SUM] += y
+        s[COUNT] += 1
+        if s[COUNT] < family.subgroup:
+            return None
+        y, m = s[SUM] / s[COUNT], s[COUNT]
+        s[SUM], s[COUNT] = 0.0, 0
+    else:
+        m = 1
+    mu, var = expected(s, family, peer)
+    shift = peer[2] if peer is not None else 0.0
+    ready = s[N] >= family.warmup
+    if family.scale == "binary":
+        p0 = mu
+        odds = p0 / (1 - p0) * family.odds_ratio
+        p1 = odds / (1 + odds)
+        llr = math.log(p1 / p0) if y else math.log((1 - p1) / (1 - p0))
+        sigma = math.sqrt(var)
+    else:
+        sigma = math.sqrt(var / m)
+        z = family.worse * (y - mu) / sigma
+        llr = z - family.shift / 2
+    out = None
+    if ready and not s[ALARM]:
+        s[S] = max(0.0, s[S] + llr)
+        if s[S] > h:
+            s[ALARM], s[R], s[OPENED] = 1, 0.0, at_ms
+            out = Signal("cusum", family.worse if family.scale != "binary" else 1, _raw(family, y), s[S], h,
+                         _raw(family, mu), sigma, int(s[N]))
+            s[S] = 0.0
+    elif s[ALARM]:
+        s[R] = max(0.0, s[R] - llr)
+        if s[R] > family.recover or at_ms - s[OPENED] >= family.accept_ms:
+            accepted = s[R] <= family.recover
+            out = Signal("accepted" if accepted else "cleared", 0, _raw(family, y), s[R], family.recover,
+                         _raw(family, mu), sigma, int(s[N]))
+            s[ALARM], s[R], s[S] = 0, 0.0, 0.0
+            if accepted:  # a lasting change: learn the new level afresh
+                s[N], s[MEAN], s[VAR] = 0, 0.0, 0.0
+            return out
+    if not s[ALARM]:  # learn only while in control
+        _learn(s, y - shift, m, family)
+    return out
+
+
+def _learn(s: list[float], y: float, m: int, family: Family) -> None:
+    s[N] += 1
+    w = max(1 / s[N], 1 / family.learn)
+    d = y - s[MEAN]
+    s[MEAN] += w * d
+    if family.scale != "binary":  # per-observation variance from subgroup means: m × var(mean)
+        s[VAR] = (1 - w) * (s[VAR] + w * d * d * m) if s[N] > 1 else 0.0
+
+
+def _raw(family: Family, y: float) -> float:
+    return round(math.exp(y), 3) if family.scale == "log" else round(y, 4)

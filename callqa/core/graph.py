@@ -5,7 +5,7 @@
         ├─ FCR notes (by caller hash) ─► fcr: callers, partial FCR windows ─┐
         ├─ partial windows (by series) ─────────────────────────────────────┴► windows: sums ─► KPI rows,
         │                                                                          threshold alerts
-        ├─ observations (by series) ─► monitor: drift charts ─► drift alerts; signals ─┐
+        ├─ observations (by site) ─► monitor: drift charts, incidents ─► alerts; signals ┐
         └─ recorded calls, ops changes, attitude signals (by agent) ───────────────────┴► sampler:
                                                                  rates, decisions, review queue ─► sink
 
@@ -40,11 +40,11 @@ from .assembly import CallAssembler, Update
 from .dead_letters import dead_letter, raw_event
 from .fcr import FcrTracker
 from .kpi import KpiConfig
-from .monitor import QualityMonitor
+from .monitor import METRICS, QualityMonitor
 from .ordering import BUSY, CAUGHT_UP, FINISHED, Ordered
 from .partials import PartialWindows, WindowSums
 from .qa import QaAssembler
-from .sampling import PolicyConfig, Sampler, agent_targets, alert_signal, change_signal
+from .sampling import PolicyConfig, Sampler, agent_targets, change_signal, incident_signal
 from .thresholds import ThresholdMonitor
 
 SWEEP_EVERY_MS = 60_000
@@ -227,8 +227,9 @@ class EventsStage:
             tag[1] += 1
             out.send("fcr", route(note["caller"]), ["note", list(tag), note])
         for series, value, at in update.observations:
-            tag[1] += 1
-            out.send("monitor", route(series), ["obs", list(tag), at, series, value])
+            if series.rsplit("|", 1)[1] in METRICS:
+                tag[1] += 1
+                out.send("monitor", route(series.split("|", 2)[1]), ["obs", list(tag), at, series, value])
             for agent, site, metric in sampling_signal(series):
                 tag[1] += 1
                 out.send("sampler", route(agent), ["observe", list(tag), at, f"{agent}|{metric}", [agent, site, metric, value]])
@@ -301,14 +302,14 @@ class WindowsStage:
 
 
 class MonitorStage:
-    """Per series partition: drift charts over the observations in event-time order."""
+    """Per site partition: drift charts and incidents over the observations in event-time order."""
 
     def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
         self.ctx = ctx
         self.meta = state["meta"]
-        value = self.meta.setdefault("state", {"series": {}, "order": {}, "seq": 0})
+        value = self.meta.setdefault("state", {"charts": {}, "order": {}, "seq": 0})
         self.value = value
-        self.monitor = QualityMonitor(value["series"])
+        self.monitor = QualityMonitor(value["charts"], ctx.profiles)
         self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
@@ -320,17 +321,15 @@ class MonitorStage:
         out = Output()
         policy, profiles = self.ctx.policy, self.ctx.profiles
         for series, value, at in self.order.release():
-            for alert in self.monitor.observe(series, value, at):
-                out.row("alerts", alert)
-                found = alert_signal(alert, policy)
-                if found is None:
-                    continue
-                (level, entity), signal_id, signal = found
-                alert_at = time_ms(alert["at"])
-                for agent in agent_targets(level, [entity], alert["site_id"], profiles):
+            rows, reviews = self.monitor.observe(series, value, at)
+            for row in rows:
+                out.row("alerts", row)
+            for level, site, entity, signal_id, active, factor_level, evidence in reviews:
+                signal = incident_signal(factor_level, active, evidence, policy)
+                for agent in agent_targets(level, [entity], site, profiles):
                     self.value["seq"] += 1
-                    out.send("sampler", self.ctx.route(agent), ["signal", [self.value["seq"], 0], alert_at,
-                                                                 f"{agent}|{signal_id}", [agent, signal_id, signal, alert_at]])
+                    out.send("sampler", self.ctx.route(agent), ["signal", [self.value["seq"], 0], at,
+                                                                 f"{agent}|{signal_id}", [agent, signal_id, signal, at]])
         state = self.order.state() if not self.order.s["pending"] else BUSY
         out.marks = {"sampler": (self.order.time(), state)}
         self.meta["state"] = self.value

@@ -1,101 +1,144 @@
-"""Quality monitoring: observations of a series go through its drift detector; signals become alerts.
+"""Quality monitoring of one site: every series' drift chart, its false-alarm budget, and incidents.
 
-As in SPC practice, the charts watch subgroup means (an x-bar chart; a p chart for 0/1 metrics):
-per-call values are skewed (handle time) or binary (transferred, answered in SL, abandoned), so each
-metric is averaged over ``subgroup`` observations before the detector sees it; sparse human QA
-scores are charted one by one.
+Series keys are ``level|site|entity|metric`` (level agent, team or site); the monitor stage is keyed by
+site, so an agent's series and their team's and site's are charted together:
 
-Alerts are about quality getting worse (``WORSE`` gives each metric's bad direction): a signal the
-other way restarts the chart but raises nothing. An alert opens on the first such signal of a series; while it is open, further signals only update its
-evidence (de-duplication). It clears after ``clear_after`` consecutive in-control observations and
-no sooner than ``min_open_ms`` after it opened (hysteresis: no flapping). Severity: ``critical``
-for a Shewhart jump or a shift of at least ``critical_sigmas``, else ``warning``. Each alert event
-carries its evidence: the series, the chart, the statistic and its limit, the baseline.
-Series keys are ``level|site|entity|metric`` (the faust stage is keyed by them).
+- **Peers.** An agent is charted against their team in the same hours: the expected value is the
+  agent's baseline (shrunk towards the team's while it is short) plus the team's current deviation
+  from its own baseline. A move of the whole team is the team's incident, not fifteen agents'.
+- **Budget.** ``MonitorConfig.budget`` false alarms per 100 agents per week, over every series and
+  level together (default 1), is shared by level (``level_share``) and within a level equally per
+  agent and metric: a team's series gets its agents' share. A series' allowance and its observed
+  steps per week give its in-control run length, and that its chart limit (``drift.limit``).
+- **Incidents** (``callqa.core.incidents``) group the series alarms by root cause.
+
+Metrics (``METRICS``): human and test-call QA %, handle and hold time, transfers, negative customer
+sentiment, and the automatic-QA items one by one (``item:<form item id>``, 1 = failed; the total
+automatic score is a lumpy mix of them, so its items are charted on their binomial scale instead).
 """
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict, dataclass, field
 
 from schemas import format_ms
 
-from .drift import ChartConfig, Signal, new_state, update
+from . import drift
+from .drift import Family, Signal
+from .incidents import Incidents
 
+WEEK_MS = 7 * 86_400_000
 
-@dataclass(frozen=True)
-class MetricChart:
-    chart: ChartConfig
-    subgroup: int = 1
+# the automatic-QA items charted one by one: greeting, name, hold reason and apology, interruptions,
+# closing, forbidden phrases (form hotline-100, callqa/forms)
+ITEMS = ("greeting.standard", "greeting.asks_name", "waiting.reason_before_hold", "waiting.apology_after_hold",
+         "answering.lets_finish", "closing.thanks", "overall.polite")
 
-
-# which way each metric goes when quality gets worse
-WORSE = {"qa_human": -1, "qa_auto": -1, "qa_test_call": -1, "handle_s": 1, "hold_s": 1, "transferred": 1,
-         "sentiment_negative": 1, "service_level": -1, "abandoned": 1}
-
-# per metric: the chart (sigma floor in the metric's unit, for subgroup means) and the subgroup size
-CHARTS = {
-    "qa_human": MetricChart(ChartConfig(min_sigma=2.0)),
-    "qa_test_call": MetricChart(ChartConfig(min_sigma=2.0)),
-    "qa_auto": MetricChart(ChartConfig(warmup=20, min_sigma=2.0), 10),
-    "handle_s": MetricChart(ChartConfig(warmup=30, min_sigma=10.0), 20),
-    "hold_s": MetricChart(ChartConfig(warmup=30, min_sigma=5.0), 25),
-    "sentiment_negative": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 10),
-    "transferred": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
-    "service_level": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
-    "abandoned": MetricChart(ChartConfig(warmup=20, min_sigma=0.03), 25),
+METRICS: dict[str, Family] = {
+    "qa_human": Family("normal", worse=-1, floor=2.0, warmup=10),
+    "qa_test_call": Family("normal", worse=-1, floor=2.0, warmup=5),
+    "handle_s": Family("log", subgroup=10, shift=0.75, floor=0.1, warmup=20),
+    "hold_s": Family("log", subgroup=5, shift=0.75, positive=True, floor=0.1, warmup=20),
+    "transferred": Family("binary", odds_ratio=3.0, warmup=100, prior=10),
+    "sentiment_negative": Family("binary", odds_ratio=3.0, positive=True, warmup=100, prior=10),
+    **{f"item:{item}": Family("binary", odds_ratio=6.0, warmup=30, prior=10) for item in ITEMS},
 }
+LEVELS = ("agent", "team", "site")
 
 
 @dataclass(frozen=True)
-class AlertConfig:
-    clear_after: int = 10
-    min_open_ms: int = 24 * 3600 * 1000
-    critical_sigmas: float = 2.0
+class MonitorConfig:
+    """``budget``: false alarms per 100 agents per week over all series; ``level_share``: its split by
+    level; ``fast``: observations in the peers' current level (an EWMA)."""
+
+    budget: float = 1.0
+    level_share: dict = field(default_factory=lambda: {"agent": 0.4, "team": 0.3, "site": 0.3})
+    fast: int = 50
+    metrics: dict = field(default_factory=lambda: METRICS)
+
+    def allowance(self, level: str, agents: int) -> float:
+        """False alarms a week one series of ``level`` watching ``agents`` agents may raise."""
+        return self.budget / 100 * self.level_share[level] * max(agents, 1) / len(self.metrics)
 
 
 class QualityMonitor:
-    def __init__(self, series: MutableMapping[str, dict], charts: dict[str, MetricChart] = CHARTS,
-                 alerts: AlertConfig = AlertConfig()):
-        self.series = series
-        self.charts = charts  # metric → chart settings
-        self.alerts = alerts
+    """The charts and incidents of the series in ``state`` (a mutable mapping of plain data)."""
 
-    def observe(self, key: str, value: float, at_ms: int) -> list[dict]:
-        """One observation; returns alert events (opened, updated, cleared)."""
-        metric = key.rsplit("|", 1)[1]
-        chart = self.charts[metric]
-        s = self.series.get(key) or {"chart": new_state(), "alert": None, "calm": 0, "sum": 0.0, "n": 0}
-        s["sum"] += value
-        s["n"] += 1
-        if s["n"] < chart.subgroup:
-            self.series[key] = s
-            return []
-        mean, s["sum"], s["n"] = s["sum"] / s["n"], 0.0, 0
-        signal = update(s["chart"], mean, chart.chart)
-        out = []
-        if signal is not None and signal.direction == WORSE[metric]:
-            s["calm"] = 0
-            if s["alert"] is None:
-                s["alert"] = {"alert_id": f"{key}|{at_ms}", "opened_ms": at_ms, "signals": 0}
-            s["alert"]["signals"] += 1
-            out.append(self._event(key, s["alert"], "open" if s["alert"]["signals"] == 1 else "update", at_ms, signal))
-        elif s["alert"] is not None:
-            s["calm"] += 1
-            if s["calm"] >= self.alerts.clear_after and at_ms - s["alert"]["opened_ms"] >= self.alerts.min_open_ms:
-                out.append(self._event(key, s["alert"], "cleared", at_ms, None))
-                s["alert"] = None
-        self.series[key] = s
-        return out
+    def __init__(self, state: MutableMapping[str, dict], profiles: Mapping[str, dict],
+                 config: MonitorConfig = MonitorConfig()):
+        self.series = state.setdefault("series", {})
+        self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of)
+        self.profiles = profiles
+        self.config = config
+        self._sizes: tuple[int, Counter] = (-1, Counter())
 
-    def _event(self, key: str, alert: dict, status: str, at_ms: int, signal: Signal | None) -> dict:
+    def _team_of(self, agent: str) -> str:
+        return (self.profiles.get(agent) or {}).get("team_id") or ""
+
+    def _size(self, level: str, entity: str) -> int:
+        if level == "agent":
+            return 1
+        if self._sizes[0] != len(self.profiles):
+            sizes = Counter()
+            for p in self.profiles.values():
+                sizes[("team", p.get("team_id"))] += 1
+                sizes[("site", p.get("site_id"))] += 1
+            self._sizes = (len(self.profiles), sizes)
+        return self._sizes[1][(level, entity)] or 1
+
+    def observe(self, key: str, value: float, at_ms: int) -> tuple[list[dict], list[tuple]]:
+        """One observation. Returns alert rows (series alarms of kind ``drift`` and incident notices of
+        kind ``incident``) and the incidents' review signals (``Incidents._review``)."""
         level, site, entity, metric = key.split("|")
-        severity = None
-        if signal is not None:
-            shift = abs(signal.value - signal.baseline_mean) / signal.baseline_sigma
-            severity = "critical" if signal.chart == "shewhart" or shift >= self.alerts.critical_sigmas else "warning"
-        return {"alert_id": alert["alert_id"], "kind": "drift", "status": status, "at": format_ms(at_ms),
-                "opened_at": format_ms(alert["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
-                "metric": metric, "severity": severity, "signals": alert["signals"],
-                "evidence": json.dumps(asdict(signal)) if signal else ""}
+        family = self.config.metrics.get(metric)
+        if family is None or level not in LEVELS:
+            return [], []
+        s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "fast": [0.0, 0]}
+        s["n"] += 1
+        peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
+        if s["n"] % 50 == 1 or not s["h"]:
+            s["h"] = self._limit(level, entity, family, s, at_ms)
+        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms)
+        y = drift.transform(family, value)
+        if y is not None:  # the current level, for the series it is a peer of
+            fast = s["fast"]
+            fast[1] += 1
+            fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
+        self.series[key] = s
+        if signal is None:
+            return [], []
+        if signal.chart == "cusum":
+            s["alarm"] = f"{key}|{at_ms}"
+            row = self._row(s["alarm"], "open", at_ms, at_ms, level, site, entity, metric, signal)
+            rows, actions = self.incidents.signal(key, level, site, entity, metric, at_ms, row)
+            return [row] + rows, actions
+        alarm = s.pop("alarm", f"{key}|{at_ms}")
+        opened = int(alarm.rsplit("|", 1)[1])
+        row = self._row(alarm, "cleared", at_ms, opened, level, site, entity, metric, signal)
+        rows, actions = self.incidents.cleared(key, at_ms)
+        return [row] + rows, actions
+
+    def _peer(self, level: str, site: str, entity: str, metric: str, family: Family) -> tuple[float, float, float] | None:
+        """(baseline mean, variance, current deviation) of an agent's team on the metric."""
+        team = self.series.get(f"team|{site}|{self._team_of(entity)}|{metric}")
+        if team is None:
+            return None
+        c = team["c"]
+        if c[drift.N] < family.warmup or team["fast"][1] < self.config.fast:
+            return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
+        return c[drift.MEAN], c[drift.VAR], team["fast"][0] - c[drift.MEAN]
+
+    def _limit(self, level: str, entity: str, family: Family, s: dict, at_ms: int) -> float:
+        weeks = max(at_ms - s["first"], 86_400_000) / WEEK_MS
+        steps = s["n"] / (family.subgroup if family.scale != "binary" else 1) / weeks
+        return drift.limit(family, steps / self.config.allowance(level, self._size(level, entity)))
+
+    @staticmethod
+    def _row(alert_id: str, status: str, at_ms: int, opened_ms: int, level: str, site: str, entity: str, metric: str,
+             signal: Signal) -> dict:
+        return {"alert_id": alert_id, "kind": "drift", "status": status, "at": format_ms(at_ms),
+                "opened_at": format_ms(opened_ms), "level": level, "site_id": site, "entity_id": entity,
+                "metric": metric, "severity": "warning" if status == "open" else None, "signals": 1,
+                "evidence": json.dumps(asdict(signal))}

@@ -14,6 +14,7 @@ from schemas import time_ms
 from . import kpi
 from .assembly import Update
 from .autoqa import analyse, auto_evaluation
+from .monitor import ITEMS
 from .scorecard import UnknownForm, load_form, score
 
 KINDS = ("human", "auto", "test_call")
@@ -36,7 +37,7 @@ class QaAssembler:
     def apply(self, event: dict) -> Update | None:
         """An ``evaluation.submitted`` or a ``speech.analyzed`` (scored automatically)."""
         metrics = {"interruptions": None, "silence_ratio": None, "agent_talk_ratio": None}
-        speech_sentiment = None
+        speech_sentiment, checks = None, {}
         if event["event_type"] == "speech.analyzed":
             customer = (event.get("sentiment") or {}).get("customer")
             speech_sentiment = max(0.0, -customer) if customer is not None else None
@@ -44,6 +45,7 @@ class QaAssembler:
             if result is None:
                 return None
             event = auto_evaluation(event, result)
+            checks = result.checks
             metrics = {"interruptions": result.interruptions, "silence_ratio": result.silence_ratio,
                        "agent_talk_ratio": result.agent_talk_ratio}
         try:
@@ -62,6 +64,10 @@ class QaAssembler:
         if state["version"] == 1 and event["kind"] in KINDS:  # detectors see each evaluation once
             update.observations = [(f"{level}|{e_site}|{entity}|qa_{event['kind']}", scored["pct"], time_ms(event["event_time"]))
                                    for level, e_site, entity in self._levels(event)]
+            if checks:  # the automatic-QA items, 1 = failed
+                update.observations += [(f"{level}|{e_site}|{entity}|item:{item}", float(not checks[item]),
+                                         time_ms(event["event_time"]))
+                                        for item in ITEMS if item in checks for level, e_site, entity in self._levels(event)]
             if speech_sentiment is not None:
                 update.observations += [(f"{level}|{e_site}|{entity}|sentiment_negative", speech_sentiment,
                                          time_ms(event["event_time"])) for level, e_site, entity in self._levels(event)]

@@ -6,6 +6,7 @@ tenure and tier factors come from the hotline manual (new hires under 3 months t
 20/60/20 tier mix); ``signal`` is the strongest active signal: a quality-drift alert on the agent,
 their team or their site (opened → raised, cleared → may relax), or an ``ops.changed`` event in
 their scope (knowledge, system, process change, new business, new hires) for ``change_days``.
+Drift signals come from incidents (``callqa.core.incidents``) and end when the incident closes.
 A raise applies at once; a relaxation only once the rate has been held ``dwell_ms`` and the new
 target is below ``1/hysteresis`` of the current rate. Every change is an event: old rate, new rate,
 what caused it, the signal and its evidence.
@@ -69,7 +70,7 @@ class PolicyConfig:
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
     change_factor: float = 2.0
     change_days: int = 14
-    dwell_ms: int = 3 * DAY_MS
+    dwell_ms: int = DAY_MS  # a raised rate relaxes within a working day of its incident's close
     hysteresis: float = 1.1
     coverage_factor: float = 3.0
     reviewers: int = 12
@@ -146,18 +147,13 @@ def agent_targets(level: str, ids: list[str], site: str | None, profiles: Mappin
     return sorted(a for a, p in profiles.items() if field_ is None or p.get(field_) in ids)
 
 
-def alert_signal(alert: dict, policy: PolicyConfig) -> tuple[list[str], str, dict] | None:
-    """(scope level, scope ids), signal id and signal of a quality alert (always towards worse
-    quality, see ``monitor.WORSE``) at agent, team or site level. None for other alerts."""
-    if alert.get("kind", "drift") != "drift" or alert["level"] not in policy.drift_factor:
-        return None
-    if alert["status"] == "cleared":
-        return [alert["level"], alert["entity_id"]], alert["alert_id"], {"active": False}
-    evidence = json.loads(alert["evidence"])
-    return [alert["level"], alert["entity_id"]], alert["alert_id"], {
-        "active": True, "kind": f"drift:{alert['level']}", "factor": policy.drift_factor[alert["level"]],
-        "until_ms": None, "evidence": {"series": f"{alert['level']}|{alert['site_id']}|{alert['entity_id']}|{alert['metric']}",
-                                       **evidence}}
+def incident_signal(level: str, active: bool, evidence: dict, policy: PolicyConfig) -> dict:
+    """The review signal of a quality incident (``callqa.core.incidents``) that reached ``level``
+    (agent, team or site): while open, its agents' rates take that level's ``drift_factor``."""
+    if not active:
+        return {"active": False}
+    return {"active": True, "kind": f"drift:{level}", "factor": policy.drift_factor[level], "until_ms": None,
+            "evidence": evidence}
 
 
 def change_signal(event: dict, policy: PolicyConfig) -> tuple[str, dict]:
