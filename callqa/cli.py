@@ -624,7 +624,7 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
         "sites": figures["sites"], "drifts": found, "rate_changes": figures["rates"],
         "review_queue": sum(r["queued"] for r in figures["queue"]),
         "alerts_opened": {kind: sum(a["opened"] for a in figures["alerts"] if a["kind"] == kind)
-                          for kind in ("drift", "threshold")},
+                          for kind in ("incident", "drift", "threshold")},
         "report": str(path), "store": str(folder),
     }
     if as_json:
@@ -642,9 +642,9 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
                 [(r["agent_id"], r["team_id"], f"{r['rate']:.1%}", f"{r['cause']}: {r['factors_changed']}",
                   r["because"] or r["signal"]) for r in changes[:10]],
                 title=f"Review rates changed for {len(changes)} agents (highest 10)")
-    console.print(f"{summary['review_queue']} calls queued for review; alerts opened: "
-                  f"{summary['alerts_opened']['drift']} quality drift, {summary['alerts_opened']['threshold']} "
-                  f"service threshold", soft_wrap=True)
+    console.print(f"{summary['review_queue']} calls queued for review; opened: "
+                  f"{summary['alerts_opened']['incident']} quality incidents (from {summary['alerts_opened']['drift']} "
+                  f"series alarms), {summary['alerts_opened']['threshold']} service-threshold alerts", soft_wrap=True)
     console.print(f"report: {path}\nstore:  {folder} (e.g. CALLQA_DATA_DIR={folder} callqa plan --day "
                   f"{date.fromordinal(DEMO_START.toordinal() + days - 1)})", soft_wrap=True)
 

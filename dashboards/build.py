@@ -218,9 +218,10 @@ def alert_rules() -> dict:
               f"is {{{{ $values.A }}}} in the latest {r.window_s // 60} minutes",
               "critical" if r.metric == "service_level" else "warning", 2 * r.window_s, "callqa-live")
         for r in RULES]
-    rules.append(_rule("callqa-quality-drift", "Quality drift open", q.OPEN_DRIFTS, "gt", 0,
-                       "{{ $labels.metric }} of {{ $labels.level }} {{ $labels.entity_id }} has drifted towards "
-                       "worse quality; its review rate is raised", "warning", 86400, "callqa-drift"))
+    rules.append(_rule("callqa-quality-drift", "Quality incident open", q.OPEN_INCIDENTS, "gt", 0,
+                       "{{ $labels.metric }} of {{ $labels.level }} {{ $labels.entity_id }} drifted towards worse "
+                       "quality (one incident per root cause); its agents' review rates are raised", "warning", 86400,
+                       "callqa-drift"))
     group = []
     for rule in rules:
         body = _plain(rule.build())

@@ -420,17 +420,17 @@ GROUP BY level, site_id, entity_id
 """
 
 
-# Quality drifts still open (not cleared), per series.
-OPEN_DRIFTS = """
-SELECT level, site_id, entity_id, metric, toFloat64(count()) AS open_drifts
+# Quality incidents still open (not closed or merged), by scope: what the alert rule notifies on.
+OPEN_INCIDENTS = """
+SELECT level, site_id, entity_id, metric, toFloat64(count()) AS open_incidents
 FROM (
-    SELECT alert_id, argMax(status, at) AS status, any(level) AS level, any(site_id) AS site_id,
-           any(entity_id) AS entity_id, any(metric) AS metric
+    SELECT alert_id, argMax(status, at) AS status, argMax(level, at) AS level, any(site_id) AS site_id,
+           argMax(entity_id, at) AS entity_id, argMax(metric, at) AS metric
     FROM alerts FINAL
-    WHERE kind = 'drift' AND at <= $__toTime
+    WHERE kind = 'incident' AND at <= $__toTime
     GROUP BY alert_id
 )
-WHERE status != 'cleared'
+WHERE status NOT IN ('closed', 'merged')
 GROUP BY level, site_id, entity_id, metric
 """
 
@@ -451,8 +451,15 @@ WHERE status = 'open' AND {SITES} AND $__timeFilter(at)
 GROUP BY kind, metric ORDER BY kind, opened DESC, metric
 """
 
-# Drift alerts as they opened, with their evidence (matched against injected drifts by the demo).
+# Drift alarms and incidents as they opened or changed scope, with their evidence (matched against
+# injected drifts by the demo).
 DRIFTS_OPENED = f"""
+SELECT alert_id, kind, status, level, entity_id, metric, concat(replaceOne(toString(at), ' ', 'T'), 'Z') AS opened,
+       evidence
+FROM alerts FINAL
+WHERE kind IN ('drift', 'incident') AND status IN ('open', 'widened', 'narrowed') AND {SITES} AND $__timeFilter(at)
+ORDER BY at
+"""
 SELECT alert_id, level, entity_id, metric, concat(replaceOne(toString(at), ' ', 'T'), 'Z') AS opened, evidence
 FROM alerts FINAL
 WHERE kind = 'drift' AND status = 'open' AND {SITES} AND $__timeFilter(at)

@@ -74,9 +74,10 @@ def test_demo_finds_the_injected_drifts_and_says_what_it_did(demo):
     found = {d["kind"]: d for d in summary["drifts"]}
     assert found["qa"]["detected_at"] and 0 < found["qa"]["delay_hours"] < 48
     assert found["aht"]["detected_at"] and found["aht"]["detected_by"].endswith("handle_s")
-    assert found["apology"]["detected_at"] and found["apology"]["detected_by"].endswith("qa_auto")
+    assert found["apology"]["detected_at"] and found["apology"]["detected_by"].endswith("item:waiting.apology_after_hold")
+    assert all(d["incidents"] >= 1 and d["notices_per_incident"] <= 3 for d in summary["drifts"])
     assert [s["site_id"] for s in summary["sites"]] == ["site-1", "site-2"]
-    assert summary["review_queue"] > 0 and summary["alerts_opened"]["drift"] > 0
+    assert summary["review_queue"] > 0 and summary["alerts_opened"]["drift"] > 0 and summary["alerts_opened"]["incident"] > 0
     assert summary["rate_changes"] and all(r["cause"] != "initial" and r["factors_changed"] for r in summary["rate_changes"])
     assert report.exists() and (store_dir / "chdb").exists()
 
