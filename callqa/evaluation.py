@@ -13,9 +13,14 @@ with two fixed-N policies: *uniform* (the same number for every agent) and *weig
 agent proportional to the policy's tenure × tier factors, as commercial suites allow); calls are drawn
 at random within an agent. The figure is how many calls the ground truth marks as poor each puts in
 front of a reviewer. With drifts, the same center is also run without them (``control``).
+
+The loop is closed: human evaluations are only of the calls the policy queued, submitted by the
+reviewers the next working day with the call's inclusion probability, so adaptive selection feeds
+back into the QA figures and charts; ``human_qa_bias`` checks the weighted averages of raised agents.
 """
 from __future__ import annotations
 
+import heapq
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -52,6 +57,7 @@ class Evaluation:
     alarms: int = 0
     incidents: int = 0
     rate_raises: dict = field(default_factory=dict)
+    human_qa: dict = field(default_factory=dict)
     policies: dict = field(default_factory=dict)
     control: "Evaluation | None" = None
 
@@ -68,7 +74,7 @@ class Evaluation:
                "false_incidents": dict(self.false_incidents),
                "false_incidents_per_agent_month": per(self.false_incidents),
                "false_alarms_by_series": dict(sorted(self.false_by_series.items())),
-               "rate_raises": self.rate_raises, "policies": self.policies}
+               "rate_raises": self.rate_raises, "human_qa_of_raised_agents": self.human_qa, "policies": self.policies}
         if self.control is not None:
             out["control"] = self.control.as_dict()
         return out
@@ -89,7 +95,7 @@ def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed:
 
 
 def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Callable[[int], None]) -> Evaluation:
-    sim = Simulator(sim_config)
+    sim = Simulator(replace(sim_config, closed_loop=True))
     graph = LocalGraph({}, KpiConfig(), policy, b"evaluation")
     agents = {a.id: a for a in sim.agents}
     result = Evaluation(agents=len(agents), days=sim_config.days)
@@ -97,6 +103,8 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
     raises: list[dict] = []
     calls_of: dict[str, list[str]] = defaultdict(list)
     reviewed: set[str] = set()
+    probability: dict[str, float] = {}
+    human: dict[str, list[tuple[float, float]]] = defaultdict(list)  # agent → (QA %, inclusion probability)
     first_call = {i: None for i in range(len(sim_config.drifts))}
 
     def collect(out) -> None:
@@ -105,15 +113,35 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
         for d in out.rows.get("sampling_decisions", ()):
             if d["version"] == 1:
                 calls_of[d["agent_id"]].append(d["call_id"])
+                probability[d["call_id"]] = d["probability"]
+        for e in out.rows.get("evaluations", ()):
+            if e["kind"] == "human":
+                human[e["agent_id"]].append((e["pct"], e["inclusion_probability"]))
         for r in out.rows.get("review_queue", ()):
             (reviewed.add if r["status"] == "queued" else reviewed.discard)(r["call_id"])
 
+    due: list[tuple[int, str]] = []  # (when, call): reviews of queued calls, submitted the next working day
+    scheduled: set[str] = set()
+    day = None
     for event in sim.events():
         result.events += 1
+        t = time_ms(event["event_time"])
+        while due and due[0][0] <= t:
+            at, call = heapq.heappop(due)
+            review = sim.review(call, probability.get(call, 1.0), at)
+            if review is not None:
+                graph.feed(review, "reviews", call)
+        if event["event_time"][:10] != day:  # a new day: yesterday's queue goes to the reviewers
+            day = event["event_time"][:10]
+            collect(graph.flush())
+            start = t - t % DAY_MS
+            for call in sorted(reviewed - scheduled):
+                scheduled.add(call)
+                heapq.heappush(due, (start + int((9 + 8 * random.Random(f"{seed}:{call}").random()) * 3_600_000), call))
         if event["event_type"] == "call.answered":
             for i, spec in enumerate(sim_config.drifts):
-                if first_call[i] is None and spec.applies(agents[event["agent_id"]], time_ms(event["event_time"])):
-                    first_call[i] = time_ms(event["event_time"])
+                if first_call[i] is None and spec.applies(agents[event["agent_id"]], t):
+                    first_call[i] = t
         graph.feed(event, "simulation", str(result.events))
         if result.events % 10_000 == 0:
             progress(result.events)
@@ -142,6 +170,7 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
     result.rate_raises = {"drift_raises": len(raises), "caused_by_real_drifts": real,
                           "real_share": round(real / len(raises), 4) if raises else None}
 
+    result.human_qa = human_qa_bias({r["agent_id"] for r in raises}, human, sim.truth.qa_pct)
     poor = set(sim.truth.poor_calls)
     budget = len(reviewed)
     rng = random.Random(seed)
@@ -157,6 +186,28 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
     result.policies["calls"] = sum(len(c) for c in calls_of.values())
     result.policies["poor_calls"] = len(poor)
     return result
+
+
+def human_qa_bias(raised: set[str], human: dict[str, list[tuple[float, float]]], truth: dict[str, list]) -> dict:
+    """For the agents whose rate a drift raised: their human-QA average from the reviewed calls,
+    weighted by inverse inclusion probability (as callqa stores it) and unweighted, against the mean
+    a reviewer would have given over all their calls (the simulator's truth). Signed mean error and
+    mean absolute error in points; share of agents within 2 points."""
+    rows = []
+    for agent in sorted(raised):
+        evaluations, (total, n) = human.get(agent, []), truth.get(agent, (0.0, 0))
+        if len(evaluations) < 5 or not n:
+            continue
+        true = total / n
+        ipw = sum(pct / p for pct, p in evaluations) / sum(1 / p for _, p in evaluations)
+        plain = sum(pct for pct, _ in evaluations) / len(evaluations)
+        rows.append((ipw - true, plain - true))
+    if not rows:
+        return {"agents": 0}
+    figure = lambda i: {"mean_error": round(sum(r[i] for r in rows) / len(rows), 2),
+                        "mean_abs_error": round(sum(abs(r[i]) for r in rows) / len(rows), 2),
+                        "within_2_points": round(sum(abs(r[i]) <= 2 for r in rows) / len(rows), 3)}
+    return {"agents": len(rows), "ipw": figure(0), "unweighted": figure(1)}
 
 
 def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None = None, within_only: bool = False

@@ -460,8 +460,3 @@ FROM alerts FINAL
 WHERE kind IN ('drift', 'incident') AND status IN ('open', 'widened', 'narrowed') AND {SITES} AND $__timeFilter(at)
 ORDER BY at
 """
-SELECT alert_id, level, entity_id, metric, concat(replaceOne(toString(at), ' ', 'T'), 'Z') AS opened, evidence
-FROM alerts FINAL
-WHERE kind = 'drift' AND status = 'open' AND {SITES} AND $__timeFilter(at)
-ORDER BY at
-"""

@@ -180,6 +180,7 @@ class SimConfig:
     drifts: tuple[DriftSpec, ...] = ()
     hash_key: str = ""
     label_noise: float = 5.0  # points of noise in the poor-call label the processors cannot see
+    closed_loop: bool = False  # human evaluations only of the calls callqa queues for review (``review``)
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Truth:
     drifts: list[dict] = field(default_factory=list)
     poor_calls: list[str] = field(default_factory=list)
     calls: int = 0
+    qa_pct: dict[str, list] = field(default_factory=dict)  # closed loop: agent → [sum, n] of every call's QA %
 
 
 class Simulator:
@@ -202,6 +204,7 @@ class Simulator:
                                      f"simulated center (sites site-1..site-{config.sites}, teams site-N/team-M, "
                                      f"agents site-N-aNNNN)")
         self.callers: dict[str, list[str]] = {}
+        self.reviewable: dict[str, tuple] = {}  # closed loop: call → what a reviewer would score, for 3 days
         self._n = 0
 
     def _agents(self) -> list[Agent]:
@@ -238,7 +241,23 @@ class Simulator:
             i = bisect.bisect_left([e["event_time"] for e in pending], cut)
             yield from pending[:i]
             pending = pending[i:]
+            if self.reviewable:
+                cutoff = start_ms + (d - 2) * DAY_MS
+                self.reviewable = {k: v for k, v in self.reviewable.items() if v[2] >= cutoff}
         yield from pending
+
+    def review(self, call_id: str, probability: float, at_ms: int) -> dict | None:
+        """Closed loop: a reviewer's human evaluation of a call callqa queued (selected with
+        ``probability``), submitted at ``at_ms`` (at least an hour after the call); None when the call
+        is unknown, already reviewed, or more than two days old."""
+        entry = self.reviewable.pop(call_id, None)
+        if entry is None:
+            return None
+        agent, site, end, items, evaluator = entry
+        return envelope(self._id(call_id, "evaluation.submitted"), "evaluation.submitted", max(at_ms, end + HOUR_MS),
+                        site, SOURCE, call_id=call_id, evaluation_id=f"ev-{call_id}", agent_id=agent,
+                        evaluator_id=evaluator, form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human",
+                        items=items, inclusion_probability=round(min(1.0, max(probability, 1e-6)), 6))
 
     def _profiles(self, t: int) -> list[dict]:
         return [envelope(f"sim{self.c.seed}:profile:{a.id}", "agent.profile", t - DAY_MS, a.site, SOURCE,
@@ -401,7 +420,14 @@ class Simulator:
                                   greeted, apologised),
           sentiment={"customer": round(max(-1.0, min(1.0, (score - 75) / 30 + rng.gauss(0, 0.2))), 2),
                      "agent": round(max(-1.0, min(1.0, rng.gauss(0.4, 0.2))), 2)})
-        if rng.random() < QA_SAMPLE_P:
+        if self.c.closed_loop:  # reviewers evaluate the calls callqa queues (``review``)
+            review = random.Random(f"{self.c.seed}:{call}:review")
+            items = self._items(score, hold is not None, apologised, greeted, review)
+            self.reviewable[call] = (a.id, a.site, end, items, f"qa-{review.randint(1, 6):02d}")
+            truth = self.truth.qa_pct.setdefault(a.id, [0.0, 0])
+            truth[0] += 100 * sum(i["score"] for i in items) / sum(i["max_score"] for i in items)
+            truth[1] += 1
+        elif rng.random() < QA_SAMPLE_P:
             e("evaluation.submitted", end + rng.randint(1, 48) * HOUR_MS, evaluation_id=f"ev-{call}", agent_id=a.id,
               evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human",
               items=self._items(score, hold is not None, apologised, greeted))

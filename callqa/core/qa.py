@@ -3,6 +3,10 @@
 Human, automatic (from ``speech.analyzed``) and internal test-call evaluations are counted apart
 (``qa_<kind>_*``); calibration evaluations feed calibration only. An evaluation re-submitted with the
 same id replaces its earlier contribution (sums applied as differences, like calls).
+Human QA under adaptive sampling: an evaluation of a call selected with probability p (its
+``inclusion_probability``) adds score/p and max/p to the windows, so a window's ``qa_human_pct`` is the
+Hájek (ratio) inverse-probability-weighted estimate of the mean over all calls (Horvitz & Thompson
+1952); ``qa_human_n`` counts evaluations. Raising an agent's review rate does not move their average.
 Coaching tags: ``outstanding`` (≥ 95%), ``poor`` (< 60%), and ``fail:<item>`` for an item scored 0.
 """
 from __future__ import annotations
@@ -79,12 +83,13 @@ class QaAssembler:
         if e["kind"] not in KINDS:
             return {}
         k = e["kind"]
-        counters = {f"qa_{k}_n": 1, f"qa_{k}_score": scored["total"], f"qa_{k}_max": scored["max"]}
+        w = 1 / e.get("inclusion_probability", 1.0) if k == "human" else 1.0  # inverse-probability weight
+        counters = {f"qa_{k}_n": 1, f"qa_{k}_score": w * scored["total"], f"qa_{k}_max": w * scored["max"]}
         if k == "human":
             for name in CATEGORIES:
                 sections = [s for s in _category_sections(e, name) if s in scored["sections"]]
-                counters[f"qa_{name}_score"] = sum(scored["sections"][s]["score"] for s in sections)
-                counters[f"qa_{name}_max"] = sum(scored["sections"][s]["max"] for s in sections)
+                counters[f"qa_{name}_score"] = w * sum(scored["sections"][s]["score"] for s in sections)
+                counters[f"qa_{name}_max"] = w * sum(scored["sections"][s]["max"] for s in sections)
         out: dict = {}
         kpi.add(out, [k2 for k2 in kpi.keys_at(self.config, time_ms(e["event_time"]), self._levels(e))
                       if k2.split("|")[3] != str(kpi.LIVE_WINDOW_S)], counters)
@@ -109,7 +114,8 @@ class QaAssembler:
             "section_max": [s["max"] for s in sections.values()],
             "item_ids": [i["item_id"] for i in e["items"]], "item_scores": [i["score"] for i in e["items"]],
             "item_max": [i["max_score"] for i in e["items"]], "coaching_tags": coaching_tags(e, scored),
-            "comment": e.get("comment", ""), "version": version,
+            "comment": e.get("comment", ""), "inclusion_probability": e.get("inclusion_probability", 1.0),
+            "version": version,
         }
 
 
