@@ -1,8 +1,8 @@
 """Detector and monitoring-policy state and update speed for 100,000 agents (issue target: the state in
 1 GiB, 100,000 updates/s on one core).
 
-Each agent has SERIES drift-detector series (QA human, QA auto, handle time, hold time, transfer rate,
-negative sentiment; ``callqa.core.drift``) and a sampling-policy state (``callqa.core.sampling``:
+Each agent has SERIES drift-chart series (QA human, handle time, hold time, transfers, negative
+sentiment, the missing-apology item; ``callqa.core.drift`` with the families of ``callqa.core.monitor``) and a sampling-policy state (``callqa.core.sampling``:
 rate, signals, month counters, coverage cells, attitude/emotion EWMAs), warmed with a month's worth
 of calls and coverage. Memory is measured with tracemalloc. The timed mix is what one answered call brings:
 one update of each of the six series, the two attitude/emotion observations and one sampling
@@ -21,11 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from callqa.core.drift import ChartConfig, new_state, update  # noqa: E402
+from callqa.core.drift import limit, new_state, step  # noqa: E402
+from callqa.core.monitor import METRICS  # noqa: E402
 from callqa.core.sampling import PolicyConfig, Sampler  # noqa: E402
 from schemas import time_ms  # noqa: E402
 
-SERIES = ("qa_human", "qa_auto", "aht", "hold", "transfer", "sentiment")
+SERIES = ("qa_human", "handle_s", "hold_s", "transferred", "sentiment_negative", "item:waiting.apology_after_hold")
 T0 = time_ms("2024-03-04T08:00:00.000Z")
 PARTITIONS = 4
 
@@ -44,7 +45,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     args = parser.parse_args()
     rng = random.Random(1)
-    config = ChartConfig(min_sigma=2.0)
+    families = [METRICS[m] for m in SERIES]
+    limits = [limit(f, 1e5) for f in families]
     names = [f"agent-{i:06d}" for i in range(args.agents)]
     profiles = {a: {"site_id": f"site-{hash(a) % 10}", "team_id": f"team-{i // 15}", "hire_date": "2023-06-01",
                     "tier": ("high", "middle", "middle", "low")[i % 4], "shift": {"start": "08:00", "end": "17:00"}}
@@ -66,16 +68,16 @@ def main() -> None:
     total_memory = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     for agent_states in states.values():  # every series past its warm-up (baseline 85 ± 6): the charts run
-        for state in agent_states:
-            state[:] = [config.warmup, 85.0, 36.0 * (config.warmup - 1), 0, 85.0, 0.0, 0.0]
+        for state, family in zip(agent_states, families):
+            state[:3] = [family.warmup, 85.0 if family.scale != "binary" else 0.1, 36.0]
     t = T0 + 22 * 86_400_000
     work = [(call(rng, names, n, t + n * 10), [rng.gauss(85, 6) for _ in SERIES], rng.random()) for n in range(args.calls)]
 
     start = time.perf_counter()
     for c, values, sentiment in work:
         agent = c["agent_id"]
-        for state, value in zip(states[agent], values):
-            update(state, value, config)
+        for state, value, family, h in zip(states[agent], values, families, limits):
+            step(state, value, family, h)
         p = part(agent)
         sampler.observe(agent, c["site_id"], "qa_auto", values[1], p)
         sampler.observe(agent, c["site_id"], "sentiment_negative", sentiment, p)

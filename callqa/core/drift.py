@@ -26,7 +26,7 @@ series is *in alarm* until the opposite CUSUM (back to expected against still sh
 
 State is one list of floats per series; an update is O(1).
 
->>> c, s = Family("normal", worse=-1), new_state()  # a QA score: lower is worse
+>>> c, s = Family("normal", worse=-1, floor=1.0), new_state()  # a QA score: lower is worse
 >>> [step(s, 85.0 + (i % 5 - 2), c, 20.0) for i in range(200)].count(None)
 200
 >>> next(i for i in range(50) if step(s, 80.0, c, 20.0)) < 10
@@ -119,7 +119,7 @@ def expected(s: list[float], family: Family, peer: tuple[float, float, float] | 
     if family.scale == "binary":
         p = min(P_CLIP[1], max(P_CLIP[0], mean + shift))
         return p, p * (1 - p)
-    return mean + shift, max(var, family.floor ** 2)
+    return mean + shift, max(var, family.floor ** 2, 1e-12)
 
 
 def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,

@@ -8,7 +8,8 @@ move, seen diluted on its site); else the oldest widens to the alarm's scope and
 (they end as ``merged``). Otherwise it opens an incident. An incident closes when every series in it
 has come back (or its new level was accepted).
 
-A site's incident whose only team alarms is rescoped to that team (``narrowed``).
+A site's incident is rescoped to a team (``narrowed``) when that team alarms while the site's other
+teams are in control on the metric (the monitor says so).
 
 Each incident row is an alert of kind ``incident`` (status open, widened, narrowed, updated, merged or closed; metric:
 the metrics that moved, comma-separated; evidence: its series and the first alarm's evidence). The
@@ -26,10 +27,12 @@ LEVELS = ("agent", "team", "site")
 
 
 class Incidents:
-    def __init__(self, state: MutableMapping[str, dict], team_of: Callable[[str], str]):
+    def __init__(self, state: MutableMapping[str, dict], team_of: Callable[[str], str],
+                 calm_elsewhere: Callable[[str, str, str], bool] = lambda site, team, metric: False):
         self.open = state.setdefault("open", {})  # incident id → incident
         self.of_series = state.setdefault("of_series", {})  # series key → incident id
         self.team_of = team_of
+        self.calm_elsewhere = calm_elsewhere  # (site, team, metric): the site's other teams are in control on it
 
     def signal(self, key: str, level: str, site: str, entity: str, metric: str, at_ms: int, alarm: dict
                ) -> tuple[list[dict], list[tuple]]:
@@ -41,7 +44,8 @@ class Incidents:
             or (level in ("agent", "team") and i["level"] == "site" and i["entity"] == site))]
         if wider:
             incident = wider[0]
-            if level == "team" and incident["level"] == "site" and not self._others(incident, entity):
+            if (level == "team" and incident["level"] == "site" and not self._others(incident, entity)
+                    and self.calm_elsewhere(site, entity, metric)):
                 return self._rescope(incident, [], key, level, entity, metric, at_ms)  # the site's move is this team's
             return self._join(incident, key, metric), []
         inside = [i for i in opened if metric in i["metrics"] and i["site"] == site and (

@@ -69,13 +69,22 @@ class QualityMonitor:
     def __init__(self, state: MutableMapping[str, dict], profiles: Mapping[str, dict],
                  config: MonitorConfig = MonitorConfig()):
         self.series = state.setdefault("series", {})
-        self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of)
+        self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of, self._calm_elsewhere)
         self.profiles = profiles
         self.config = config
         self._sizes: tuple[int, Counter] = (-1, Counter())
 
     def _team_of(self, agent: str) -> str:
         return (self.profiles.get(agent) or {}).get("team_id") or ""
+
+    def _calm_elsewhere(self, site: str, team: str, metric: str) -> bool:
+        """Whether every other charted team of the site is in control on the metric (warm, not in alarm,
+        its CUSUM under half its limit)."""
+        others = [s for key, s in self.series.items() if key.startswith(f"team|{site}|") and key.endswith(f"|{metric}")
+                  and key.split("|")[2] != team]
+        family = self.config.metrics[metric]
+        return bool(others) and all(s["c"][drift.N] >= family.warmup and not s["c"][drift.ALARM]
+                                    and s["c"][drift.S] < s["h"] / 2 for s in others)
 
     def _size(self, level: str, entity: str) -> int:
         if level == "agent":
