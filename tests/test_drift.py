@@ -155,3 +155,17 @@ def test_an_injected_drift_raises_an_incident_on_the_embedded_path(tmp_path):
     assert handle and "2024-03-06" <= handle[0][4] < "2024-03-06 12"
     assert any(r[0] == "incident" for r in handle)
     assert [r for r in rows if r[4] < "2024-03-06"] == []  # nothing before the injected change
+
+
+def test_alarms_of_one_scope_days_apart_on_other_metrics_are_separate_incidents():
+    from callqa.core.incidents import Incidents
+
+    incidents = Incidents({}, lambda agent: "s1/t1")
+    alarm = {"evidence": json.dumps({"chart": "cusum"})}
+    day = 86_400_000
+    opened, _ = incidents.signal("site|s1|s1|item:waiting.apology_after_hold", "site", "s1", "s1",
+                                 "item:waiting.apology_after_hold", 0, alarm)
+    joined, _ = incidents.signal("site|s1|s1|qa_human", "site", "s1", "s1", "qa_human", 3 * 3_600_000, alarm)
+    later, _ = incidents.signal("site|s1|s1|handle_s", "site", "s1", "s1", "handle_s", 3 * day, alarm)
+    assert [r["status"] for r in opened] == ["open"] and joined == []  # the same cause, hours apart
+    assert [r["status"] for r in later] == ["open"] and later[0]["alert_id"] != opened[0]["alert_id"]

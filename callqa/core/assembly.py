@@ -36,7 +36,7 @@ class Update:
     deltas: list[tuple[str, dict]] = field(default_factory=list)
     fcr: list[dict] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
-    observations: list[tuple[str, float, int]] = field(default_factory=list)  # (series key, value, at ms)
+    observations: list[tuple] = field(default_factory=list)  # (series key, value, at ms[, weight])
     alerts: list[dict] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)  # recorded calls for the sampling stage
     signals: list[tuple[str, str, dict, int]] = field(default_factory=list)  # (agent, signal id, signal, at ms)

@@ -38,8 +38,8 @@ import math
 from dataclasses import dataclass
 
 # state layout: one list per series
-N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT = range(9)
-NEW = (0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0)
+N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT, WSUM, W2 = range(11)
+NEW = (0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0.0)
 P_CLIP = (0.002, 0.998)
 
 
@@ -123,19 +123,23 @@ def expected(s: list[float], family: Family, peer: tuple[float, float, float] | 
 
 
 def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,
-         at_ms: int = 0) -> Signal | None:
+         at_ms: int = 0, weight: float = 1.0) -> Signal | None:
     """Add one observation (raw units); returns a Signal when the series goes into alarm (``cusum``),
-    comes back (``cleared``) or its alarm becomes the new baseline (``accepted``)."""
+    comes back (``cleared``) or its alarm becomes the new baseline (``accepted``). ``weight``: an
+    inverse inclusion probability (normal and log scales): a subgroup's value is the weighted mean, as
+    informative as (Σw)²/Σw² observations."""
     y = transform(family, x)
     if y is None:
         return None
     if family.scale != "binary":
-        s[SUM] += y
+        s[SUM] += weight * y
         s[COUNT] += 1
+        s[WSUM] += weight
+        s[W2] += weight * weight
         if s[COUNT] < family.subgroup:
             return None
-        y, m = s[SUM] / s[COUNT], s[COUNT]
-        s[SUM], s[COUNT] = 0.0, 0
+        y, m = s[SUM] / s[WSUM], s[WSUM] ** 2 / s[W2]
+        s[SUM], s[COUNT], s[WSUM], s[W2] = 0.0, 0, 0.0, 0.0
     else:
         m = 1
     mu, var = expected(s, family, peer)

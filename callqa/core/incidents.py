@@ -1,7 +1,9 @@
 """Incidents: series alarms grouped by root cause, at most three notices each (open, widened, closed).
 
-A series alarm (``monitor``) joins an open incident on the same scope (any metric: one entity's
-problem), or on the scope above it (an agent's team, a team's or agent's site) when that incident
+A series alarm (``monitor``) joins an open incident that has its metric or opened less than
+``group_ms`` (a day) before it — one cause shows on several metrics at about the same time; a new
+metric days later is another cause — when that incident is on the same scope, or on the scope above
+it (an agent's team, a team's or agent's site) and the incident
 has the metric or already holds a series of the alarming entity. Otherwise, open incidents inside
 its scope on the same metric are its cause: one team's incident takes a site alarm in (the team's
 move, seen diluted on its site); else the oldest widens to the alarm's scope and takes the others in
@@ -28,17 +30,20 @@ LEVELS = ("agent", "team", "site")
 
 class Incidents:
     def __init__(self, state: MutableMapping[str, dict], team_of: Callable[[str], str],
-                 calm_elsewhere: Callable[[str, str, str], bool] = lambda site, team, metric: False):
+                 calm_elsewhere: Callable[[str, str, str], bool] = lambda site, team, metric: False,
+                 group_ms: int = 86_400_000):
         self.open = state.setdefault("open", {})  # incident id → incident
         self.of_series = state.setdefault("of_series", {})  # series key → incident id
         self.team_of = team_of
         self.calm_elsewhere = calm_elsewhere  # (site, team, metric): the site's other teams are in control on it
+        self.group_ms = group_ms
 
     def signal(self, key: str, level: str, site: str, entity: str, metric: str, at_ms: int, alarm: dict
                ) -> tuple[list[dict], list[tuple]]:
         """A series went into alarm: (incident rows, review signals)."""
         opened = sorted(self.open.values(), key=lambda i: (i["opened_ms"], i["id"]))
-        wider = [i for i in opened if (i["level"], i["entity"]) == (level, entity) or (
+        related = lambda i: metric in i["metrics"] or at_ms - i["opened_ms"] <= self.group_ms
+        wider = [i for i in opened if (i["level"], i["entity"]) == (level, entity) and related(i) or related(i) and (
             metric in i["metrics"] or any(k.startswith(f"{level}|{site}|{entity}|") for k in i["series"])) and (
             (level == "agent" and i["level"] == "team" and i["entity"] == self.team_of(entity))
             or (level in ("agent", "team") and i["level"] == "site" and i["entity"] == site))]

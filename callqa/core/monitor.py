@@ -11,6 +11,9 @@ site, so an agent's series and their team's and site's are charted together:
   agent and metric: a team's series gets its agents' share. A series' allowance and its observed
   steps per week give its in-control run length, and that its chart limit (``drift.limit``).
 - **Incidents** (``callqa.core.incidents``) group the series alarms by root cause.
+- **Weights.** A human evaluation counts with its inverse inclusion probability; a team's and a site's
+  human QA are charted as weighted means of 5 (``BY_LEVEL``), so reviewing one agent more does not
+  move their team's chart.
 
 Metrics (``METRICS``): human and test-call QA %, handle and hold time, transfers, negative customer
 sentiment, and the automatic-QA items one by one (``item:<form item id>``, 1 = failed; the total
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from schemas import format_ms
 
@@ -45,6 +48,8 @@ METRICS: dict[str, Family] = {
     "sentiment_negative": Family("binary", odds_ratio=3.0, positive=True, warmup=100, prior=10),
     **{f"item:{item}": Family("binary", odds_ratio=6.0, warmup=30, prior=10) for item in ITEMS},
 }
+# a team's and a site's human QA mixes agents reviewed at different rates: weighted subgroups of 5
+BY_LEVEL = {(level, "qa_human"): replace(METRICS["qa_human"], subgroup=5) for level in ("team", "site")}
 LEVELS = ("agent", "team", "site")
 
 
@@ -57,6 +62,7 @@ class MonitorConfig:
     level_share: dict = field(default_factory=lambda: {"agent": 0.4, "team": 0.3, "site": 0.3})
     fast: int = 50
     metrics: dict = field(default_factory=lambda: METRICS)
+    levels: dict = field(default_factory=lambda: BY_LEVEL)
 
     def allowance(self, level: str, agents: int) -> float:
         """False alarms a week one series of ``level`` watching ``agents`` agents may raise."""
@@ -97,19 +103,22 @@ class QualityMonitor:
             self._sizes = (len(self.profiles), sizes)
         return self._sizes[1][(level, entity)] or 1
 
-    def observe(self, key: str, value: float, at_ms: int) -> tuple[list[dict], list[tuple]]:
+    def observe(self, key: str, value: float, at_ms: int, weight: float = 1.0) -> tuple[list[dict], list[tuple]]:
         """One observation. Returns alert rows (series alarms of kind ``drift`` and incident notices of
         kind ``incident``) and the incidents' review signals (``Incidents._review``)."""
         level, site, entity, metric = key.split("|")
         family = self.config.metrics.get(metric)
         if family is None or level not in LEVELS:
             return [], []
+        family = self.config.levels.get((level, metric), family)
+        if family is None:
+            return [], []
         s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "fast": [0.0, 0]}
         s["n"] += 1
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
             s["h"] = self._limit(level, entity, family, s, at_ms)
-        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms)
+        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight)
         y = drift.transform(family, value)
         if y is not None:  # the current level, for the series it is a peer of
             fast = s["fast"]

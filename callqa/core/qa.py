@@ -66,8 +66,9 @@ class QaAssembler:
         row = self._row(event, scored, state["version"]) | metrics
         update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[row])
         if state["version"] == 1 and event["kind"] in KINDS:  # detectors see each evaluation once
-            update.observations = [(f"{level}|{e_site}|{entity}|qa_{event['kind']}", scored["pct"], time_ms(event["event_time"]))
-                                   for level, e_site, entity in self._levels(event)]
+            weight = 1 / event.get("inclusion_probability", 1.0)  # charts weigh reviews as the windows do
+            update.observations = [(f"{level}|{e_site}|{entity}|qa_{event['kind']}", scored["pct"], time_ms(event["event_time"]),
+                                    weight) for level, e_site, entity in self._levels(event)]
             if checks:  # the automatic-QA items, 1 = failed
                 update.observations += [(f"{level}|{e_site}|{entity}|item:{item}", float(not checks[item]),
                                          time_ms(event["event_time"]))
