@@ -221,3 +221,27 @@ def test_calibration_report_from_the_store(tmp_path):
     assert run_callqa(["calibration", "--month", "March"], env).returncode == 2
     done = run_callqa(["evaluations", "--month", "2024-03"], env | {"CALLQA_QA_MONTHLY_TARGET": "12"})
     assert "target 12 per agent" in done.stdout and "a1" in done.stdout
+
+
+def test_human_qa_in_windows_is_weighted_by_inverse_inclusion_probability():
+    """Two reviews of one agent: a 100% call drawn with p = 0.5 and a 50% call drawn with p = 0.1 (its
+    kind is ten times under-reviewed). Independent oracle: the Hajek estimate by hand."""
+    from callqa.core import kpi
+    from callqa.core.qa import QaAssembler
+
+    qa, sums = QaAssembler({}, kpi.KpiConfig()), {}
+    half = {item: (m / 2 if item != "greeting.standard" else m) for item, m in FULL.items()}
+    for n, (scores, p) in enumerate(((FULL, 0.5), (half, 0.1))):
+        e = evaluation(scores, inclusion_probability=p) | {"event_id": f"ev{n}", "evaluation_id": f"ev{n}"}
+        update = qa.apply(e)
+        assert update.evaluations[0]["inclusion_probability"] == p
+        assert [o[3] for o in update.observations if o[0].endswith("qa_human")] == [1 / p] * 2  # agent, site: the charts' weight
+        for key, delta in update.deltas:
+            if key.startswith("agent|s1|a1|86400|"):
+                for name, v in delta.items():
+                    sums[name] = sums.get(name, 0) + v
+    totals = [score(evaluation(s))["total"] for s in (FULL, half)]
+    expected = 100 * (totals[0] / 0.5 + totals[1] / 0.1) / (100 / 0.5 + 100 / 0.1)
+    assert sums["qa_human_n"] == 2
+    assert 100 * sums["qa_human_score"] / sums["qa_human_max"] == pytest.approx(expected)
+    assert expected < 100 * sum(totals) / 200  # unweighted would overstate the under-reviewed kind's agent

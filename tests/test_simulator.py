@@ -5,7 +5,7 @@ from datetime import date, datetime
 
 import pytest
 
-from schemas import validate_dict
+from schemas import time_ms, validate_dict
 from sources.simulator import DriftSpec, DriftSpecError, SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa
 
@@ -115,9 +115,11 @@ def test_injected_drifts_change_behaviour_from_their_start(week):
 
 
 def test_drift_specs_are_checked():
-    for bad in ("nope:team=x,from=2024-01-01", "qa:from=2024-01-01", "qa:team=x", "qa:team=x,from=someday"):
+    for bad in ("nope:team=x,from=2024-01-01", "qa:from=2024-01-01", "qa:team=x", "qa:team=x,from=someday",
+                "aht:team=x,factor=0,from=+1", "aht:team=x,factor=nan,from=+1", "qa:team=x,from=+inf",
+                "qa:team=x,from=+2,to=+1", "qa:team=x,from=+1,size=3", "hold:team=x,from=+1,ramp=-2"):
         with pytest.raises(DriftSpecError):
-            DriftSpec.parse(bad)
+            DriftSpec.parse(bad, date(2024, 3, 4))
 
 
 def test_simulate_command_writes_json_lines_and_truth(tmp_path):
@@ -132,3 +134,16 @@ def test_simulate_command_writes_json_lines_and_truth(tmp_path):
     # and the same traffic replayed on the embedded default gives per-site KPIs
     done = run_callqa(["replay", str(out)], callqa_env(tmp_path))
     assert done.returncode == 0 and "site-1" in done.stdout and "site-2" in done.stdout
+
+
+def test_closed_loop_human_evaluations_come_only_from_reviews_with_their_probability():
+    sim = Simulator(SimConfig(sites=1, agents_per_site=10, days=1, start=date(2024, 3, 4), seed=3, closed_loop=True))
+    events = list(sim.events())
+    assert not [e for e in events if e["event_type"] == "evaluation.submitted" and e["kind"] == "human"]
+    call = next(e for e in events if e["event_type"] == "call.answered")
+    review = sim.review(call["call_id"], 0.25, time_ms(call["event_time"]))
+    assert validate_dict(review) and review["kind"] == "human" and review["inclusion_probability"] == 0.25
+    assert review["event_time"] >= call["event_time"] and review["agent_id"] == call["agent_id"]
+    assert sim.review(call["call_id"], 0.25, time_ms(call["event_time"])) is None  # reviewed once
+    total, n = sim.truth.qa_pct[call["agent_id"]]
+    assert n > 10 and 40 < total / n < 100  # what a reviewer would give over all the agent's calls
