@@ -3,6 +3,8 @@ import json
 from collections import Counter
 from dataclasses import replace
 
+import pytest
+
 from callqa.core.sampling import DAY_MS, PolicyConfig, Sampler, agent_targets, change_signal, incident_signal, uniform
 from callqa.core.thresholds import ThresholdMonitor
 from schemas import format_ms, time_ms
@@ -230,3 +232,20 @@ def test_threshold_alerts_judge_closed_windows_with_hysteresis():
     b = ThresholdMonitor({})
     assert b.observe([window(3, 0.9), window(0, 0.99)], T0) == []
     assert [e["status"] for e in b.observe([window(3, 0.9), window(0, 0.5)], T0 + 3 * 900_000)] == ["open"]
+
+
+def test_a_call_whose_own_analytics_look_bad_is_more_likely_drawn_and_its_probability_says_so():
+    s = sampler()
+    for i in range(30):  # the agent's and the site's attitude and emotion: 20 points short, 5% negative
+        s.observe("veteran", "s1", "qa_auto", 80.0)
+        s.observe("veteran", "s1", "sentiment_negative", 0.05)
+    s.decide(call("veteran", T0 + 9 * HOUR, 0))
+    s.analysis("veteran", "veteran-1", {"shortfall": 40.0, "negative": 0.6})  # a bad call: twice short, upset
+    s.analysis("veteran", "veteran-2", {"shortfall": 0.0, "negative": 0.0})  # a flawless one
+    bad = s.decide(call("veteran", T0 + 10 * HOUR, 1)).decisions[0]
+    good = s.decide(call("veteran", T0 + 10 * HOUR + 60_000, 2)).decisions[0]
+    assert bad["factors"]["call_attitude"] == 2.0 and bad["factors"]["call_emotion"] == 3.0
+    assert good["factors"]["call_attitude"] == 0.5 and good["factors"]["call_emotion"] == 0.5
+    assert bad["probability"] == pytest.approx(good["probability"] * 24, rel=0.01)  # 2 x 3 against 0.5 x 0.5
+    plain = s.decide(call("veteran", T0 + 11 * HOUR, 3)).decisions[0]  # no analytics arrived: no call factor
+    assert "call_emotion" not in plain["factors"]

@@ -39,6 +39,7 @@ class Update:
     observations: list[tuple] = field(default_factory=list)  # (series key, value, at ms[, weight])
     alerts: list[dict] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)  # recorded calls for the sampling stage
+    analyses: list[tuple] = field(default_factory=list)  # (agent, call, at ms, {"shortfall": %, "negative": 0..1})
     signals: list[tuple[str, str, dict, int]] = field(default_factory=list)  # (agent, signal id, signal, at ms)
     sampled: Decisions = field(default_factory=Decisions)
     refused: str | None = None

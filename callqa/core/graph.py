@@ -234,9 +234,14 @@ class EventsStage:
             for agent, site, metric in sampling_signal(series):
                 tag[1] += 1
                 out.send("sampler", route(agent), ["observe", list(tag), at, f"{agent}|{metric}", [agent, site, metric, value]])
+        for agent, call, at, values in update.analyses:
+            tag[1] += 1
+            out.send("sampler", route(agent), ["analysis", list(tag), at, f"{agent}|{call}", [agent, call, values]])
+        wait = self.ctx.policy.analysis_wait_ms  # a decision waits this long (event time) for the call's analytics
         for c in update.candidates:
             tag[1] += 1
-            out.send("sampler", route(c["agent_id"]), ["candidate", list(tag), c["at_ms"], f"{c['call_id']}|{c['recording_id']}", c])
+            out.send("sampler", route(c["agent_id"]),
+                     ["candidate", list(tag), c["at_ms"] + wait, f"{c['call_id']}|{c['recording_id']}", c])
         for agent, signal_id, signal, at in update.signals:
             tag[1] += 1
             out.send("sampler", route(agent), ["signal", list(tag), at, f"{agent}|{signal_id}", [agent, signal_id, signal, at]])
@@ -337,7 +342,7 @@ class MonitorStage:
         return out
 
 
-RANK = {"observe": 0, "signal": 1, "candidate": 2}  # at the same time: signals before the calls they concern
+RANK = {"observe": 0, "analysis": 0, "signal": 1, "candidate": 2}  # at the same time: signals before the calls they concern
 
 
 class SamplerStage:
@@ -363,6 +368,9 @@ class SamplerStage:
         for kind, body in self.order.release():
             if kind == "observe":
                 self.sampler.observe(*body, self.partition)
+                continue
+            if kind == "analysis":
+                self.sampler.analysis(*body)
                 continue
             done = self.sampler.decide(body, self.partition) if kind == "candidate" else self.sampler.signal(*body)
             for table, rows in (("sampling_rates", done.rates), ("sampling_decisions", done.decisions),

@@ -73,6 +73,9 @@ class QaAssembler:
                 update.observations += [(f"{level}|{e_site}|{entity}|item:{item}", float(not checks[item]),
                                          time_ms(event["event_time"]))
                                         for item in ITEMS if item in checks for level, e_site, entity in self._levels(event)]
+            if event["kind"] == "auto" and event.get("call_id"):  # this call's analytics, for its sampling decision
+                update.analyses = [(event["agent_id"], event["call_id"], time_ms(event["event_time"]),
+                                    {"shortfall": 100 - scored["pct"], "negative": speech_sentiment or 0.0})]
             if speech_sentiment is not None:
                 update.observations += [(f"{level}|{e_site}|{entity}|sentiment_negative", speech_sentiment,
                                          time_ms(event["event_time"])) for level, e_site, entity in self._levels(event)]

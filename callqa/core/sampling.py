@@ -15,7 +15,8 @@ what caused it, the signal and its evidence.
 and call-duration bucket, each the manual's share of reviews divided by the share of calls observed
 in that bucket (learned per site and partition, clipped), the day of the agent's rotation
 (60/70/80/100/120%), and attitude and emotion: the agent's automatic-QA shortfall and customers'
-negative sentiment (EWMAs) against their site's. A weekday × shift-band cell the agent has no review in this month gets up to
+negative sentiment (EWMAs) against their site's, and the same of the call itself (its speech analytics;
+a decision waits ``analysis_wait_ms`` of event time for them). A weekday × shift-band cell the agent has no review in this month gets up to
 ``coverage_factor`` more (rising as the month runs out); an agent behind pace for ``min_per_month`` reviews gets the rate that
 catches up. The draw is a keyed hash of the call id: unpredictable without the key, and the same on
 a replay. Selections are capped by QA capacity (reviewers × reviews per hour × hours a day, split
@@ -66,6 +67,8 @@ class PolicyConfig:
     signal_alpha: float = 0.05  # EWMA weight of attitude (automatic QA) and emotion (negative sentiment) signals
     signal_min: int = 20  # an agent's observations before their signals count
     signal_clip: tuple = (0.5, 3.0)
+    analysis_wait_ms: int = 300_000  # a decision waits (in event time) for its call's speech analytics
+    call_signal_clip: tuple = (0.5, 3.0)
     learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
     change_factor: float = 2.0
@@ -261,6 +264,16 @@ class Sampler:
         site[f"{metric}:n"], site[metric] = n + 1, mean + max(alpha / 10, 1 / (n + 1)) * (bad - mean)
         self.partitions[partition] = part
 
+    def analysis(self, agent_id: str, call_id: str, values: dict) -> None:
+        """The speech analytics of one of the agent's calls (its automatic-QA shortfall in points and the
+        customer's negative sentiment, 0..1), kept until the call's decision (the 50 latest)."""
+        a = self._agent(agent_id)
+        kept = a.setdefault("analysed", {})
+        kept[call_id] = [values["shortfall"], values["negative"]]
+        while len(kept) > 50:
+            del kept[next(iter(kept))]
+        self.agents[agent_id] = a
+
     def decide(self, c: dict, partition: str = "0") -> Decisions:
         """Select or skip one recorded call (a candidate from ``Processor``)."""
         p, at = self.policy, c["at_ms"]
@@ -375,10 +388,14 @@ class Sampler:
         counts["total"] = total + 1
         factors["rotation"] = p.rotation_factor[a["rotation"] % len(p.rotation_factor)]
         site = part.get("signals", {}).get(c["site_id"], {})
-        for metric, name in (("qa_auto", "attitude"), ("sentiment_negative", "emotion")):
+        call = a.get("analysed", {}).pop(c["call_id"], None)
+        for i, (metric, name) in enumerate((("qa_auto", "attitude"), ("sentiment_negative", "emotion"))):
             mine, theirs = a.get("signal_ewma", {}).get(metric), site.get(metric)
             if a.get("signal_n", {}).get(metric, 0) >= p.signal_min and theirs:
                 factors[name] = round(min(p.signal_clip[1], max(p.signal_clip[0], mine / theirs)), 4)
+                if call is not None:  # this call's own shortfall and negativity against the site's
+                    low, high = p.call_signal_clip
+                    factors[f"call_{name}"] = round(min(high, max(low, max(call[i], theirs / 2) / theirs)), 4)
         return factors, f"{WEEKDAYS[(answered // DAY_MS + 3) % 7]}-{band}"  # 1970-01-01 was a Thursday
 
     @staticmethod
