@@ -2,7 +2,8 @@
 
 Each scenario runs `callqa.evaluation.evaluate` (closed loop: reviewers evaluate the calls callqa
 queues) with its drifts and again without any (the control). Printed per run: detection delay of each
-drift from its first affected call (and the placebo on an untouched scope), false alarms and false
+drift in hours of operation (hours in which the drifting scope took calls; and the wall-clock hours
+from its first affected call), the placebo on an untouched scope, false alarms and false
 incidents per agent-month (with drifts and without), notices per incident, the share of drift-caused
 rate raises from real drifts, poor calls found by the adaptive policy against the tenure x tier
 weighted quota (with and without drifts) and the human-QA error of raised agents (weighted and not).
@@ -37,8 +38,8 @@ SCENARIOS = {
                             "aht:site=site-4,factor=1.3,from=+10,ramp=12")),
     "small": (1, 30, 8, ("qa:team=site-1/team-2,delta=-10,from=+3", "apology:agent=site-1-a0004,from=+4")),
 }
-TARGETS = {  # per drift kind: hours of operation (from the first affected call) to find it
-    ("qa", "team"): 8, ("aht", "team"): 8, ("apology", "agent"): 8, ("qa", "agent"): 72,
+TARGETS = {  # per drift kind and scope: hours of operation to find it
+    ("qa", "team"): 8, ("aht", "team"): 8, ("apology", "agent"): 8, ("qa", "agent"): 3 * 9,  # 3 working days of a 9-hour shift
 }
 
 
@@ -67,8 +68,9 @@ def main() -> None:
         print(f"\n== {r['scenario']} seed {r['seed']}: {r['agents']} agents, {r['days']} days, {r['events']:,} events")
         for d in r["drifts"]:
             target = TARGETS.get((d["kind"], d["scope_level"]))
-            delay = d["delay_from_first_call_hours"]
-            print(f"  {d['kind']:9} {d['scope_id']:16} found after {delay if delay is not None else 'never':>6} h "
+            delay = d["delay_operating_hours"]
+            print(f"  {d['kind']:9} {d['scope_id']:16} found after {delay if delay is not None else 'never':>6} h of "
+                  f"operation ({d['delay_from_first_call_hours']} h after its first call) "
                   f"by {d['detected_by']}; incidents {d['incidents']}, notices {d['notices_per_incident']}"
                   + (f"  [target {target} h]" if target else ""))
             if target:

@@ -526,10 +526,10 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, no_drift, contro
         click.echo(json.dumps(figures, indent=1))
         return
     if figures["drifts"]:
-        print_table(["drift", "scope", "from", "first alarm", "h from start", "h from 1st call", "by", "incidents",
+        print_table(["drift", "scope", "from", "first alarm", "h from start", "h of operation", "by", "incidents",
                      "notices"],
                     [(d["kind"], d["scope_id"], d["from"][:16], (d["detected_at"] or "not detected")[:16],
-                      d["delay_hours"], d["delay_from_first_call_hours"], d["detected_by"], d["incidents"],
+                      d["delay_hours"], d["delay_operating_hours"], d["detected_by"], d["incidents"],
                       d["notices_per_incident"]) for d in figures["drifts"]], title="Injected drifts")
         print_table(["placebo for", "scope", "alarmed", "by"],
                     [(d["placebo_for"], d["scope_id"], (d["detected_at"] or "no")[:16], d["detected_by"])

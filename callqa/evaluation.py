@@ -34,6 +34,8 @@ from .core.kpi import KpiConfig
 from .core.local import LocalGraph
 from .core.sampling import DAY_MS, PolicyConfig
 
+HOUR_MS = 3_600_000
+
 # metrics each kind of injected drift moves (a QA drop also moves customer sentiment)
 MOVES = {"qa": {"qa_human", "sentiment_negative"},
          "apology": {"qa_human", "item:waiting.apology_after_hold"},
@@ -106,6 +108,7 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
     probability: dict[str, float] = {}
     human: dict[str, list[tuple[float, float]]] = defaultdict(list)  # agent → (QA %, inclusion probability)
     first_call = {i: None for i in range(len(sim_config.drifts))}
+    working: dict[int, list[int]] = {i: [] for i in range(len(sim_config.drifts))}  # hours the scope took calls
 
     def collect(out) -> None:
         alerts.extend(a for a in out.rows.get("alerts", ()) if a["kind"] in ("drift", "incident"))
@@ -140,8 +143,10 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
                 heapq.heappush(due, (start + int((9 + 8 * random.Random(f"{seed}:{call}").random()) * 3_600_000), call))
         if event["event_type"] == "call.answered":
             for i, spec in enumerate(sim_config.drifts):
-                if first_call[i] is None and spec.applies(agents[event["agent_id"]], t):
-                    first_call[i] = t
+                if spec.applies(agents[event["agent_id"]], t):
+                    first_call[i] = first_call[i] or t
+                    if not working[i] or working[i][-1] != t // HOUR_MS:
+                        working[i].append(t // HOUR_MS)
         graph.feed(event, "simulation", str(result.events))
         if result.events % 10_000 == 0:
             progress(result.events)
@@ -152,7 +157,7 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
     alarms = [a for a in alerts if a["kind"] == "drift" and a["status"] == "open"]
     incidents = [a for a in alerts if a["kind"] == "incident"]
     result.alarms, result.incidents = len(alarms), sum(a["status"] == "open" for a in incidents)
-    result.drifts, matched = detections(sim_config.drifts, alerts, agents, first_call)
+    result.drifts, matched = detections(sim_config.drifts, alerts, agents, first_call, working)
     result.placebos = [d | {"placebo_for": f"{spec.kind}:{spec.scope_id}"}
                        for spec, placebo in zip(sim_config.drifts, placebos(sim_config.drifts, agents))
                        if placebo is not None for d in detections([placebo], alerts, agents, within_only=True)[0]]
@@ -210,10 +215,11 @@ def human_qa_bias(raised: set[str], human: dict[str, list[tuple[float, float]]],
     return {"agents": len(rows), "ipw": figure(0), "unweighted": figure(1)}
 
 
-def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None = None, within_only: bool = False
-               ) -> tuple[list[dict], set[str]]:
+def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None = None, working: dict | None = None,
+               within_only: bool = False) -> tuple[list[dict], set[str]]:
     """Per injected drift: the first matching series alarm and incident, delays (hours from the
-    drift's start and from its first affected call), the number of matching incidents and their
+    drift's start and from its first affected call, and hours of operation: the hours in which the
+    drifting scope took calls, ``working``), the number of matching incidents and their
     notices; and the ids of every matching alarm and incident. ``within_only``: only alarms inside the
     drift's scope count (placebos: the scope above holds the real drift)."""
     found, matched = [], set()
@@ -231,11 +237,19 @@ def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None 
         found.append({**spec.truth(),
                       "detected_at": alarm[1]["at"] if alarm else None,
                       "delay_hours": hours(alarm, spec.start_ms), "delay_from_first_call_hours": hours(alarm, affected),
+                      "delay_operating_hours": _operating(alarm[0], working[i]) if alarm and working else None,
                       "detected_by": f"{alarm[1]['level']}:{alarm[1]['entity_id']}:{alarm[1]['metric']}" if alarm else None,
                       "matching_alarms": sum(h[1].get("kind", "drift") == "drift" for h in hits),
                       "incidents": len(incident_ids),
                       "notices_per_incident": max((notices[i] for i in incident_ids), default=0)})
     return found, matched
+
+
+def _operating(at_ms: int, hours: list[int]) -> float:
+    """Hours of operation before ``at_ms``: the hours with calls, the last one in part."""
+    done = [h for h in hours if (h + 1) * HOUR_MS <= at_ms]
+    current = at_ms - at_ms % HOUR_MS
+    return round(len(done) + ((at_ms - current) / HOUR_MS if current // HOUR_MS in hours else 0.0), 2)
 
 
 def placebos(specs, agents: dict) -> list[DriftSpec | None]:

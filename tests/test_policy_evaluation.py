@@ -69,8 +69,8 @@ def test_the_evaluation_finds_the_drifts_groups_them_and_compares_policies_at_th
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     qa, aht = figures["drifts"]
-    assert qa["detected_at"] and 0 <= qa["delay_from_first_call_hours"] < 8
-    assert aht["detected_at"] and 0 <= aht["delay_from_first_call_hours"] < 8 and aht["detected_by"].endswith("handle_s")
+    assert qa["detected_at"] and 0 <= qa["delay_operating_hours"] < 8
+    assert aht["detected_at"] and 0 <= aht["delay_operating_hours"] < 8 and aht["detected_by"].endswith("handle_s")
     assert qa["notices_per_incident"] <= 3 and aht["notices_per_incident"] <= 3
     # placebos: the same rule on an untouched team finds nothing
     assert [p["detected_at"] for p in figures["placebos"]] == [None, None]

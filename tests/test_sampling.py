@@ -244,8 +244,8 @@ def test_a_call_whose_own_analytics_look_bad_is_more_likely_drawn_and_its_probab
     s.analysis("veteran", "veteran-2", {"shortfall": 0.0, "negative": 0.0})  # a flawless one
     bad = s.decide(call("veteran", T0 + 10 * HOUR, 1)).decisions[0]
     good = s.decide(call("veteran", T0 + 10 * HOUR + 60_000, 2)).decisions[0]
-    assert bad["factors"]["call_attitude"] == 2.0 and bad["factors"]["call_emotion"] == 3.0
-    assert good["factors"]["call_attitude"] == 0.5 and good["factors"]["call_emotion"] == 0.5
-    assert bad["probability"] == pytest.approx(good["probability"] * 24, rel=0.01)  # 2 x 3 against 0.5 x 0.5
+    assert bad["factors"]["call_attitude"] == 2.0 and bad["factors"]["call_emotion"] == 2.0  # 2 and 12: clipped
+    assert good["factors"]["call_attitude"] == 0.75 and good["factors"]["call_emotion"] == 0.75  # 0.5: clipped
+    assert bad["probability"] == pytest.approx(good["probability"] * 4 / 0.75 ** 2, rel=0.01)
     plain = s.decide(call("veteran", T0 + 11 * HOUR, 3)).decisions[0]  # no analytics arrived: no call factor
     assert "call_emotion" not in plain["factors"]

@@ -22,7 +22,7 @@ compared with their team in the same hours, so a team-wide move is the team's, n
 The baseline keeps learning slowly (weight max(1/n, 1/``learn``)) while the series is in control,
 and a short baseline is shrunk towards the peers' (``prior`` pseudo-observations). After a signal the
 series is *in alarm* until the opposite CUSUM (back to expected against still shifted) passes
-``recover``; an alarm held ``accept_ms`` becomes the new baseline (a lasting change).
+``recover`` (ln 1000); an alarm held ``accept_ms`` becomes the new baseline (a lasting change).
 
 State is one list of floats per series; an update is O(1).
 
@@ -61,7 +61,7 @@ class Family:
     warmup: int = 20
     learn: int = 500
     prior: float = 5.0
-    recover: float = 4.6  # ln 100
+    recover: float = 6.9  # ln 1000
     accept_ms: int = 7 * 86_400_000
 
 

@@ -7,8 +7,9 @@ it (an agent's team, a team's or agent's site) and the incident
 has the metric or already holds a series of the alarming entity. Otherwise, open incidents inside
 its scope on the same metric are its cause: one team's incident takes a site alarm in (the team's
 move, seen diluted on its site); else the oldest widens to the alarm's scope and takes the others in
-(they end as ``merged``). Otherwise it opens an incident. An incident closes when every series in it
-has come back (or its new level was accepted).
+(they end as ``merged``). Otherwise it opens an incident. An incident closes a day (``quiet_ms``) after
+every series in it has come back (or its new level was accepted), unless a new alarm joins it
+meanwhile: a drift that flickers around its limit stays one incident.
 
 A site's incident is rescoped to a team (``narrowed``) when that team alarms while the site's other
 teams are in control on the metric (the monitor says so).
@@ -31,12 +32,12 @@ LEVELS = ("agent", "team", "site")
 class Incidents:
     def __init__(self, state: MutableMapping[str, dict], team_of: Callable[[str], str],
                  calm_elsewhere: Callable[[str, str, str], bool] = lambda site, team, metric: False,
-                 group_ms: int = 86_400_000):
+                 group_ms: int = 86_400_000, quiet_ms: int = 86_400_000):
         self.open = state.setdefault("open", {})  # incident id → incident
         self.of_series = state.setdefault("of_series", {})  # series key → incident id
         self.team_of = team_of
         self.calm_elsewhere = calm_elsewhere  # (site, team, metric): the site's other teams are in control on it
-        self.group_ms = group_ms
+        self.group_ms, self.quiet_ms = group_ms, quiet_ms
 
     def signal(self, key: str, level: str, site: str, entity: str, metric: str, at_ms: int, alarm: dict
                ) -> tuple[list[dict], list[tuple]]:
@@ -68,21 +69,32 @@ class Incidents:
         return [self._row(incident, "open", at_ms)], [self._review(incident, level, True)]
 
     def cleared(self, key: str, at_ms: int) -> tuple[list[dict], list[tuple]]:
-        """A series came back (or its new level was accepted)."""
+        """A series came back (or its new level was accepted); once none is in alarm the incident is
+        calm, and closes after ``quiet_ms`` without a new alarm joining it (``tick``)."""
         incident = self.open.get(self.of_series.pop(key, ""))
         if incident is None:
             return [], []
         incident["series"][key] = 0
+        if not any(incident["series"].values()):
+            incident["calm_ms"] = at_ms
         self.open[incident["id"]] = incident
-        if any(incident["series"].values()):
-            return [], []
-        del self.open[incident["id"]]
-        for series in incident["series"]:
-            self.of_series.pop(series, None)
-        return [self._row(incident, "closed", at_ms)], [self._review(incident, level, False) for level in incident["levels"]]
+        return [], []
+
+    def tick(self, at_ms: int) -> tuple[list[dict], list[tuple]]:
+        """Close the incidents calm for ``quiet_ms`` by ``at_ms``: (rows, review signals)."""
+        rows, reviews = [], []
+        for incident in [i for i in self.open.values() if at_ms - i.get("calm_ms", at_ms) >= self.quiet_ms]:
+            del self.open[incident["id"]]
+            for series in incident["series"]:
+                if self.of_series.get(series) == incident["id"]:
+                    del self.of_series[series]
+            rows.append(self._row(incident, "closed", at_ms))
+            reviews += [self._review(incident, level, False) for level in incident["levels"]]
+        return rows, reviews
 
     def _join(self, incident: dict, key: str, metric: str) -> list[dict]:
         incident["series"][key] = 1
+        incident.pop("calm_ms", None)
         if metric not in incident["metrics"]:
             incident["metrics"].append(metric)
         self.of_series[key] = incident["id"]

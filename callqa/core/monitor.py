@@ -46,7 +46,8 @@ METRICS: dict[str, Family] = {
     "hold_s": Family("log", subgroup=5, shift=0.75, positive=True, floor=0.1, warmup=20),
     "transferred": Family("binary", odds_ratio=3.0, warmup=100, prior=10),
     "sentiment_negative": Family("binary", odds_ratio=3.0, positive=True, warmup=100, prior=10),
-    **{f"item:{item}": Family("binary", odds_ratio=6.0, warmup=30, prior=10) for item in ITEMS},
+    # an item's typical failure is a behaviour that stops: designed for a tenfold rise in the odds of failing
+    **{f"item:{item}": Family("binary", odds_ratio=10.0, warmup=30, prior=10) for item in ITEMS},
 }
 # a team's and a site's human QA mixes agents reviewed at different rates: weighted subgroups of 5
 BY_LEVEL = {(level, "qa_human"): replace(METRICS["qa_human"], subgroup=5) for level in ("team", "site")}
@@ -113,6 +114,12 @@ class QualityMonitor:
         family = self.config.levels.get((level, metric), family)
         if family is None:
             return [], []
+        closed, ended = self.incidents.tick(at_ms) if self.incidents.open else ([], [])
+        rows, reviews = self._observe(key, level, site, entity, metric, family, value, at_ms, weight)
+        return closed + rows, ended + reviews
+
+    def _observe(self, key: str, level: str, site: str, entity: str, metric: str, family: Family, value: float,
+                 at_ms: int, weight: float) -> tuple[list[dict], list[tuple]]:
         s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "fast": [0.0, 0]}
         s["n"] += 1
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None

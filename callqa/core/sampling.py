@@ -68,7 +68,7 @@ class PolicyConfig:
     signal_min: int = 20  # an agent's observations before their signals count
     signal_clip: tuple = (0.5, 3.0)
     analysis_wait_ms: int = 300_000  # a decision waits (in event time) for its call's speech analytics
-    call_signal_clip: tuple = (0.5, 3.0)
+    call_signal_clip: tuple = (0.75, 2.0)  # narrower than the agent's: keeps inverse-probability weights tame
     learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
     change_factor: float = 2.0
