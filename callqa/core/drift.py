@@ -19,7 +19,8 @@ the run length of any likelihood-ratio CUSUM, Lorden 1971; conservative).
 
 "As expected" is the series' baseline plus ``shift``: the current deviation of its peers (an agent is
 compared with their team in the same hours, so a team-wide move is the team's, not fifteen agents').
-The baseline keeps learning slowly (weight max(1/n, 1/``learn``)) while the series is in control,
+The baseline keeps learning slowly (weight max(1/n, 1/``learn``), ``learn`` steps: about four weeks of
+the series) while the series is in control,
 and a short baseline is shrunk towards the peers' (``prior`` pseudo-observations). After a signal the
 series is *in alarm* until the opposite CUSUM (back to expected against still shifted) passes
 ``recover`` (ln 1000); an alarm held ``accept_ms`` becomes the new baseline (a lasting change).
@@ -123,11 +124,12 @@ def expected(s: list[float], family: Family, peer: tuple[float, float, float] | 
 
 
 def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,
-         at_ms: int = 0, weight: float = 1.0) -> Signal | None:
+         at_ms: int = 0, weight: float = 1.0, learn: float | None = None) -> Signal | None:
     """Add one observation (raw units); returns a Signal when the series goes into alarm (``cusum``),
     comes back (``cleared``) or its alarm becomes the new baseline (``accepted``). ``weight``: an
     inverse inclusion probability (normal and log scales): a subgroup's value is the weighted mean, as
-    informative as (Σw)²/Σw² observations."""
+    informative as (Σw)²/Σw² observations. ``learn``: the baseline's memory in steps (default
+    ``family.learn``; the monitor gives four weeks of the series' steps)."""
     y = transform(family, x)
     if y is None:
         return None
@@ -174,13 +176,13 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
                 s[N], s[MEAN], s[VAR] = 0, 0.0, 0.0
             return out
     if not s[ALARM]:  # learn only while in control
-        _learn(s, y - shift, m, family)
+        _learn(s, y - shift, m, family, learn or family.learn)
     return out
 
 
-def _learn(s: list[float], y: float, m: int, family: Family) -> None:
+def _learn(s: list[float], y: float, m: float, family: Family, learn: float) -> None:
     s[N] += 1
-    w = max(1 / s[N], 1 / family.learn)
+    w = max(1 / s[N], 1 / learn)
     d = y - s[MEAN]
     s[MEAN] += w * d
     if family.scale != "binary":  # per-observation variance from subgroup means: m × var(mean)

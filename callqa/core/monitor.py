@@ -57,11 +57,13 @@ LEVELS = ("agent", "team", "site")
 @dataclass(frozen=True)
 class MonitorConfig:
     """``budget``: false alarms per 100 agents per week over all series; ``level_share``: its split by
-    level; ``fast``: observations in the peers' current level (an EWMA)."""
+    level; ``fast``: observations in the peers' current level (an EWMA); ``learn_weeks``: how far back a
+    baseline remembers."""
 
     budget: float = 1.0
     level_share: dict = field(default_factory=lambda: {"agent": 0.4, "team": 0.3, "site": 0.3})
     fast: int = 50
+    learn_weeks: float = 4.0  # a baseline's memory (at least ``Family.learn`` steps)
     metrics: dict = field(default_factory=lambda: METRICS)
     levels: dict = field(default_factory=lambda: BY_LEVEL)
 
@@ -120,12 +122,12 @@ class QualityMonitor:
 
     def _observe(self, key: str, level: str, site: str, entity: str, metric: str, family: Family, value: float,
                  at_ms: int, weight: float) -> tuple[list[dict], list[tuple]]:
-        s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "fast": [0.0, 0]}
+        s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "learn": 0.0, "fast": [0.0, 0]}
         s["n"] += 1
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
-            s["h"] = self._limit(level, entity, family, s, at_ms)
-        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight)
+            s["h"], s["learn"] = self._limit(level, entity, family, s, at_ms)
+        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"])
         y = drift.transform(family, value)
         if y is not None:  # the current level, for the series it is a peer of
             fast = s["fast"]
@@ -155,10 +157,12 @@ class QualityMonitor:
             return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
         return c[drift.MEAN], c[drift.VAR], team["fast"][0] - c[drift.MEAN]
 
-    def _limit(self, level: str, entity: str, family: Family, s: dict, at_ms: int) -> float:
+    def _limit(self, level: str, entity: str, family: Family, s: dict, at_ms: int) -> tuple[float, float]:
+        """The series' limit (from its steps per week and allowance) and its baseline's memory in steps."""
         weeks = max(at_ms - s["first"], 86_400_000) / WEEK_MS
         steps = s["n"] / (family.subgroup if family.scale != "binary" else 1) / weeks
-        return drift.limit(family, steps / self.config.allowance(level, self._size(level, entity)))
+        limit = drift.limit(family, steps / self.config.allowance(level, self._size(level, entity)))
+        return limit, max(family.learn, self.config.learn_weeks * steps)
 
     @staticmethod
     def _row(alert_id: str, status: str, at_ms: int, opened_ms: int, level: str, site: str, entity: str, metric: str,

@@ -68,7 +68,10 @@ class PolicyConfig:
     signal_min: int = 20  # an agent's observations before their signals count
     signal_clip: tuple = (0.5, 3.0)
     analysis_wait_ms: int = 300_000  # a decision waits (in event time) for its call's speech analytics
-    call_signal_clip: tuple = (0.75, 2.0)  # narrower than the agent's: keeps inverse-probability weights tame
+    call_signal_clip: tuple = (0.75, 2.0)
+    # the call factors together move a call's probability at most this much either way: inclusion
+    # probabilities stay within 16x of each other for an agent, so weighted estimates stay stable
+    call_factor_clip: tuple = (0.25, 4.0)
     learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
     change_factor: float = 2.0
@@ -296,7 +299,8 @@ class Sampler:
             a["work_day"] = day_index
         part = self._partition(partition, day, month)
         factors, cell = self._call_factors(part, c, a, profile)
-        rate = a["rate"] * math.prod(factors.values())
+        low, high = p.call_factor_clip
+        rate = a["rate"] * min(high, max(low, math.prod(factors.values())))
         ramp = (at - month_start) / (month_end - month_start)  # uncovered cells matter more as the month runs out
         covered = rate * (1 if cell in a["cells"] else 1 + (p.coverage_factor - 1) * ramp)
         pace = self._pace(a, at, month_start, month_end)
