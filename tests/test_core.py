@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from callqa.core.kpi import KpiConfig, QueueRules, row
+from callqa.core.kpi import KpiConfig, QueueRules
 from callqa.core.local import LocalGraph
 from callqa.core.ordering import CAUGHT_UP, Ordered
 from callqa.core.partials import WindowSums

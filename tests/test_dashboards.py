@@ -3,7 +3,6 @@ expand it, runs on chdb against a simulated week and returns the columns and row
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml

@@ -8,8 +8,10 @@ site, so an agent's series and their team's and site's are charted together:
   from its own baseline. A move of the whole team is the team's incident, not fifteen agents'.
 - **Budget.** ``MonitorConfig.budget`` false alarms per 100 agents per week, over every series and
   level together (default 1), is shared by level (``level_share``) and within a level equally per
-  agent and metric: a team's series gets its agents' share. A series' allowance and its observed
-  steps per week give its in-control run length, and that its chart limit (``drift.limit``).
+  agent and metric. A false alarm is counted once per agent whose review rate it raises: a team's
+  series gets its agents' share and spends it fifteen at a time, so a false team alarm is as rare as
+  one agent's (and the whole budget is an upper bound). A series' allowance and its observed steps per
+  week give its in-control run length, and that its chart limit (``drift.limit``).
 - **Incidents** (``callqa.core.incidents``) group the series alarms by root cause.
 - **Weights.** A human evaluation counts with its inverse inclusion probability; a team's and a site's
   human QA are charted as weighted means of 5 (``BY_LEVEL``), so reviewing one agent more does not
@@ -22,7 +24,6 @@ automatic score is a lumpy mix of them, so its items are charted on their binomi
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 
@@ -67,9 +68,11 @@ class MonitorConfig:
     metrics: dict = field(default_factory=lambda: METRICS)
     levels: dict = field(default_factory=lambda: BY_LEVEL)
 
-    def allowance(self, level: str, agents: int) -> float:
-        """False alarms a week one series of ``level`` watching ``agents`` agents may raise."""
-        return self.budget / 100 * self.level_share[level] * max(agents, 1) / len(self.metrics)
+    def allowance(self, level: str) -> float:
+        """False alarms a week one series of ``level`` may raise. A false alarm is counted once per agent
+        whose review rate it raises: a team's series has its agents' share of the budget and spends it
+        one team-size at a time, which leaves it one agent's share per metric."""
+        return self.budget / 100 * self.level_share[level] / len(self.metrics)
 
 
 class QualityMonitor:
@@ -81,7 +84,6 @@ class QualityMonitor:
         self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of, self._calm_elsewhere)
         self.profiles = profiles
         self.config = config
-        self._sizes: tuple[int, Counter] = (-1, Counter())
 
     def _team_of(self, agent: str) -> str:
         return (self.profiles.get(agent) or {}).get("team_id") or ""
@@ -94,17 +96,6 @@ class QualityMonitor:
         family = self.config.metrics[metric]
         return bool(others) and all(s["c"][drift.N] >= family.warmup and not s["c"][drift.ALARM]
                                     and s["c"][drift.S] < s["h"] / 2 for s in others)
-
-    def _size(self, level: str, entity: str) -> int:
-        if level == "agent":
-            return 1
-        if self._sizes[0] != len(self.profiles):
-            sizes = Counter()
-            for p in self.profiles.values():
-                sizes[("team", p.get("team_id"))] += 1
-                sizes[("site", p.get("site_id"))] += 1
-            self._sizes = (len(self.profiles), sizes)
-        return self._sizes[1][(level, entity)] or 1
 
     def observe(self, key: str, value: float, at_ms: int, weight: float = 1.0) -> tuple[list[dict], list[tuple]]:
         """One observation. Returns alert rows (series alarms of kind ``drift`` and incident notices of
@@ -126,7 +117,7 @@ class QualityMonitor:
         s["n"] += 1
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
-            s["h"], s["learn"] = self._limit(level, entity, family, s, at_ms)
+            s["h"], s["learn"] = self._limit(level, family, s, at_ms)
         signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"])
         y = drift.transform(family, value)
         if y is not None:  # the current level, for the series it is a peer of
@@ -157,11 +148,11 @@ class QualityMonitor:
             return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
         return c[drift.MEAN], c[drift.VAR], team["fast"][0] - c[drift.MEAN]
 
-    def _limit(self, level: str, entity: str, family: Family, s: dict, at_ms: int) -> tuple[float, float]:
+    def _limit(self, level: str, family: Family, s: dict, at_ms: int) -> tuple[float, float]:
         """The series' limit (from its steps per week and allowance) and its baseline's memory in steps."""
         weeks = max(at_ms - s["first"], 86_400_000) / WEEK_MS
         steps = s["n"] / (family.subgroup if family.scale != "binary" else 1) / weeks
-        limit = drift.limit(family, steps / self.config.allowance(level, self._size(level, entity)))
+        limit = drift.limit(family, steps / self.config.allowance(level))
         return limit, max(family.learn, self.config.learn_weeks * steps)
 
     @staticmethod
