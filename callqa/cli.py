@@ -423,7 +423,8 @@ def ingest(fmt: str, site: str, follow: bool, as_json: bool, processes: int, fil
                    "what is past at once, then each event when the clock reaches its time.")
 @click.option("--drift", "drifts", multiple=True, metavar="SPEC",
               help="Inject a drift, e.g. qa:team=site-1/team-2,delta=-15,from=2024-03-05 | "
-                   "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=+2 (days after --start)")
+                   "apology:agent=site-1-a0007,from=2024-03-04T12:00 | aht:site=site-2,factor=1.3,from=+2 (days after --start) | "
+                   "hold:... or transfer:...,factor=F; to= ends a drift, ramp=HOURS grows it")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JSON Lines here instead of sending to Kafka / the embedded pipeline.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -515,7 +516,7 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, no_drift, contro
 
     config = _config()
     first_day = _day(start, "--start")
-    specs = () if no_drift else _drift_specs(drifts or default_drifts(first_day), first_day)
+    specs = () if no_drift else _drift_specs(drifts or default_drifts(first_day, sites), first_day)
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
     _simulator(sim)
     with _progress(disable=as_json) as progress:

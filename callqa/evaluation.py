@@ -82,9 +82,11 @@ class Evaluation:
         return out
 
 
-def default_drifts(start: date) -> tuple[str, ...]:
+def default_drifts(start: date, sites: int = 2) -> tuple[str, ...]:
+    """The default drifts, on site-2 or (a one-site center) site-1."""
     day = lambda n: date.fromordinal(start.toordinal() + n).isoformat()
-    return tuple(d.format(d8=day(7), d10=day(9), d15=day(14)) for d in DEFAULT_DRIFTS)
+    second = f"site-{min(2, sites)}"
+    return tuple(d.format(d8=day(7), d10=day(9), d15=day(14)).replace("site-2", second) for d in DEFAULT_DRIFTS)
 
 
 def evaluate(sim_config: SimConfig, policy: PolicyConfig = PolicyConfig(), seed: int = 1,

@@ -96,9 +96,12 @@ class DriftSpec:
             raise DriftSpecError(f"drift {text!r}: kind must be one of {', '.join(KINDS)} "
                                  "(e.g. qa:team=site-1/team-1,delta=-15,from=2024-03-05)")
         try:
-            args = dict(part.split("=", 1) for part in rest.split(",") if part)
+            pairs = [part.split("=", 1) for part in rest.split(",") if part]
+            args = dict(pairs)
         except ValueError:
             raise DriftSpecError(f"drift {text!r}: expected key=value pairs after '{kind}:'") from None
+        if len(args) != len(pairs):
+            raise DriftSpecError(f"drift {text!r}: a key is given twice")
         unknown = set(args) - KEYS
         if unknown:
             raise DriftSpecError(f"drift {text!r}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(KEYS))})")
@@ -113,8 +116,14 @@ class DriftSpec:
             ramp = _finite(args.get("ramp", 0), "ramp")
         except (ValueError, OverflowError) as exc:
             raise DriftSpecError(f"drift {text!r}: {exc}") from None
-        if factor <= 0 or ramp < 0 or (end is not None and end <= start):
-            raise DriftSpecError(f"drift {text!r}: factor must be > 0, ramp >= 0 hours and to= after from=")
+        if not 0 < factor <= 100:
+            raise DriftSpecError(f"drift {text!r}: factor must be > 0 and at most 100")
+        if not 0 <= ramp <= 24 * 366:
+            raise DriftSpecError(f"drift {text!r}: ramp must be 0 to 8784 hours")
+        if abs(delta) > 100:
+            raise DriftSpecError(f"drift {text!r}: delta must be -100 to 100 points")
+        if end is not None and end <= start:
+            raise DriftSpecError(f"drift {text!r}: to= must be after from=")
         return cls(kind, scopes[0], args[scopes[0]], start, delta=delta, factor=factor, end_ms=end,
                    ramp_ms=int(ramp * 3_600_000))
 

@@ -167,6 +167,31 @@ def test_alarms_of_one_scope_days_apart_on_other_metrics_are_separate_incidents(
     opened, _ = incidents.signal("site|s1|s1|item:waiting.apology_after_hold", "site", "s1", "s1",
                                  "item:waiting.apology_after_hold", 0, alarm)
     joined, _ = incidents.signal("site|s1|s1|qa_human", "site", "s1", "s1", "qa_human", 3 * 3_600_000, alarm)
-    later, _ = incidents.signal("site|s1|s1|handle_s", "site", "s1", "s1", "handle_s", 3 * day, alarm)
+    later, _ = incidents.signal("site|s1|s1|handle_s", "site", "s1", "s1", "handle_s", 5 * day, alarm)
     assert [r["status"] for r in opened] == ["open"] and joined == []  # the same cause, hours apart
     assert [r["status"] for r in later] == ["open"] and later[0]["alert_id"] != opened[0]["alert_id"]
+
+
+def test_when_a_team_change_is_accepted_its_agents_move_with_it_and_raise_nothing():
+    monitor = QualityMonitor({}, PROFILES)
+    feed(monitor, range(0, 200))
+    slower = lambda agent, hour: -8.0 if PROFILES[agent]["team_id"] == "s1/t1" else 0.0  # a lasting change
+    rows, _ = feed(monitor, range(200, 200 + 24 * 12), slower)
+    accepted = [r for r in rows if r["kind"] == "drift" and r["status"] == "cleared"
+                and json.loads(r["evidence"])["chart"] == "accepted" and r["level"] == "team"]
+    assert accepted  # held 7 days: the team's new level
+    after = accepted[0]["at"]
+    later_agents = [r for r in rows if r["kind"] == "drift" and r["status"] == "open" and r["level"] == "agent"
+                    and r["at"] > after and PROFILES[r["entity_id"]]["team_id"] == "s1/t1"]
+    assert later_agents == []  # the team's agents are not then judged against the old level
+
+
+def test_an_incident_whose_series_stop_reporting_closes_as_stale():
+    from callqa.core.incidents import Incidents
+
+    incidents = Incidents({}, lambda agent: "s1/t1")
+    alarm = {"evidence": json.dumps({"chart": "cusum"})}
+    incidents.signal("agent|s1|a1|qa_human", "agent", "s1", "a1", "qa_human", 0, alarm)  # then the agent goes on leave
+    assert incidents.tick(7 * 86_400_000) == ([], [])
+    rows, reviews = incidents.tick(9 * 86_400_000)
+    assert [r["status"] for r in rows] == ["closed"] and [r[4] for r in reviews] == [False]

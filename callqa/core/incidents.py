@@ -1,15 +1,17 @@
 """Incidents: series alarms grouped by root cause, at most three notices each (open, widened, closed).
 
 A series alarm (``monitor``) joins an open incident that has its metric or opened less than
-``group_ms`` (a day) before it — one cause shows on several metrics at about the same time; a new
-metric days later is another cause — when that incident is on the same scope, or on the scope above
+``group_ms`` (three days: human reviews come a working day later) before it — one cause shows on
+several metrics within days; a new metric a week later is another cause — when that incident is on the same scope, or on the scope above
 it (an agent's team, a team's or agent's site) and the incident
 has the metric or already holds a series of the alarming entity. Otherwise, open incidents inside
 its scope on the same metric are its cause: one team's incident takes a site alarm in (the team's
 move, seen diluted on its site); else the oldest widens to the alarm's scope and takes the others in
 (they end as ``merged``). Otherwise it opens an incident. An incident closes a day (``quiet_ms``) after
 every series in it has come back (or its new level was accepted), unless a new alarm joins it
-meanwhile: a drift that flickers around its limit stays one incident.
+meanwhile: a drift that flickers around its limit stays one incident. An incident nothing joined for
+``stale_ms`` (8 days: longer than a chart holds an alarm before accepting it) closes too — a series
+that stopped reporting (an agent on leave) cannot hold it open.
 
 A site's incident is rescoped to a team (``narrowed``) when that team alarms while the site's other
 teams are in control on the metric (the monitor says so).
@@ -32,12 +34,12 @@ LEVELS = ("agent", "team", "site")
 class Incidents:
     def __init__(self, state: MutableMapping[str, dict], team_of: Callable[[str], str],
                  calm_elsewhere: Callable[[str, str, str], bool] = lambda site, team, metric: False,
-                 group_ms: int = 86_400_000, quiet_ms: int = 86_400_000):
+                 group_ms: int = 3 * 86_400_000, quiet_ms: int = 86_400_000, stale_ms: int = 8 * 86_400_000):
         self.open = state.setdefault("open", {})  # incident id → incident
         self.of_series = state.setdefault("of_series", {})  # series key → incident id
         self.team_of = team_of
         self.calm_elsewhere = calm_elsewhere  # (site, team, metric): the site's other teams are in control on it
-        self.group_ms, self.quiet_ms = group_ms, quiet_ms
+        self.group_ms, self.quiet_ms, self.stale_ms = group_ms, quiet_ms, stale_ms
 
     def signal(self, key: str, level: str, site: str, entity: str, metric: str, at_ms: int, alarm: dict
                ) -> tuple[list[dict], list[tuple]]:
@@ -53,12 +55,12 @@ class Incidents:
             if (level == "team" and incident["level"] == "site" and not self._others(incident, entity)
                     and self.calm_elsewhere(site, entity, metric)):
                 return self._rescope(incident, [], key, level, entity, metric, at_ms)  # the site's move is this team's
-            return self._join(incident, key, metric), []
+            return self._join(incident, key, metric, at_ms), []
         inside = [i for i in opened if metric in i["metrics"] and i["site"] == site and (
             (level == "team" and i["level"] == "agent" and self.team_of(i["entity"]) == entity)
             or (level == "site" and i["level"] in ("agent", "team")))]
         if len(inside) == 1 and inside[0]["level"] == "team":  # one team's move, seen diluted on its site
-            return self._join(inside[0], key, metric), []
+            return self._join(inside[0], key, metric, at_ms), []
         if inside:
             return self._rescope(inside[0], inside[1:], key, level, entity, metric, at_ms)
         incident = {"id": f"{level}|{site}|{entity}|{at_ms}", "level": level, "site": site, "entity": entity,
@@ -83,7 +85,8 @@ class Incidents:
     def tick(self, at_ms: int) -> tuple[list[dict], list[tuple]]:
         """Close the incidents calm for ``quiet_ms`` by ``at_ms``: (rows, review signals)."""
         rows, reviews = [], []
-        for incident in [i for i in self.open.values() if at_ms - i.get("calm_ms", at_ms) >= self.quiet_ms]:
+        stale = lambda i: at_ms - max(i["opened_ms"], i.get("last_ms", 0)) >= self.stale_ms  # a series stopped reporting
+        for incident in [i for i in self.open.values() if at_ms - i.get("calm_ms", at_ms) >= self.quiet_ms or stale(i)]:
             del self.open[incident["id"]]
             for series in incident["series"]:
                 if self.of_series.get(series) == incident["id"]:
@@ -92,9 +95,10 @@ class Incidents:
             reviews += [self._review(incident, level, False) for level in incident["levels"]]
         return rows, reviews
 
-    def _join(self, incident: dict, key: str, metric: str) -> list[dict]:
+    def _join(self, incident: dict, key: str, metric: str, at_ms: int = 0) -> list[dict]:
         incident["series"][key] = 1
         incident.pop("calm_ms", None)
+        incident["last_ms"] = max(incident.get("last_ms", 0), at_ms)
         if metric not in incident["metrics"]:
             incident["metrics"].append(metric)
         self.of_series[key] = incident["id"]
@@ -118,7 +122,7 @@ class Incidents:
         for other in others:
             del self.open[other["id"]]
             for series, active in other["series"].items():
-                incident["series"][series] = active
+                incident["series"][series] = max(active, incident["series"].get(series, 0))
                 if active:
                     self.of_series[series] = incident["id"]
             incident["metrics"] += [m for m in other["metrics"] if m not in incident["metrics"]]
@@ -130,7 +134,7 @@ class Incidents:
             actions.append(self._review(incident, incident["level"], False))
             incident["levels"].remove(incident["level"])
         incident.update(level=level, entity=entity, levels=incident["levels"] + [level], moved=True)
-        self._join(incident, key, metric)
+        self._join(incident, key, metric, at_ms)
         return rows + [self._row(incident, status, at_ms)], actions + [self._review(incident, level, True)]
 
     @staticmethod

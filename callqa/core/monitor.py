@@ -113,17 +113,21 @@ class QualityMonitor:
 
     def _observe(self, key: str, level: str, site: str, entity: str, metric: str, family: Family, value: float,
                  at_ms: int, weight: float) -> tuple[list[dict], list[tuple]]:
+        y = drift.transform(family, value)
+        if y is None:  # not charted (a call without a hold on the hold-time chart): not a step either
+            return [], []
         s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "learn": 0.0, "fast": [0.0, 0]}
         s["n"] += 1
+        before = s["c"][drift.MEAN], s["c"][drift.VAR]
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
             s["h"], s["learn"] = self._limit(level, family, s, at_ms)
         signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"])
-        y = drift.transform(family, value)
-        if y is not None:  # the current level, for the series it is a peer of
-            fast = s["fast"]
-            fast[1] += 1
-            fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
+        fast = s["fast"]  # the current level, for the series it is a peer of
+        fast[1] += 1
+        fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
+        if signal is not None and signal.chart == "accepted":
+            self._accept(key, level, site, entity, metric, family, before, fast[0])
         self.series[key] = s
         if signal is None:
             return [], []
@@ -137,6 +141,20 @@ class QualityMonitor:
         row = self._row(alarm, "cleared", at_ms, opened, level, site, entity, metric, signal)
         rows, actions = self.incidents.cleared(key, at_ms)
         return [row] + rows, actions
+
+    def _accept(self, key: str, level: str, site: str, entity: str, metric: str, family: Family,
+                before: tuple[float, float], level_now: float) -> None:
+        """A lasting change: the series' baseline moves to its current level (keeping its spread), and
+        a team's agents' baselines move with it, so they are not then judged against the old level."""
+        c = self.series[key]["c"]
+        c[drift.N], c[drift.MEAN], c[drift.VAR] = family.warmup, level_now, before[1]
+        if level != "team":
+            return
+        delta = level_now - before[0]
+        for other, s in self.series.items():
+            kind, s_site, agent, s_metric = other.split("|")
+            if kind == "agent" and s_site == site and s_metric == metric and self._team_of(agent) == entity:
+                s["c"][drift.MEAN] += delta
 
     def _peer(self, level: str, site: str, entity: str, metric: str, family: Family) -> tuple[float, float, float] | None:
         """(baseline mean, variance, current deviation) of an agent's team on the metric."""
