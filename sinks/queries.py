@@ -211,7 +211,8 @@ GROUP BY time ORDER BY time
 
 # Section scores (%) of human evaluations.
 QA_SECTIONS = f"""
-SELECT section, round(100 * sum(score) / sum(max), 1) AS pct, count() AS evaluations
+SELECT section, round(100 * sum(score / inclusion_probability) / sum(max / inclusion_probability), 1) AS pct,
+       count() AS evaluations
 FROM evaluations FINAL ARRAY JOIN section_ids AS section, section_scores AS score, section_max AS max
 WHERE kind = 'human' AND {SITES} AND {AGENTS} AND $__timeFilter(evaluated_at)
 GROUP BY section ORDER BY section
@@ -219,9 +220,12 @@ GROUP BY section ORDER BY section
 
 # Per agent: human evaluations, score and the three categories (%).
 QA_AGENTS = f"""
-SELECT agent_id, count() AS evaluations, round(100 * sum(total) / sum(max), 1) AS qa_pct,
-       round(avg(etiquette_pct), 1) AS etiquette_pct, round(avg(knowledge_pct), 1) AS knowledge_pct,
-       round(avg(procedure_pct), 1) AS procedure_pct, countIf(has(coaching_tags, 'poor')) AS poor
+SELECT agent_id, count() AS evaluations,
+       round(100 * sum(total / inclusion_probability) / sum(max / inclusion_probability), 1) AS qa_pct,
+       round(avgWeighted(etiquette_pct, 1 / inclusion_probability), 1) AS etiquette_pct,
+       round(avgWeighted(knowledge_pct, 1 / inclusion_probability), 1) AS knowledge_pct,
+       round(avgWeighted(procedure_pct, 1 / inclusion_probability), 1) AS procedure_pct,
+       countIf(has(coaching_tags, 'poor')) AS poor
 FROM evaluations FINAL
 WHERE kind = 'human' AND {SITES} AND {AGENTS} AND $__timeFilter(evaluated_at)
 GROUP BY agent_id ORDER BY qa_pct
@@ -252,11 +256,12 @@ SELECT time, qa_pct, evaluations, round(centre, 1) AS centre,
        round(centre - 3 * sigma / sqrt(evaluations), 1) AS lower_limit
 FROM (
     SELECT time, qa_pct, evaluations,
-           sumIf(total, day_no <= 3) OVER () / sumIf(evaluations, day_no <= 3) OVER () AS centre,
-           sqrt(sumIf(squares, day_no <= 3) OVER () / sumIf(evaluations, day_no <= 3) OVER () - centre * centre) AS sigma
+           sumIf(total, day_no <= 3) OVER () / sumIf(weight, day_no <= 3) OVER () AS centre,
+           sqrt(sumIf(squares, day_no <= 3) OVER () / sumIf(weight, day_no <= 3) OVER () - centre * centre) AS sigma
     FROM (
-        SELECT toDateTime(toDate(evaluated_at)) AS time, round(avg(pct), 1) AS qa_pct, count() AS evaluations,
-               sum(pct) AS total, sum(pct * pct) AS squares, dense_rank() OVER (ORDER BY time) AS day_no
+        SELECT toDateTime(toDate(evaluated_at)) AS time, round(avgWeighted(pct, 1 / inclusion_probability), 1) AS qa_pct,
+               count() AS evaluations, sum(pct / inclusion_probability) AS total, sum(1 / inclusion_probability) AS weight,
+               sum(pct * pct / inclusion_probability) AS squares, dense_rank() OVER (ORDER BY time) AS day_no
         FROM evaluations FINAL
         WHERE kind = 'human' AND {SITES} AND {AGENTS} AND $__timeFilter(evaluated_at)
         GROUP BY time

@@ -1,8 +1,9 @@
 """Incidents: series alarms grouped by root cause, at most three notices each (open, widened, closed).
 
-A series alarm (``monitor``) joins an open incident that has its metric or opened less than
-``group_ms`` (three days: human reviews come a working day later) before it — one cause shows on
-several metrics within days; a new metric a week later is another cause — when that incident is on the same scope, or on the scope above
+A series alarm (``monitor``) joins an open incident that has its metric, or a metric of the same kind
+(handling: handle, hold, transfers; quality: QA, sentiment, items) and opened less than ``group_ms``
+(three days: human reviews come a working day later) before it — one cause shows on several related
+metrics within days; a handling move beside a quality problem, or a week later, is another cause — when that incident is on the same scope, or on the scope above
 it (an agent's team, a team's or agent's site) and the incident
 has the metric or already holds a series of the alarming entity. Otherwise, open incidents inside
 its scope on the same metric are its cause: one team's incident takes a site alarm in (the team's
@@ -29,6 +30,11 @@ from collections.abc import Callable, MutableMapping
 from schemas import format_ms
 
 LEVELS = ("agent", "team", "site")
+HANDLING = {"handle_s", "hold_s", "transferred"}  # how calls are handled; the other metrics are quality
+
+
+def _kind(metric: str) -> str:
+    return "handling" if metric in HANDLING else "quality"
 
 
 class Incidents:
@@ -45,7 +51,8 @@ class Incidents:
                ) -> tuple[list[dict], list[tuple]]:
         """A series went into alarm: (incident rows, review signals)."""
         opened = sorted(self.open.values(), key=lambda i: (i["opened_ms"], i["id"]))
-        related = lambda i: metric in i["metrics"] or at_ms - i["opened_ms"] <= self.group_ms
+        related = lambda i: metric in i["metrics"] or (
+            at_ms - i["opened_ms"] <= self.group_ms and _kind(metric) in {_kind(m) for m in i["metrics"]})
         wider = [i for i in opened if (i["level"], i["entity"]) == (level, entity) and related(i) or related(i) and (
             metric in i["metrics"] or any(k.startswith(f"{level}|{site}|{entity}|") for k in i["series"])) and (
             (level == "agent" and i["level"] == "team" and i["entity"] == self.team_of(entity))
