@@ -314,14 +314,17 @@ class MonitorStage:
         self.ctx = ctx
         self.meta = state["meta"]
         value = self.meta.setdefault("state", {"charts": {}, "order": {}, "seq": 0})
+        if "charts" not in value:  # saved by a version that charted differently: its charts start afresh
+            value.pop("series", None)
+            value["charts"] = {}
         self.value = value
         self.monitor = QualityMonitor(value["charts"], ctx.profiles)
         self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
-            for _, tag, at, series, value, weight in bundle["items"]:
-                self.order.offer(bundle["src"], tag, (at, 0, series), [series, value, at, weight])
+            for _, tag, at, series, value, *weight in bundle["items"]:  # (no weight: sent by an earlier version)
+                self.order.offer(bundle["src"], tag, (at, 0, series), [series, value, at, weight[0] if weight else 1.0])
             if bundle["wm"] is not None:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
