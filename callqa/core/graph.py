@@ -329,8 +329,8 @@ class MonitorStage:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
         policy, profiles = self.ctx.policy, self.ctx.profiles
-        for series, value, at, weight in self.order.release():
-            rows, reviews = self.monitor.observe(series, value, at, weight)
+        for series, value, at, *weight in self.order.release():
+            rows, reviews = self.monitor.observe(series, value, at, weight[0] if weight else 1.0)
             for row in rows:
                 out.row("alerts", row)
             for level, site, entity, signal_id, active, factor_level, evidence in reviews:
