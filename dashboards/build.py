@@ -220,7 +220,8 @@ def alert_rules() -> dict:
         for r in RULES]
     rules.append(_rule("callqa-quality-drift", "Quality incident open", q.OPEN_INCIDENTS, "gt", 0,
                        "{{ $labels.metric }} of {{ $labels.level }} {{ $labels.entity_id }} drifted towards worse "
-                       "quality (one incident per root cause); its agents' review rates are raised", "warning", 86400,
+                       "quality (incident {{ $labels.alert_id }}: one per root cause, its scope may have changed since); "
+                       "its agents' review rates are raised", "warning", 86400,
                        "callqa-drift"))
     group = []
     for rule in rules:

@@ -425,18 +425,20 @@ GROUP BY level, site_id, entity_id
 """
 
 
-# Quality incidents still open (not closed or merged), by scope: what the alert rule notifies on.
+# Quality incidents still open (not closed or merged): what the alert rule notifies on. Labelled by the
+# incident and the scope it opened on, so a change of scope does not notify again (Grafana keys an alert
+# instance by its labels).
 OPEN_INCIDENTS = """
-SELECT level, site_id, entity_id, metric, toFloat64(count()) AS open_incidents
+SELECT level, site_id, entity_id, metric, alert_id, toFloat64(1) AS open_incidents
 FROM (
-    SELECT alert_id, argMax(status, at) AS status, argMax(level, at) AS level, any(site_id) AS site_id,
-           argMax(entity_id, at) AS entity_id, argMax(metric, at) AS metric
+    SELECT alert_id, argMax(status, at) AS status, argMin(level, at) AS level, any(site_id) AS site_id,
+           argMin(entity_id, at) AS entity_id, argMin(metric, at) AS metric
     FROM alerts FINAL
     WHERE kind = 'incident' AND at <= $__toTime
     GROUP BY alert_id
 )
 WHERE status NOT IN ('closed', 'merged')
-GROUP BY level, site_id, entity_id, metric
+ORDER BY alert_id
 """
 
 # Report (callqa report / demo) ----------------------------------------------------------------------
