@@ -170,7 +170,7 @@ class QualityMonitor:
         """The series' limit (from its steps per week and allowance) and its baseline's memory in steps."""
         weeks = max(at_ms - s["first"], 86_400_000) / WEEK_MS
         steps = s["n"] / (family.subgroup if family.scale != "binary" else 1) / weeks
-        limit = drift.limit(family, steps / self.config.allowance(level), s["c"][drift.MEAN])
+        limit = drift.limit(family, steps / self.config.allowance(level))
         return limit, max(family.learn, self.config.learn_weeks * steps)
 
     @staticmethod
