@@ -105,8 +105,6 @@ class QualityMonitor:
         if family is None or level not in LEVELS:
             return [], []
         family = self.config.levels.get((level, metric), family)
-        if family is None:
-            return [], []
         closed, ended = self.incidents.tick(at_ms) if self.incidents.open else ([], [])
         rows, reviews = self._observe(key, level, site, entity, metric, family, value, at_ms, weight)
         return closed + rows, ended + reviews
@@ -127,7 +125,7 @@ class QualityMonitor:
         fast[1] += 1
         fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
         if signal is not None and signal.chart == "accepted":
-            self._accept(key, level, site, entity, metric, family, before, fast[0])
+            self._accept(s["c"], level, site, entity, metric, family, before, fast[0])
         self.series[key] = s
         if signal is None:
             return [], []
@@ -142,11 +140,10 @@ class QualityMonitor:
         rows, actions = self.incidents.cleared(key, at_ms)
         return [row] + rows, actions
 
-    def _accept(self, key: str, level: str, site: str, entity: str, metric: str, family: Family,
+    def _accept(self, c: list[float], level: str, site: str, entity: str, metric: str, family: Family,
                 before: tuple[float, float], level_now: float) -> None:
         """A lasting change: the series' baseline moves to its current level (keeping its spread), and
         a team's agents' baselines move with it, so they are not then judged against the old level."""
-        c = self.series[key]["c"]
         c[drift.N], c[drift.MEAN], c[drift.VAR] = family.warmup, level_now, before[1]
         if level != "team":
             return
