@@ -148,10 +148,12 @@ class QualityMonitor:
         if level != "team":
             return
         delta = level_now - before[0]
-        for other, s in self.series.items():
-            kind, s_site, agent, s_metric = other.split("|")
-            if kind == "agent" and s_site == site and s_metric == metric and self._team_of(agent) == entity:
-                s["c"][drift.MEAN] += delta
+        agents = [k for k in self.series if k.startswith(f"agent|{site}|") and k.endswith(f"|{metric}")
+                  and self._team_of(k.split("|")[2]) == entity]
+        for other in agents:
+            s = self.series[other]
+            s["c"][drift.MEAN] += delta
+            self.series[other] = s  # reassigned: a runner that saves changed keys sees the change
 
     def _peer(self, level: str, site: str, entity: str, metric: str, family: Family) -> tuple[float, float, float] | None:
         """(baseline mean, variance, current deviation) of an agent's team on the metric."""
