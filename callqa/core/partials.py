@@ -51,6 +51,14 @@ class _Retained:
     def _due(self, key: str, w: dict) -> int:
         return window_end_ms(key) + self.retention_ms * (2 if "gone" in w else 1)
 
+    def drain(self) -> list:
+        """What changed since the last drain, per window (``_last``): (key, generation, version, counters)
+        of a partial, the KPI row of a sum."""
+        out = self._final + [self._last(k, self.windows[k]) for k in sorted(self.dirty)]
+        self._final = []
+        self.dirty.clear()
+        return out
+
     def _last(self, key: str, w: dict):
         """What a drain sends for a changed window."""
         raise NotImplementedError
@@ -101,13 +109,6 @@ class PartialWindows(_Retained):
         self.windows[key] = w
         self.dirty.add(key)
 
-    def drain(self) -> list[tuple[str, str, int, dict]]:
-        """(key, generation, version, counters) of the windows changed since the last drain."""
-        out = self._final + [self._last(k, self.windows[k]) for k in sorted(self.dirty)]
-        self._final = []
-        self.dirty.clear()
-        return out
-
     def _last(self, key: str, w: dict) -> tuple[str, str, int, dict]:
         return key, w["g"], w["n"], w["c"]
 
@@ -146,13 +147,6 @@ class WindowSums(_Retained):
             version += held_version
         acc["version"] = version
         return kpi.row(key, acc)
-
-    def drain(self) -> list[dict]:
-        """KPI rows of the windows changed since the last drain."""
-        rows = self._final + [self.row(k) for k in sorted(self.dirty) if k in self.windows]
-        self._final = []
-        self.dirty.clear()
-        return rows
 
     def _last(self, key: str, w: dict) -> dict:
         return self.row(key)
