@@ -66,19 +66,18 @@ class QaAssembler:
         row = self._row(event, scored, state["version"]) | metrics
         update = Update(deltas=kpi.diff(state["contrib"], contrib), evaluations=[row])
         if state["version"] == 1 and event["kind"] in KINDS:  # detectors see each evaluation once
+            at = time_ms(event["event_time"])
+            prefixes = [f"{level}|{e_site}|{entity}|" for level, e_site, entity in self._levels(event)]
             weight = 1 / event.get("inclusion_probability", 1.0)  # charts weigh reviews as the windows do
-            update.observations = [(f"{level}|{e_site}|{entity}|qa_{event['kind']}", scored["pct"], time_ms(event["event_time"]),
-                                    weight) for level, e_site, entity in self._levels(event)]
-            if checks:  # the automatic-QA items, 1 = failed
-                update.observations += [(f"{level}|{e_site}|{entity}|item:{item}", float(not checks[item]),
-                                         time_ms(event["event_time"]))
-                                        for item in ITEMS if item in checks for level, e_site, entity in self._levels(event)]
+            update.observations = [(p + f"qa_{event['kind']}", scored["pct"], at, weight) for p in prefixes]
+            # the automatic-QA items, 1 = failed
+            update.observations += [(p + f"item:{item}", float(not checks[item]), at)
+                                    for item in ITEMS if item in checks for p in prefixes]
             if event["kind"] == "auto" and event.get("call_id"):  # this call's analytics, for its sampling decision
-                update.analyses = [(event["agent_id"], event["call_id"], time_ms(event["event_time"]),
+                update.analyses = [(event["agent_id"], event["call_id"], at,
                                     {"shortfall": 100 - scored["pct"], "negative": speech_sentiment or 0.0})]
             if speech_sentiment is not None:
-                update.observations += [(f"{level}|{e_site}|{entity}|sentiment_negative", speech_sentiment,
-                                         time_ms(event["event_time"])) for level, e_site, entity in self._levels(event)]
+                update.observations += [(p + "sentiment_negative", speech_sentiment, at) for p in prefixes]
         state["contrib"] = contrib
         self.states[key] = state
         return update
