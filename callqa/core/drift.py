@@ -128,12 +128,13 @@ def expected(s: list[float], family: Family, peer: tuple[float, float, float] | 
 
 
 def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,
-         at_ms: int = 0, weight: float = 1.0, learn: float | None = None) -> Signal | None:
+         at_ms: int = 0, weight: float = 1.0, learn: float | None = None, level: float | None = None) -> Signal | None:
     """Add one observation (raw units); returns a Signal when the series goes into alarm (``cusum``),
     comes back (``cleared``) or its alarm becomes the new baseline (``accepted``). ``weight``: an
     inverse inclusion probability (normal and log scales): a subgroup's value is the weighted mean, as
     informative as (Σw)²/Σw² observations. ``learn``: the baseline's memory in steps (default
-    ``family.learn``; the monitor gives four weeks of the series' steps)."""
+    ``family.learn``; the monitor gives four weeks of the series' steps). ``level``: the series' current
+    level (charted units), the new baseline when an alarm is accepted (without it, learnt afresh)."""
     y = transform(family, x)
     if y is None:
         return None
@@ -176,8 +177,10 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
             out = Signal("accepted" if accepted else "cleared", 0, _raw(family, y), s[R], family.recover,
                          _raw(family, mu), sigma, int(s[N]))
             s[ALARM], s[R], s[S] = 0, 0.0, 0.0
-            if accepted:  # a lasting change: learn the new level afresh
+            if accepted and level is None:  # a lasting change: learn the new level afresh
                 s[N], s[MEAN], s[VAR] = 0, 0.0, 0.0
+            elif accepted:  # a lasting change at a known level: the baseline moves there, keeping its spread
+                s[N], s[MEAN] = family.warmup, level
             return out
     if not s[ALARM]:  # learn only while in control
         _learn(s, y - shift, m, family, learn or family.learn)

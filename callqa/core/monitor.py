@@ -88,11 +88,15 @@ class QualityMonitor:
     def _team_of(self, agent: str) -> str:
         return (self.profiles.get(agent) or {}).get("team_id") or ""
 
+    def _charts(self, level: str, site: str, metric: str) -> list[tuple[str, str]]:
+        """(entity, series key) of every charted series of a level, site and metric."""
+        return [(key.split("|")[2], key) for key in self.series
+                if key.startswith(f"{level}|{site}|") and key.endswith(f"|{metric}")]
+
     def _calm_elsewhere(self, site: str, team: str, metric: str) -> bool:
         """Whether every other charted team of the site is in control on the metric (warm, not in alarm,
         its CUSUM under half its limit)."""
-        others = [s for key, s in self.series.items() if key.startswith(f"team|{site}|") and key.endswith(f"|{metric}")
-                  and key.split("|")[2] != team]
+        others = [self.series[key] for entity, key in self._charts("team", site, metric) if entity != team]
         family = self.config.metrics[metric]
         return bool(others) and all(s["c"][drift.N] >= family.warmup and not s["c"][drift.ALARM]
                                     and s["c"][drift.S] < s["h"] / 2 for s in others)
@@ -116,16 +120,16 @@ class QualityMonitor:
             return [], []
         s = self.series.get(key) or {"c": drift.new_state(), "first": at_ms, "n": 0, "h": 0.0, "learn": 0.0, "fast": [0.0, 0]}
         s["n"] += 1
-        before = s["c"][drift.MEAN], s["c"][drift.VAR]
+        fast = s["fast"]  # the current level: a new baseline when an alarm is accepted; what its agents' peer is
+        fast[1] += 1
+        fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
+        baseline = s["c"][drift.MEAN]
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
             s["h"], s["learn"] = self._limit(level, family, s, at_ms)
-        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"])
-        fast = s["fast"]  # the current level, for the series it is a peer of
-        fast[1] += 1
-        fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
-        if signal is not None and signal.chart == "accepted":
-            self._accept(s["c"], level, site, entity, metric, family, before, fast[0])
+        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"], fast[0])
+        if signal is not None and signal.chart == "accepted" and level == "team":
+            self._move_agents(site, entity, metric, fast[0] - baseline)
         self.series[key] = s
         if signal is None:
             return [], []
@@ -140,20 +144,14 @@ class QualityMonitor:
         rows, actions = self.incidents.cleared(key, at_ms)
         return [row] + rows, actions
 
-    def _accept(self, c: list[float], level: str, site: str, entity: str, metric: str, family: Family,
-                before: tuple[float, float], level_now: float) -> None:
-        """A lasting change: the series' baseline moves to its current level (keeping its spread), and
-        a team's agents' baselines move with it, so they are not then judged against the old level."""
-        c[drift.N], c[drift.MEAN], c[drift.VAR] = family.warmup, level_now, before[1]
-        if level != "team":
-            return
-        delta = level_now - before[0]
-        agents = [k for k in self.series if k.startswith(f"agent|{site}|") and k.endswith(f"|{metric}")
-                  and self._team_of(k.split("|")[2]) == entity]
-        for other in agents:
-            s = self.series[other]
-            s["c"][drift.MEAN] += delta
-            self.series[other] = s  # reassigned: a runner that saves changed keys sees the change
+    def _move_agents(self, site: str, team: str, metric: str, delta: float) -> None:
+        """A team's change was accepted as its new level: its agents' baselines move with it, so they are
+        not then judged against the old level."""
+        for agent, key in self._charts("agent", site, metric):
+            if self._team_of(agent) == team:
+                s = self.series[key]
+                s["c"][drift.MEAN] += delta
+                self.series[key] = s  # reassigned: a runner that saves changed keys sees the change
 
     def _peer(self, level: str, site: str, entity: str, metric: str, family: Family) -> tuple[float, float, float] | None:
         """(baseline mean, variance, current deviation) of an agent's team on the metric."""
