@@ -51,23 +51,31 @@ class Incidents:
                ) -> tuple[list[dict], list[tuple]]:
         """A series went into alarm: (incident rows, review signals)."""
         opened = sorted(self.open.values(), key=lambda i: (i["opened_ms"], i["id"]))
-        related = lambda i: metric in i["metrics"] or (
-            at_ms - i["opened_ms"] <= self.group_ms and _kind(metric) in {_kind(m) for m in i["metrics"]})
-        wider = [i for i in opened if (i["level"], i["entity"]) == (level, entity) and related(i) or related(i) and (
-            metric in i["metrics"] or any(k.startswith(f"{level}|{site}|{entity}|") for k in i["series"])) and (
-            (level == "agent" and i["level"] == "team" and i["entity"] == self.team_of(entity))
-            or (level in ("agent", "team") and i["level"] == "site" and i["entity"] == site))]
+
+        def joins(i: dict) -> bool:  # the alarm belongs to incident i: same scope, or the scope above it
+            if metric not in i["metrics"] and (at_ms - i["opened_ms"] > self.group_ms
+                                               or _kind(metric) not in {_kind(m) for m in i["metrics"]}):
+                return False
+            if (i["level"], i["entity"]) == (level, entity):
+                return True
+            above = ((level == "agent" and i["level"] == "team" and i["entity"] == self.team_of(entity))
+                     or (level in ("agent", "team") and i["level"] == "site" and i["entity"] == site))
+            return above and (metric in i["metrics"] or any(k.startswith(f"{level}|{site}|{entity}|") for k in i["series"]))
+
+        wider = [i for i in opened if joins(i)]
         if wider:
             incident = wider[0]
             if (level == "team" and incident["level"] == "site" and not self._others(incident, entity)
                     and self.calm_elsewhere(site, entity, metric)):
                 return self._rescope(incident, [], key, level, entity, metric, at_ms)  # the site's move is this team's
-            return self._join(incident, key, metric, at_ms), []
+            self._join(incident, key, metric, at_ms)
+            return [], []
         inside = [i for i in opened if metric in i["metrics"] and i["site"] == site and (
             (level == "team" and i["level"] == "agent" and self.team_of(i["entity"]) == entity)
             or (level == "site" and i["level"] in ("agent", "team")))]
         if len(inside) == 1 and inside[0]["level"] == "team":  # one team's move, seen diluted on its site
-            return self._join(inside[0], key, metric, at_ms), []
+            self._join(inside[0], key, metric, at_ms)
+            return [], []
         if inside:
             return self._rescope(inside[0], inside[1:], key, level, entity, metric, at_ms)
         incident = {"id": f"{level}|{site}|{entity}|{at_ms}", "level": level, "site": site, "entity": entity,
@@ -102,7 +110,7 @@ class Incidents:
             reviews += [self._review(incident, level, False) for level in incident["levels"]]
         return rows, reviews
 
-    def _join(self, incident: dict, key: str, metric: str, at_ms: int = 0) -> list[dict]:
+    def _join(self, incident: dict, key: str, metric: str, at_ms: int) -> None:
         incident["series"][key] = 1
         incident.pop("calm_ms", None)
         incident["last_ms"] = max(incident.get("last_ms", 0), at_ms)
@@ -110,7 +118,6 @@ class Incidents:
             incident["metrics"].append(metric)
         self.of_series[key] = incident["id"]
         self.open[incident["id"]] = incident
-        return []
 
     def _others(self, incident: dict, team: str) -> bool:
         """Whether the incident holds a series of a team other than ``team`` (or of its agents)."""
