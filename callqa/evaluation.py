@@ -32,7 +32,7 @@ from sources.simulator import DriftSpec, SimConfig, Simulator
 
 from .core.kpi import KpiConfig
 from .core.local import LocalGraph
-from .core.sampling import DAY_MS, PolicyConfig
+from .core.sampling import DAY_MS, PolicyConfig, tenure_factor
 
 HOUR_MS = 3_600_000
 
@@ -243,7 +243,7 @@ def detections(specs, alerts: list[dict], agents: dict, first_call: dict | None 
                       "detected_by": f"{alarm[1]['level']}:{alarm[1]['entity_id']}:{alarm[1]['metric']}" if alarm else None,
                       "matching_alarms": sum(h[1].get("kind", "drift") == "drift" for h in hits),
                       "incidents": len(incident_ids),
-                      "notices_per_incident": max((notices[i] for i in incident_ids), default=0)})
+                      "notices_per_incident": max((notices[n] for n in incident_ids), default=0)})
     return found, matched
 
 
@@ -297,9 +297,7 @@ def _contains(level: str, entity: str, spec: DriftSpec, agents: dict) -> bool:
 
 def _weight(agent, start: date, policy: PolicyConfig) -> float:
     """The weighted quota's weight of an agent: the policy's tenure × tier factors at the period's start."""
-    days = (start - agent.hire).days
-    tenure = policy.new_hire_factor if days < policy.new_hire_days else policy.first_year_factor if days < 365 else 1.0
-    return tenure * policy.tier_factor.get(agent.tier, 1.0)
+    return tenure_factor((start - agent.hire).days, policy) * policy.tier_factor.get(agent.tier, 1.0)
 
 
 def _fixed_n(calls_of: dict[str, list[str]], weights: dict[str, float], budget: int, rng: random.Random) -> set[str]:

@@ -153,6 +153,13 @@ def agent_targets(level: str, ids: list[str], site: str | None, profiles: Mappin
     return sorted(a for a, p in profiles.items() if field_ is None or p.get(field_) in ids)
 
 
+def tenure_factor(days_employed: int, policy: PolicyConfig) -> float:
+    """The rate multiplier of an agent's tenure: new hires the most, then the first year, then 1."""
+    if days_employed < policy.new_hire_days:
+        return policy.new_hire_factor
+    return policy.first_year_factor if days_employed < 365 else 1.0
+
+
 def incident_signal(level: str, active: bool, evidence: dict, policy: PolicyConfig) -> dict:
     """The review signal of a quality incident (``callqa.core.incidents``) that reached ``level``
     (agent, team or site): while open, its agents' rates take that level's ``drift_factor``."""
@@ -203,10 +210,8 @@ class Sampler:
 
     def _factors(self, agent_id: str, a: dict, at_ms: int) -> tuple[dict, str | None]:
         p, profile = self.policy, self.profiles.get(agent_id) or {}
-        tenure = 1.0
-        if profile.get("hire_date"):
-            days = at_ms // DAY_MS - _epoch_day(profile["hire_date"])
-            tenure = p.new_hire_factor if days < p.new_hire_days else p.first_year_factor if days < 365 else 1.0
+        hired = profile.get("hire_date")
+        tenure = tenure_factor(at_ms // DAY_MS - _epoch_day(hired), p) if hired else 1.0
         strongest, signal = None, 1.0
         for sid, s in sorted(a["signals"].items()):
             if s.get("from_ms", 0) <= at_ms and (s["until_ms"] is None or at_ms < s["until_ms"]) and s["factor"] > signal:
