@@ -132,7 +132,7 @@ class DriftSpec:
         linearly over the ramp, then 1."""
         if t < self.start_ms or (self.end_ms is not None and t >= self.end_ms):
             return 0.0
-        if {"site": agent.site, "team": agent.team, "agent": agent.id}[self.scope_level] != self.scope_id:
+        if not self.in_scope(agent):
             return 0.0
         return min(1.0, (t - self.start_ms) / self.ramp_ms) if self.ramp_ms else 1.0
 
