@@ -9,7 +9,7 @@ rate raises from real drifts, poor calls found by the adaptive policy against th
 weighted quota (with and without drifts) and the human-QA error of raised agents (weighted and not).
 Then every figure against its target.
 
-    python bench/monitoring.py                     # 2 scenarios x 2 seeds (about 40 minutes on 2 cores)
+    python bench/monitoring.py                     # 2 scenarios x 2 seeds (about 20 minutes on 2 cores)
     python bench/monitoring.py --scenario small --seeds 1
 """
 from __future__ import annotations
