@@ -51,6 +51,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SL_THRESHOLD_S", "20", "Service level: answered within this many seconds."),
     Setting("CALLQA_SHORT_ABANDON_S", "5", "Abandons within this many seconds are short abandons, left out of abandoned and service level."),
     Setting("CALLQA_SL_FORMULA", "answered_and_abandoned", "Service-level denominator: answered_and_abandoned, offered or answered."),
+    Setting("CALLQA_QUEUE_READING", "standard", "How queue windows count a call that visits several queues (a transfer, an overflow): standard (each queue counts its own stint, as QueueMetrics' standard reading) or multi_stint (the call counts once, in the queue it first entered). Site windows always count it once."),
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
@@ -126,7 +127,12 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
         queues[queue] = _rules(f"CALLQA_QUEUE_RULES[{queue}]", rules.get("sl_threshold_s", default.sl_threshold_s),
                                rules.get("short_abandon_s", default.short_abandon_s),
                                rules.get("sl_formula", default.sl_formula))
+    from .core.kpi import QUEUE_READINGS
+
+    if raw["CALLQA_QUEUE_READING"] not in QUEUE_READINGS:
+        raise ConfigError(f"CALLQA_QUEUE_READING={raw['CALLQA_QUEUE_READING']!r} must be one of {', '.join(QUEUE_READINGS)}")
     return KpiConfig(window_sizes_s=windows, default_rules=default, queue_rules=queues,
+                     queue_reading=raw["CALLQA_QUEUE_READING"],
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
                      ordering_slack_s=_int("CALLQA_ORDERING_SLACK_S", raw["CALLQA_ORDERING_SLACK_S"], 0),
@@ -223,5 +229,5 @@ class Config:
         )
 
 
-# every setting is a Config field, except the KPI rules (8, making up Config.kpi) and the policy's (4, Config.policy)
-assert len(SETTINGS) - 8 - 4 == len(fields(Config)) - 2
+# every setting is a Config field, except the KPI rules (9, making up Config.kpi) and the policy's (4, Config.policy)
+assert len(SETTINGS) - 9 - 4 == len(fields(Config)) - 2

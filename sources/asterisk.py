@@ -53,11 +53,23 @@ def _int(text: str | None) -> int | None:
 
 
 class QueueLogMapper:
-    """One queue_log entry → canonical events (state-free: each line maps on its own)."""
+    """queue_log entries → canonical events, in file order.
+
+    A call keeps its call id across the queues it visits, and a transfer ends the transferring
+    agent's segment, not the call: the same call id entering another queue (after BLINDTRANSFER, or
+    after EXITWITHTIMEOUT to an overflow queue) is the call's next stint. The mapper remembers each
+    agent's connected call and each call id still waiting in a queue, so that an ATTENDEDTRANSFER
+    logged under the consultation leg's call id (Asterisk 12+ after the legs are swapped) is given to
+    the customer's call, which takes the leg's place in the queue it was waiting in; the leg itself is
+    marked as a consultation (not a call of its own)."""
+
+    KEEP_S = 86_400  # calls waiting or connected longer than this are forgotten
 
     def __init__(self, site_id: str, hasher: CallerHasher):
         self.site_id = site_id
         self.hash = hasher
+        self.connected: dict[str, tuple[int, str]] = {}  # agent → (connected epoch, call id)
+        self.waiting: dict[str, tuple[int, str | None]] = {}  # call id → (entered epoch, queue)
 
     def map(self, e: Entry, event_id: str) -> tuple[list[dict], str | None]:
         """(events, skipped verb or None)."""
@@ -65,12 +77,15 @@ class QueueLogMapper:
         call = f"{self.site_id}:{e.callid}"
         queue = e.queue if e.queue and e.queue.upper() != "NONE" else None
         agent = agent_id(e.agent)
-        ev = lambda suffix, kind, **f: envelope(f"{event_id}:{suffix}", kind, t, self.site_id, SOURCE, **f)
+        ev = lambda suffix, kind, at=t, **f: envelope(f"{event_id}:{suffix}", kind, at, self.site_id, SOURCE, **f)
         v = e.verb
         if v == "ENTERQUEUE":
+            self._remember(self.waiting, e.callid, (e.epoch, queue), e.epoch)
             return [ev("offered", "call.offered", call_id=call, queue_id=queue, caller_hash=self.hash(e.caller)),
                     ev("queued", "call.queued", call_id=call, queue_id=queue or "default")], None
         if v == "CONNECT" and agent:
+            self.waiting.pop(e.callid, None)
+            self._remember(self.connected, agent, (e.epoch, e.callid), e.epoch)
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=True,
                        ring_ms=e.ring_ms),
                     ev("answered", "call.answered", call_id=call, queue_id=queue, agent_id=agent)], None
@@ -78,27 +93,58 @@ class QueueLogMapper:
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=False,
                        ring_ms=e.ring_ms)], None
         if v in ("COMPLETEAGENT", "COMPLETECALLER"):
+            if agent and self.connected.get(agent, (0, ""))[1] == e.callid:
+                del self.connected[agent]
             return [ev("ended", "call.ended", call_id=call, agent_id=agent,
                        ended_by="agent" if v == "COMPLETEAGENT" else "caller")], None
         exits = {"ABANDON": "caller_hangup", "EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "empty_queue",
                  "EXITWITHKEY": "key_pressed"}
         if v in exits:
+            self.waiting.pop(e.callid, None)
             position = _int(e.params[1] if v == "EXITWITHKEY" and len(e.params) > 1 else (e.params or [None])[0])
             return [ev("left", "call.abandoned", call_id=call, queue_id=queue, stage="queue", reason=exits[v],
                        position=position)], None
         if v in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER") and agent:
-            target = next((p for p in e.params if p), None)
-            return [ev("transfer", "call.transferred", call_id=call, from_agent_id=agent, to_external=target,
-                       transfer_type="attended" if v == "ATTENDEDTRANSFER" else "blind"),
-                    ev("ended", "call.ended", call_id=call, agent_id=agent, ended_by="agent")], None
+            return self._transfer(e, agent, ev), None
         states = {"AGENTLOGIN": "logged_in", "AGENTCALLBACKLOGIN": "logged_in", "ADDMEMBER": "logged_in",
                   "AGENTLOGOFF": "logged_out", "AGENTCALLBACKLOGOFF": "logged_out", "REMOVEMEMBER": "logged_out",
                   "PAUSE": "not_ready", "PAUSEALL": "not_ready", "UNPAUSE": "available", "UNPAUSEALL": "available"}
         if v in states and agent:
             reason = (e.params[0] or None) if v.startswith("PAUSE") and e.params else None
+            every_queue = v in ("PAUSEALL", "UNPAUSEALL") or not queue
             return [ev("state", "agent.state_changed", agent_id=agent, state=states[v], reason=reason,
-                       queue_ids=[queue] if queue else None)], None
+                       queue_ids=None if every_queue else [queue])], None
         return [], v
+
+    def _transfer(self, e: Entry, agent: str, ev) -> list[dict]:
+        """TRANSFER (Asterisk ≤ 11: exten|context|holdtime|calltime), BLINDTRANSFER (12+: exten|context|
+        holdtime|calltime|origpos) and ATTENDEDTRANSFER (12+: BRIDGE|bridge, APP|app, LINK|chan1|chan2 or
+        THREEWAY|..., then holdtime|calltime|origpos). The agent's segment ends; the call goes on if its
+        call id enters another queue."""
+        kind = "attended" if e.verb == "ATTENDEDTRANSFER" else "blind"
+        target = None if kind == "attended" else next((p for p in e.params if p), None)
+        held = self.connected.get(agent)
+        if held is None or held[1] == e.callid:  # logged under the customer's call id
+            self.connected.pop(agent, None)
+            return [ev("transfer", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
+                       to_external=self.hash(target), transfer_type=kind)]
+        # logged under another call id: the consultation leg, whose place the customer's call takes
+        del self.connected[agent]
+        customer = f"{self.site_id}:{held[1]}"
+        entered = self.waiting.pop(e.callid, None)
+        out = [ev("transfer", "call.transferred", call_id=customer, from_agent_id=agent, transfer_type=kind,
+                  to_queue_id=entered[1] if entered else None)]
+        if entered is not None and entered[1]:
+            out.append(ev("requeued", "call.queued", at=entered[0] * 1000, call_id=customer, queue_id=entered[1]))
+        out.append(ev("consultation", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
+                      transfer_type=kind, consultation_of=customer))
+        return out
+
+    def _remember(self, table: dict, key: str, value: tuple, epoch: int) -> None:
+        table[key] = value
+        if len(table) > 10_000:  # forget what a broken log never closed
+            for stale in [k for k, v in table.items() if v[0] < epoch - self.KEEP_S]:
+                del table[stale]
 
 
 def _event_id(site_id: str, raw: str, seen: Counter) -> str:

@@ -55,8 +55,8 @@ class Update:
 def _new_state(call_id: str, site_id: str) -> dict:
     return {
         "call_id": call_id, "site_id": site_id, "queue_id": None, "caller_hash": None, "direction": "inbound",
-        "call_type": None, "offered_ms": None, "queued_ms": None, "abandoned_ms": None, "abandon_stage": None,
-        "abandon_reason": None, "ended_ms": None, "answers": [], "transfers": [], "holds": [], "wrapups": [],
+        "call_type": None, "offered_ms": None, "entries": [], "lefts": [], "ends": [], "answers": [],
+        "transfers": [], "holds": [], "wrapups": [], "consultation_of": None,
         "disposition": None, "resolved": None, "last_ms": 0, "incomplete": False, "fcr_noted": [],
         "version": 0, "seen": [], "contrib": {},
     }
@@ -76,22 +76,20 @@ def _fold(s: dict, e: dict, t: int) -> None:
         s["direction"] = e.get("direction", s["direction"])
         s["call_type"] = e.get("call_type") or s["call_type"]
     elif kind == "call.queued":
-        s["queued_ms"] = _earliest(s["queued_ms"], t)
-        s["queue_id"] = s["queue_id"] or e["queue_id"]
+        s["entries"].append([t, e["queue_id"]])
     elif kind == "call.answered":
-        s["answers"].append([t, e["agent_id"]])
-        s["queue_id"] = s["queue_id"] or e.get("queue_id")
+        s["answers"].append([t, e["agent_id"], e.get("queue_id")])
     elif kind in ("call.held", "call.resumed"):
         s["holds"].append([t, kind == "call.held"])
     elif kind == "call.transferred":
-        s["transfers"].append([t, e["from_agent_id"]])
+        if e.get("consultation_of"):
+            s["consultation_of"] = e["consultation_of"]
+        else:
+            s["transfers"].append([t, e["from_agent_id"]])
     elif kind == "call.abandoned":
-        s["abandoned_ms"] = _earliest(s["abandoned_ms"], t)
-        s["abandon_stage"] = e["stage"]
-        s["abandon_reason"] = e.get("reason", "caller_hangup")
-        s["queue_id"] = s["queue_id"] or e.get("queue_id")
+        s["lefts"].append([t, e.get("queue_id"), e["stage"], e.get("reason", "caller_hangup")])
     elif kind == "call.ended":
-        s["ended_ms"] = _earliest(s["ended_ms"], t)
+        s["ends"].append([t, e.get("agent_id")])
     elif kind == "call.wrapup_ended":
         s["wrapups"].append([t, e["agent_id"]])
         s["disposition"] = e.get("disposition") or s["disposition"]
@@ -99,46 +97,76 @@ def _fold(s: dict, e: dict, t: int) -> None:
     # call.agent_offered: ring attempts, for agent KPIs later; nothing to fold yet.
 
 
+def _first(marks: list) -> int | None:
+    return min(marks)[0] if marks else None
+
+
 def arrival_ms(s: dict) -> int | None:
-    """When the call reached the ACD: queue entry, else first contact, else (a source that saw only
-    the end of the call) its answer or hang-up."""
-    for t in (s["queued_ms"], s["offered_ms"], min(s["answers"])[0] if s["answers"] else None, s["abandoned_ms"]):
+    """When the call reached the ACD: its first queue entry, else first contact, else (a source that
+    saw only the end of the call) its answer or hang-up."""
+    for t in (_first(s["entries"]), s["offered_ms"], _first(s["answers"]), _first(s["lefts"])):
         if t is not None:
             return t
     return None
 
 
+def call_queue(s: dict) -> str | None:
+    """The queue the call first entered (else the one its first event named)."""
+    if s["entries"]:
+        return min(s["entries"])[1]
+    return s["queue_id"] or next((m[2] for m in sorted(s["answers"]) if m[2]), None) \
+        or next((m[1] for m in sorted(s["lefts"]) if m[1]), None)
+
+
 def answered_ms(s: dict) -> int | None:
-    return min(s["answers"])[0] if s["answers"] else None
+    return _first(s["answers"])
 
 
-def outcome(s: dict) -> str | None:
-    """``answered``, ``abandoned`` (the caller hung up), the reason the queue let it go (``timeout``,
-    ``empty_queue``, ``key_pressed``, ``phantom``), ``incomplete`` (timed out), or None while open."""
-    if s["answers"]:
-        return "answered" if s["ended_ms"] is not None else ("incomplete" if s["incomplete"] else None)
-    if s["abandoned_ms"] is not None:
-        return UNANSWERED.get(s["abandon_reason"], s["abandon_reason"])
-    return "incomplete" if s["incomplete"] else None
+def stints(s: dict) -> list[dict]:
+    """The call's queue stints in time order, as QueueMetrics counts them: each entry into a queue
+    until an agent answered it there or it left that queue (caller hang-up, timeout, ...). An answer
+    or a leave belongs to the latest entry at or before it into its queue (any queue when it names
+    none). A call with no queue entry has one stint in its offered queue from its arrival."""
+    entries = sorted(s["entries"])
+    if not entries:
+        queue, arrived = call_queue(s), arrival_ms(s)
+        entries = [[arrived, queue]] if arrived is not None and (queue or s["answers"] or s["lefts"]) else []
+    out = [{"queue_id": q, "entered_ms": t, "answer": None, "left": None} for t, q in entries]
 
+    def owner(t: int, queue: str | None) -> dict | None:
+        match = [x for x in out if x["entered_ms"] <= t and (queue is None or x["queue_id"] in (queue, None))]
+        return match[-1] if match else (out[0] if out and not s["entries"] else None)
 
-def wait_ms(s: dict) -> int | None:
-    """Time from arrival to the first answer (answered) or to leaving (unanswered)."""
-    start, end = arrival_ms(s), answered_ms(s) or s["abandoned_ms"]
-    return None if start is None or end is None else max(0, end - start)
+    for mark in sorted(s["answers"]):
+        stint = owner(mark[0], mark[2])
+        if stint is not None and stint["answer"] is None and stint["left"] is None:
+            stint["answer"] = mark
+    for mark in sorted(s["lefts"]):
+        stint = owner(mark[0], mark[1])
+        if stint is not None and stint["left"] is None and (stint["answer"] is None or stint["answer"][0] > mark[0]):
+            stint["left"], stint["answer"] = mark, None
+    for x in out:
+        end = x["answer"][0] if x["answer"] else x["left"][0] if x["left"] else None
+        x["wait_ms"] = None if end is None else max(0, end - x["entered_ms"])
+        x["outcome"] = "answered" if x["answer"] else (x["left"][3] if x["left"] else None)
+    return out
 
 
 def segments(s: dict) -> list[dict]:
-    """One segment per answer, in time order: it ends at that agent's next transfer, else at the call's end."""
+    """One segment per answer, in time order: it ends at that agent's next transfer, else at the next
+    end of the call, and at the latest when the next agent answers."""
     out = []
     answers = sorted(s["answers"])
     transfers = sorted(s["transfers"])
+    ends = sorted(s["ends"])
     wrapups = sorted(s["wrapups"])
     holds = sorted(s["holds"])
-    for i, (start, agent) in enumerate(answers):
+    for i, (start, agent, _) in enumerate(answers):
         next_start = answers[i + 1][0] if i + 1 < len(answers) else None
-        xfer = next((t for t, a in transfers if a == agent and t >= start and (next_start is None or t <= next_start)), None)
-        end = xfer if xfer is not None else (s["ended_ms"] if next_start is None else next_start)
+        before_next = lambda t: next_start is None or t <= next_start
+        xfer = next((t for t, a in transfers if a == agent and t >= start and before_next(t)), None)
+        ended = next((t for t, a in ends if t >= start and a in (agent, None) and before_next(t)), None)
+        end = xfer if xfer is not None else ended if ended is not None else next_start
         hold_count = hold_ms = 0
         open_at = None
         for t, held in holds:
@@ -158,6 +186,35 @@ def segments(s: dict) -> list[dict]:
     return out
 
 
+def outcome(s: dict, parts: list[dict] | None = None, segs: list[dict] | None = None) -> str | None:
+    """``answered``, ``abandoned`` (the caller hung up), the reason the last queue let it go
+    (``timeout``, ``empty_queue``, ``key_pressed``, ``phantom``, ``callback``), ``incomplete`` (timed
+    out), or None while open: a stint waits in a queue, or an agent's segment has not ended."""
+    parts = stints(s) if parts is None else parts
+    segs = segments(s) if segs is None else segs
+    waiting = any(x["outcome"] is None for x in parts)
+    if s["answers"]:
+        done = not waiting and all(x["ended_ms"] is not None for x in segs)
+        return "answered" if done else ("incomplete" if s["incomplete"] else None)
+    if parts and not waiting:
+        return UNANSWERED.get(parts[-1]["outcome"], parts[-1]["outcome"])
+    if not parts and s["lefts"]:
+        return UNANSWERED.get(max(s["lefts"])[3], max(s["lefts"])[3])
+    return "incomplete" if s["incomplete"] else None
+
+
+def wait_ms(s: dict, parts: list[dict] | None = None) -> int | None:
+    """Time from arrival to the first answer (answered) or to leaving the last queue (unanswered)."""
+    parts = stints(s) if parts is None else parts
+    start = arrival_ms(s)
+    end = answered_ms(s)
+    if end is None and parts and parts[-1]["left"]:
+        end = parts[-1]["left"][0]
+    elif end is None and s["lefts"]:
+        end = max(s["lefts"])[0]
+    return None if start is None or end is None else max(0, end - start)
+
+
 class CallAssembler:
     """Per-call state machine over ``call.*`` events; duplicates (same event id) are ignored."""
 
@@ -171,8 +228,8 @@ class CallAssembler:
 
     def _due(self, s: dict) -> int:
         lateness = self.config.allowed_lateness_s * 1000
-        if outcome(s) is not None:
-            return max(s["last_ms"], s["ended_ms"] or 0, s["abandoned_ms"] or 0) + lateness
+        if s["consultation_of"] or outcome(s) is not None:
+            return s["last_ms"] + lateness
         return s["last_ms"] + self.config.call_timeout_s * 1000
 
     def apply(self, event: dict, watermark_ms: int) -> Update | None:
@@ -193,17 +250,21 @@ class CallAssembler:
 
     def _commit(self, state: dict) -> Update:
         state["version"] += 1
-        segs, call = segments(state), self._call_counters(state)  # once per event: both below use them
-        contrib = self._contribution(state, segs, call)
-        update = Update(deltas=kpi.diff(state["contrib"], contrib), fcr=self._fcr_notes(state))
-        state["contrib"] = contrib
-        result = outcome(state)
-        if result is not None:
-            record = self._record(state, result, segs)
-            update.records.append(record)
-            if not state.get("observed"):  # drift detectors see each finished call once
-                state["observed"] = True
-                update.observations = self._observations(state, record)
+        if state["consultation_of"]:  # an attended transfer's consultation leg: part of another call
+            update = Update(deltas=kpi.diff(state["contrib"], {}))
+            state["contrib"] = {}
+        else:
+            parts, segs = stints(state), segments(state)  # once per event: everything below uses them
+            result = outcome(state, parts, segs)
+            contrib = self._contribution(state, parts, segs, result)
+            update = Update(deltas=kpi.diff(state["contrib"], contrib), fcr=self._fcr_notes(state))
+            state["contrib"] = contrib
+            if result is not None:
+                record = self._record(state, result, parts, segs)
+                update.records.append(record)
+                if not state.get("observed"):  # drift detectors see each finished call once
+                    state["observed"] = True
+                    update.observations = self._observations(state, record)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
         self.expiry.push(state["call_id"], self._due(state))
         return update
@@ -218,7 +279,7 @@ class CallAssembler:
             due = self._due(state)
             if due > watermark_ms:
                 self.expiry.push(key, due)
-            elif outcome(state) is None and arrival_ms(state) is not None:
+            elif not state["consultation_of"] and outcome(state) is None and arrival_ms(state) is not None:
                 state["incomplete"] = True
                 update.extend(self._commit(state))
             else:  # settled, or only stray events of a call already closed: nothing to report
@@ -243,71 +304,124 @@ class CallAssembler:
         return notes
 
     def _entities(self, s: dict) -> list[tuple[str, str, str]]:
+        """The call's site, and the queue it first entered."""
         entities = [("site", s["site_id"], s["site_id"])]
-        if s["queue_id"]:
-            entities.append(("queue", s["site_id"], s["queue_id"]))
+        queue = call_queue(s)
+        if queue:
+            entities.append(("queue", s["site_id"], queue))
         return entities
 
     def _agent_keys(self, s: dict, agent: str, t: int) -> list[str]:
         """Windows of an agent's (and their team's) work at time t; plus the call's site/queue windows."""
+        return kpi.keys_at(self.config, t, self._agent_levels(s, agent) + self._entities(s))
+
+    def _agent_levels(self, s: dict, agent: str) -> list[tuple[str, str, str]]:
         levels = [("agent", s["site_id"], agent)]
         team = self.team_of(agent)
         if team:
             levels.append(("team", s["site_id"], team))
-        return kpi.keys_at(self.config, t, levels + self._entities(s))
+        return levels
 
-    def _call_counters(self, s: dict) -> dict | None:
-        """The call-level counters (offered, answered, abandoned, service level, wait); None while the
-        call has not reached the ACD (or never will: IVR hang-up, outbound)."""
-        arrived = arrival_ms(s)
-        if arrived is None or s["direction"] != "inbound":
-            return None
-        answered = bool(s["answers"])
-        reached_acd = s["queued_ms"] is not None or answered or (
-            s["abandoned_ms"] is not None and s["abandon_stage"] != "ivr")
-        if not reached_acd:
-            return None  # still in (or hung up in) the IVR: not offered to the ACD
-        rules = self.config.rules(s["queue_id"])
-        wait = wait_ms(s)
-        left_unanswered = not answered and s["abandoned_ms"] is not None
-        short = left_unanswered and s["abandon_reason"] == "caller_hangup" and wait is not None \
-            and wait < rules.short_abandon_s * 1000
-        abandoned = left_unanswered and s["abandon_reason"] == "caller_hangup" and not short
+    def _waiting(self, queue: str | None, wait: int | None, answered: bool, reason: str | None) -> dict:
+        """Offered-call counters of one wait (a stint, or the whole call) under its queue's rules."""
+        rules = self.config.rules(queue)
+        left = not answered and reason is not None
+        short = left and reason == "caller_hangup" and wait is not None and wait < rules.short_abandon_s * 1000
+        abandoned = left and reason == "caller_hangup" and not short
         in_sl = answered and wait is not None and wait <= rules.sl_threshold_s * 1000
         denominator = {"answered_and_abandoned": answered or abandoned,
-                       "offered": not short, "answered": answered}[rules.sl_formula]
+                       "offered": not short and reason != "callback", "answered": answered}[rules.sl_formula]
         return {
             "offered": 1, "answered": int(answered), "abandoned": int(abandoned), "short_abandoned": int(short),
-            "unanswered_other": int(left_unanswered and s["abandon_reason"] != "caller_hangup"),
-            "incomplete": int(outcome(s) == "incomplete"),
+            "unanswered_other": int(left and reason not in ("caller_hangup", "callback")),
+            "callbacks_queued": int(left and reason == "callback"),
             "sl_numerator": int(in_sl), "sl_denominator": int(denominator),
             "wait_answered_ms": wait if answered and wait is not None else 0,
             kpi.HIST: {str((wait or 0) // 1000): 1},
         }
 
-    def _contribution(self, s: dict, segs: list[dict], call: dict | None) -> dict:
-        """The counters this call adds to each of its windows (recomputed from the state)."""
-        if call is None:
+    def _call_counters(self, s: dict, parts: list[dict], result: str | None) -> dict | None:
+        """The call-level counters (offered, answered, abandoned, service level, wait) of the whole call
+        (every stint: one call, as QueueMetrics' multi-stint reading and Amazon Connect's initial
+        contact count it); None while the call has not reached the ACD (or never will: IVR hang-up),
+        and for work that was not offered (outbound calls, callbacks)."""
+        arrived = arrival_ms(s)
+        if arrived is None or s["direction"] != "inbound":
+            return None
+        answered = bool(s["answers"])
+        reached_acd = bool(s["entries"]) or answered or any(m[2] != "ivr" for m in s["lefts"])
+        if not reached_acd:
+            return None  # still in (or hung up in) the IVR: not offered to the ACD
+        reason = None if answered or not parts or parts[-1]["left"] is None else parts[-1]["left"][3]
+        if reason is None and not answered and not parts and s["lefts"]:
+            reason = max(s["lefts"])[3]
+        counters = self._waiting(call_queue(s), wait_ms(s, parts), answered, reason)
+        counters["incomplete"] = int(result == "incomplete")
+        return counters
+
+    def _contribution(self, s: dict, parts: list[dict], segs: list[dict], result: str | None) -> dict:
+        """The counters this call adds to each of its windows (recomputed from the state).
+
+        Site: the whole call, at its arrival. Queues: with ``queue_reading`` "standard" each stint
+        counts in its own queue at its entry (QueueMetrics' standard reading: a call transferred or
+        overflowing to a second queue is offered there too); with "multi_stint" the whole call counts
+        once, in the queue it first entered. Agents and teams: each agent's own segment, at the call's
+        arrival, whatever the call's direction (outbound calls and callbacks are agent work too)."""
+        arrived = arrival_ms(s)
+        if arrived is None:
             return {}
-        arrived, result = arrival_ms(s), outcome(s)
-        call = call | {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
-                       "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
-                       "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
+        call = self._call_counters(s, parts, result)
+        totals = {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
+                  "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
+                  "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
         out: dict = {}
-        kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), call)
+        by_answer = {id(x["answer"]): x for x in parts if x["answer"]}
+        stint_of = [by_answer.get(id(a)) for a in sorted(s["answers"])]
+        if call is not None:
+            site = [("site", s["site_id"], s["site_id"])]
+            if self.config.queue_reading == "multi_stint" or len(parts) <= 1:
+                kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), call | totals)
+            else:
+                kpi.add(out, kpi.keys_at(self.config, arrived, site), call | totals)
+                self._add_stints(out, s, parts, segs, stint_of, result)
+        elif s["direction"] == "callback" and s["answers"]:
+            kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), totals | {"callbacks_handled": 1})
         for i, seg in enumerate(segs):  # agents and teams count their own segments
             work = {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0,
                     "hold_ms": seg["hold_ms"], "hold_count": seg["hold_count"], "acw_ms": seg["acw_ms"],
                     "transferred": int(seg["transferred"])}
-            if i == 0:  # the first answering agent is the one the caller waited for
+            stint = stint_of[i] if i < len(stint_of) else None
+            if call is not None and stint is not None and len(parts) > 1:  # answered out of its own queue
+                waited = self._waiting(stint["queue_id"], stint["wait_ms"], True, None)
+                work |= {k: waited[k] for k in ("answered", "wait_answered_ms", "sl_numerator", "sl_denominator")}
+            elif call is not None and i == 0:  # the first answering agent is the one the caller waited for
                 work |= {"answered": 1, "wait_answered_ms": call["wait_answered_ms"],
                          "sl_numerator": call["sl_numerator"], "sl_denominator": call["sl_denominator"]}
-            levels = [("agent", s["site_id"], seg["agent_id"])]
-            team = self.team_of(seg["agent_id"])
-            if team:
-                levels.append(("team", s["site_id"], team))
-            kpi.add(out, kpi.keys_at(self.config, arrived, levels), work)
+            if i > 0 and any(t <= seg["answered_ms"] for t, _ in s["transfers"]):
+                work["transferred_in"] = 1
+            kpi.add(out, kpi.keys_at(self.config, arrived, self._agent_levels(s, seg["agent_id"])), work)
         return out
+
+    def _add_stints(self, out: dict, s: dict, parts: list[dict], segs: list[dict], stint_of: list,
+                    result: str | None) -> None:
+        """Each stint in its own queue at its entry time: its wait, outcome, and the segment it began."""
+        seg_of = {id(stint): seg for stint, seg in zip(stint_of, segs) if stint is not None}
+        for k, stint in enumerate(parts):
+            reason = stint["left"][3] if stint["left"] else None
+            counters = self._waiting(stint["queue_id"], stint["wait_ms"], stint["answer"] is not None, reason)
+            counters["incomplete"] = int(result == "incomplete" and stint["outcome"] is None)
+            seg = seg_of.get(id(stint))
+            if seg is not None:
+                counters |= {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0,
+                             "hold_ms": seg["hold_ms"], "hold_count": seg["hold_count"], "acw_ms": seg["acw_ms"],
+                             "transferred": int(seg["transferred"])}
+            closed = stint["answer"][0] if stint["answer"] else stint["left"][0] if stint["left"] else None
+            if k > 0 and any(parts[k - 1]["entered_ms"] <= t and (closed is None or t <= closed)
+                             for t, _ in s["transfers"]):  # an attended transfer completes after the entry
+                counters["transferred_in"] = 1
+            if stint["queue_id"]:
+                kpi.add(out, kpi.keys_at(self.config, stint["entered_ms"],
+                                         [("queue", s["site_id"], stint["queue_id"])]), counters)
 
     def _observations(self, s: dict, record: dict) -> list[tuple[str, float, int]]:
         """Per answered call: handle, hold and transfer for its agent, team and site (service level and
@@ -325,22 +439,22 @@ class CallAssembler:
                         (key + "transferred", float(record["transfer_count"] > 0), at)]
         return out
 
-    def _record(self, s: dict, result: str, segs: list[dict]) -> dict:
+    def _record(self, s: dict, result: str, parts: list[dict], segs: list[dict]) -> dict:
         start = arrival_ms(s)
-        end = s["ended_ms"] if s["answers"] else s["abandoned_ms"]
-        if end is None:
-            end = s["last_ms"]
+        ends = [x["ended_ms"] for x in segs if x["ended_ms"] is not None] + [m[0] for m in s["lefts"]]
+        end = max(ends) if ends else s["last_ms"]
         first = answered_ms(s)
         team = self.team_of(segs[0]["agent_id"]) if segs else None
+        stage = next((m[2] for m in sorted(s["lefts"], reverse=True)), "") if not s["answers"] else ""
         return {
-            "call_id": s["call_id"], "site_id": s["site_id"], "queue_id": s["queue_id"] or "",
+            "call_id": s["call_id"], "site_id": s["site_id"], "queue_id": call_queue(s) or "",
             "agent_id": segs[0]["agent_id"] if segs else "", "team_id": team or "",
             "caller_hash": s["caller_hash"] or "", "direction": s["direction"], "call_type": s["call_type"] or "",
             "arrived_at": format_ms(start if start is not None else end),
             "answered_at": format_ms(first) if first is not None else None,
             "ended_at": format_ms(end),
-            "outcome": result, "abandon_stage": s["abandon_stage"] or "",
-            "wait_ms": wait_ms(s) or 0,
+            "outcome": result, "abandon_stage": stage,
+            "wait_ms": wait_ms(s, parts) or 0,
             "talk_ms": sum(x["talk_ms"] or 0 for x in segs), "hold_ms": sum(x["hold_ms"] for x in segs),
             "hold_count": sum(x["hold_count"] for x in segs), "acw_ms": sum(x["acw_ms"] for x in segs),
             "transfer_count": len(s["transfers"]), "disposition": s["disposition"] or "", "resolved": s["resolved"],
@@ -350,5 +464,9 @@ class CallAssembler:
             "segment_hold_ms": [x["hold_ms"] for x in segs],
             "segment_acw_ms": [x["acw_ms"] for x in segs],
             "segment_transferred": [int(x["transferred"]) for x in segs],
+            "stint_queue_ids": [x["queue_id"] or "" for x in parts],
+            "stint_entered_ms": [x["entered_ms"] for x in parts],
+            "stint_wait_ms": [x["wait_ms"] or 0 for x in parts],
+            "stint_outcomes": [x["outcome"] or "" for x in parts],
             "version": s["version"],
         }

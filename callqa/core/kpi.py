@@ -22,6 +22,7 @@ COUNTERS = (
     "offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "incomplete",
     "sl_numerator", "sl_denominator", "wait_answered_ms",
     "handled", "talk_ms", "hold_ms", "hold_count", "acw_ms", "transferred",
+    "transferred_in", "callbacks_queued", "callbacks_handled",
     "fcr_eligible", "fcr_resolved", "logged_in_ms", "not_ready_ms",
     "qa_human_n", "qa_human_score", "qa_human_max", "qa_auto_n", "qa_auto_score", "qa_auto_max",
     "qa_test_call_n", "qa_test_call_score", "qa_test_call_max",
@@ -31,6 +32,7 @@ COUNTERS = (
 HIST = "wait_hist"  # waits counted per whole second: the longest wait, retractable
 LIVE_WINDOW_S = 300  # site and queue also get 5-minute buckets: the live "last 30 minutes" sums six
 SL_FORMULAS = ("answered_and_abandoned", "offered", "answered")
+QUEUE_READINGS = ("standard", "multi_stint")  # QueueMetrics' two readings of a call that visits several queues
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class KpiConfig:
     allowed_lateness_s: int = 3600
     call_timeout_s: int = 4 * 3600
     fcr_horizon_s: int = 72 * 3600
+    queue_reading: str = "standard"  # "standard": each queue counts its own stint; "multi_stint": a call counts once, in its first queue
     ordering_slack_s: int = 0  # drift charts and the sampler: how long ordered input is held for late arrivals
 
     def rules(self, queue: str | None) -> QueueRules:
