@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, date, datetime
 import sys
 import threading
+from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import click
@@ -352,20 +353,24 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
 
 @main.command()
 @click.option("--format", "fmt", required=True, metavar="FORMAT",
-              help="One of: asterisk-queue-log, asterisk-queue-log-table, amazon-connect-ctr, "
-                   "amazon-connect-agent-events, anonymous-bank.")
+              help="One of: asterisk-queue-log, asterisk-queue-log-table, asterisk-queue-log-realtime, "
+                   "amazon-connect-ctr, amazon-connect-agent-events, anonymous-bank.")
 @click.option("--site", default="site-1", show_default=True, help="Site id of the events (the sources carry none).")
+@click.option("--timezone", default="UTC", show_default=True,
+              help="IANA time zone of a source written in local time (asterisk-queue-log-realtime).")
 @click.option("--follow", is_flag=True, help="Keep reading a growing file (asterisk-queue-log), like tail -f.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @_processes_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def ingest(fmt: str, site: str, follow: bool, as_json: bool, processes: int, file: Path) -> None:
+def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, processes: int, file: Path) -> None:
     """Convert a source file to canonical events and process them.
 
     Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
     Unreadable lines go to the dead letters with file and line; the rest still goes through.
     """
-    from sources import BATCH_FORMATS, FORMATS
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from sources import BATCH_FORMATS, FORMATS, LOCAL_TIME_FORMATS
     from sources.pii import CallerHasher
 
     from . import ingest as run
@@ -378,6 +383,11 @@ def ingest(fmt: str, site: str, follow: bool, as_json: bool, processes: int, fil
         raise UserError("--follow works with --format asterisk-queue-log (a live queue_log file)")
     if not file.exists():
         raise UserError(f"{file}: no such file")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    reader = partial(FORMATS[fmt], timezone=timezone) if fmt in LOCAL_TIME_FORMATS else FORMATS[fmt]
     target, store = _target(config, processes)
     hasher = CallerHasher(config.caller_hash_key)
     interrupted = []
@@ -387,7 +397,7 @@ def ingest(fmt: str, site: str, follow: bool, as_json: bool, processes: int, fil
         lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
                  else _counting(handle, progress, task, lambda: target.sent))
         try:
-            summary = run.ingest(FORMATS[fmt](lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
+            summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:

@@ -47,6 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
+    Setting("CALLQA_REDELIVERY_S", "86400", "A finished call is remembered this long after its last event (at most CALLQA_FCR_HORIZON_S): a record delivered again (Amazon Connect delivers at least once) is a duplicate, and a newer version of the record updates the call, instead of being refused as late."),
     Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
     Setting("CALLQA_SL_THRESHOLD_S", "20", "Service level: answered within this many seconds."),
     Setting("CALLQA_SHORT_ABANDON_S", "5", "Abandons within this many seconds are short abandons, left out of abandoned and service level."),
@@ -131,12 +132,17 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
 
     if raw["CALLQA_QUEUE_READING"] not in QUEUE_READINGS:
         raise ConfigError(f"CALLQA_QUEUE_READING={raw['CALLQA_QUEUE_READING']!r} must be one of {', '.join(QUEUE_READINGS)}")
+    fcr_horizon_s = _int("CALLQA_FCR_HORIZON_S", raw["CALLQA_FCR_HORIZON_S"])
+    redelivery_s = _int("CALLQA_REDELIVERY_S", raw["CALLQA_REDELIVERY_S"], 0)
+    if redelivery_s > fcr_horizon_s:
+        raise ConfigError(f"CALLQA_REDELIVERY_S={redelivery_s} must be at most CALLQA_FCR_HORIZON_S={fcr_horizon_s} "
+                          "(a call's windows are kept that long for corrections)")
     return KpiConfig(window_sizes_s=windows, default_rules=default, queue_rules=queues,
                      queue_reading=raw["CALLQA_QUEUE_READING"],
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
                      ordering_slack_s=_int("CALLQA_ORDERING_SLACK_S", raw["CALLQA_ORDERING_SLACK_S"], 0),
-                     fcr_horizon_s=_int("CALLQA_FCR_HORIZON_S", raw["CALLQA_FCR_HORIZON_S"]))
+                     fcr_horizon_s=fcr_horizon_s, redelivery_s=redelivery_s)
 
 
 def _policy(raw: dict) -> PolicyConfig:
@@ -229,5 +235,5 @@ class Config:
         )
 
 
-# every setting is a Config field, except the KPI rules (9, making up Config.kpi) and the policy's (4, Config.policy)
-assert len(SETTINGS) - 9 - 4 == len(fields(Config)) - 2
+# every setting is a Config field, except the KPI rules (10, making up Config.kpi) and the policy's (4, Config.policy)
+assert len(SETTINGS) - 10 - 4 == len(fields(Config)) - 2

@@ -6,6 +6,7 @@ from . import amazon_connect, anonymous_bank, asterisk
 FORMATS = {
     "asterisk-queue-log": asterisk.read_pipe,
     "asterisk-queue-log-table": asterisk.read_table,
+    "asterisk-queue-log-realtime": asterisk.read_realtime,
     "amazon-connect-ctr": amazon_connect.read_ctr,
     "amazon-connect-agent-events": amazon_connect.read_agent_events,
     "anonymous-bank": anonymous_bank.read,
@@ -14,3 +15,6 @@ FORMATS = {
 # Exports of finished calls (a row or record per call, not in event-time order) are sorted by event
 # time before processing, as a live feed would deliver them; the logs above stream as they are.
 BATCH_FORMATS = {"amazon-connect-ctr", "anonymous-bank"}
+
+# Formats whose times are the source's local clock: read in the site's time zone (`ingest --timezone`).
+LOCAL_TIME_FORMATS = {"asterisk-queue-log-realtime"}

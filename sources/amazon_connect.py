@@ -1,7 +1,10 @@
 """Amazon Connect → canonical events: contact trace records (CTR) and agent event stream records.
 
 CTRs arrive at least once: records are de-duplicated on ContactId, keeping the newest
-LastUpdateTimestamp. A CTR carries the hold total and count but not each hold's time: the holds are
+LastUpdateTimestamp. Contacts are chained into calls as Connect's metrics count them (see
+``call_id``): a transfer's contact continues the customer's call (transferred out on the first
+agent, transferred in on the next), and a queued callback is not an abandon (callbacks queued) nor a
+new incoming contact (callbacks handled). A CTR carries the hold total and count but not each hold's time: the holds are
 laid end to end from the agent's connection, which keeps hold count and time exact.
 """
 from __future__ import annotations
@@ -53,23 +56,52 @@ def _name(arn_or_obj) -> str | None:
     return arn_or_obj.rsplit("/", 1)[-1] if isinstance(arn_or_obj, str) and arn_or_obj else None
 
 
-def convert_ctr(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
+CONTINUES = ("TRANSFER", "QUEUE_TRANSFER")  # contacts that carry on the customer's call of the previous one
+AGENT_DIALLED = ("OUTBOUND", "API", "EXTERNAL_OUTBOUND")
+
+
+def call_id(r: dict, calls: dict[str, str] | None = None) -> str:
+    """The call a contact belongs to. A TRANSFER or QUEUE_TRANSFER contact carries on the customer's
+    call of its PreviousContactId (as Connect's own metrics count one customer contact, with
+    transferred out/in): it gets that contact's call (``calls``, when seen), else InitialContactId,
+    else PreviousContactId. Every other contact (INBOUND, OUTBOUND, CALLBACK, API, ...) is a call of
+    its own."""
+    if r.get("InitiationMethod") in CONTINUES and (r.get("PreviousContactId") or r.get("InitialContactId")):
+        previous = r.get("PreviousContactId")
+        return (calls or {}).get(previous) or r.get("InitialContactId") or previous
+    return r["ContactId"]
+
+
+def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = None,
+                next_method: str | None = None) -> list[dict]:
+    """One contact record → canonical events of its call (``call``: see ``call_id``). ``next_method``:
+    the InitiationMethod of the record's NextContactId when known; a contact that left its queue
+    unanswered with a next contact left it for a callback (CALLBACK, and when unknown) or by a
+    transfer to another queue (TRANSFER, QUEUE_TRANSFER): neither is an abandon."""
     contact = r["ContactId"]
+    call = call or call_id(r)
     ev = lambda kind, t, **f: envelope(f"connect:{contact}:{kind}", kind, t, site_id, CTR_SOURCE,
-                                       call_id=contact, **f)
+                                       call_id=call, **f)
     queue = r.get("Queue") or None
     agent = r.get("Agent") or None
     queue_id = _name(queue) if queue else None
     started, ended = _ms(r["InitiationTimestamp"]), _ms(r.get("DisconnectTimestamp"))
-    direction = "outbound" if r.get("InitiationMethod") == "OUTBOUND" else "inbound"
+    method = r.get("InitiationMethod")
     caller = (r.get("CustomerEndpoint") or {}).get("Address")
-    events = [ev("call.offered", started, queue_id=queue_id, direction=direction, caller_hash=hasher(caller))]
+    events = []
+    if method not in CONTINUES or call == contact:  # the customer's call starts here
+        direction = "outbound" if method in AGENT_DIALLED else "callback" if method == "CALLBACK" else "inbound"
+        events.append(ev("call.offered", started, queue_id=queue_id, direction=direction, caller_hash=hasher(caller)))
     if queue and queue.get("EnqueueTimestamp"):
         events.append(ev("call.queued", _ms(queue["EnqueueTimestamp"]), queue_id=queue_id))
     connected = _ms(agent.get("ConnectedToAgentTimestamp")) if agent else None
     if connected is None:
         left = _ms((queue or {}).get("DequeueTimestamp")) or ended or started
-        return events + [ev("call.abandoned", left, queue_id=queue_id, stage="queue" if queue else "ivr")]
+        reason = "caller_hangup"
+        if r.get("NextContactId") and queue:
+            reason = "transferred" if next_method in CONTINUES else "callback"
+        return events + [ev("call.abandoned", left, queue_id=queue_id, stage="queue" if queue else "ivr",
+                            reason=reason)]
     agent_id = agent.get("Username") or _name(agent.get("ARN")) or "unknown"
     events.append(ev("call.answered", connected, queue_id=queue_id, agent_id=agent_id))
     holds, hold_s = agent.get("NumberOfHolds") or 0, agent.get("CustomerHoldDuration") or agent.get("HoldDuration") or 0
@@ -92,6 +124,8 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
 
 
 def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
+    """Contact records of a file: the newest version of each contact (LastUpdateTimestamp), in the
+    order the contacts were initiated, so that a transfer's contact finds its customer's call."""
     newest: dict[str, tuple[str, str, dict]] = {}
     for position, raw, record, error in records(lines, name):
         if error or not isinstance(record, dict) or "ContactId" not in record or "InitiationTimestamp" not in record:
@@ -104,10 +138,14 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
         if kept:
             yield Converted(kept[0], kept[1], skipped="superseded CTR")
         newest[record["ContactId"]] = (position, raw, record)
-    for position, raw, record in newest.values():
+    calls: dict[str, str] = {}
+    for position, raw, record in sorted(newest.values(), key=lambda k: str(k[2].get("InitiationTimestamp"))):
         unit = Converted(position, raw)
         try:
-            unit.events = convert_ctr(record, site_id, hasher)
+            calls[record["ContactId"]] = call = call_id(record, calls)
+            following = newest.get(record.get("NextContactId") or "")
+            unit.events = convert_ctr(record, site_id, hasher, call,
+                                      following[2].get("InitiationMethod") if following else None)
         except (KeyError, TypeError, ValueError) as exc:
             unit.error = f"unreadable contact trace record: {exc!r}"
         yield unit

@@ -1,12 +1,23 @@
 """Anonymous Bank call log (Technion SEE center) → canonical events.
 
-One row per call: IVR entry/exit, queue start/exit, service start/exit as clock times of ``date``
-(a time more than 12 hours earlier than the IVR entry belongs to the next day; 19 rows have a queue
-start a minute or two before their IVR entry, a clock skew kept as it is). Outcomes: AGENT = served; HANG with
-queue time = abandoned from the queue; HANG without = hung up in the IVR; PHANTOM = its own outcome.
-A call that left the IVR for the ACD is queued at ``q_start``, or at the IVR exit when it reached an
-agent without waiting. ``type`` is both the call type and the queue; ``customer_id`` (0 = unknown)
-is hashed like a caller number.
+Follows the data's own description (Guedj and Mandelbaum, "Anonymous Bank" call-center data, the
+AnonymousBank.pdf field documentation of the Technion SEE center, as summarised in
+``../shared/data/README.md``). One row per call: IVR entry/exit, queue start/exit, service
+start/exit as clock times of ``date`` (a time more than 12 hours earlier than the IVR entry belongs
+to the next day; 19 rows have a queue start a minute or two before their IVR entry, a clock skew
+kept as it is). The documentation writes an empty time as ``00:00:00`` (or ``0:00:00``) with a
+zero duration: such times are never read as midnight; only the durations place what follows.
+
+- Outcomes: AGENT = served; HANG with queue time = abandoned from the queue; HANG without = hung up
+  in the IVR (not offered); PHANTOM = a call the documentation says to ignore (no events, counted
+  as skipped).
+- Offered at ``vru_entry``; queued at ``q_start``, or at the IVR exit when it reached an agent
+  without waiting (``q_time`` 0).
+- Wait is the documented ``q_time`` (queue entry to queue exit): answered at ``q_start + q_time``,
+  ended ``ser_time`` later (talk = ``ser_time``); ``ser_start`` is not used (it can be a second
+  before ``q_exit``, or an empty ``00:00:00``).
+- ``type`` is both the call type and the queue; ``customer_id`` (0 = unknown) is hashed like a
+  caller number.
 """
 from __future__ import annotations
 
@@ -34,6 +45,8 @@ def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
     """The events of one call row; raises ValueError (with the reason) on a malformed row."""
     if r["outcome"] not in OUTCOMES:
         raise ValueError(f"unknown outcome {r['outcome']!r}")
+    if r["outcome"] == "PHANTOM":
+        return []  # the documentation's "phantom" calls: calls to ignore
     day = int(datetime.strptime(r["date"], "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
     entry = _clock(r["vru_entry"])
 
@@ -53,12 +66,10 @@ def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
     events.append(ev("call.queued", queued, queue_id=queue, priority=int(r["priority"])))
     if r["outcome"] == "HANG":
         return events + [ev("call.abandoned", at(r["q_exit"]), queue_id=queue, stage="queue")]
-    if r["outcome"] == "PHANTOM":
-        return events + [ev("call.abandoned", at(r["q_exit"]), queue_id=queue, stage="queue", reason="phantom")]
     agent = r["server"] if r["server"] not in ("", "NO_SERVER") else "unknown"
-    answered = at(r["ser_start"]) if ser_time > 0 or r["ser_start"] != "0:00:00" else queued + q_time * 1000
-    return events + [ev("call.answered", max(answered, queued), queue_id=queue, agent_id=agent),
-                     ev("call.ended", max(answered, queued) + ser_time * 1000, agent_id=agent)]
+    answered = queued + q_time * 1000  # the documented wait is q_time: queue entry to queue exit
+    return events + [ev("call.answered", answered, queue_id=queue, agent_id=agent),
+                     ev("call.ended", answered + ser_time * 1000, agent_id=agent)]
 
 
 def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
@@ -74,6 +85,7 @@ def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) ->
         else:
             try:
                 unit.events = convert_row(dict(zip(COLUMNS, row)), site_id, hasher)
+                unit.skipped = None if unit.events else "PHANTOM"
             except ValueError as exc:
                 unit.error = str(exc)
         yield unit

@@ -27,7 +27,7 @@ SOURCE = "asterisk-queue-log"
 
 @dataclass
 class Entry:
-    epoch: int
+    at_ms: int
     callid: str
     queue: str
     agent: str
@@ -73,19 +73,19 @@ class QueueLogMapper:
 
     def map(self, e: Entry, event_id: str) -> tuple[list[dict], str | None]:
         """(events, skipped verb or None)."""
-        t = e.epoch * 1000
+        t, epoch = e.at_ms, e.at_ms // 1000
         call = f"{self.site_id}:{e.callid}"
         queue = e.queue if e.queue and e.queue.upper() != "NONE" else None
         agent = agent_id(e.agent)
         ev = lambda suffix, kind, at=t, **f: envelope(f"{event_id}:{suffix}", kind, at, self.site_id, SOURCE, **f)
         v = e.verb
         if v == "ENTERQUEUE":
-            self._remember(self.waiting, e.callid, (e.epoch, queue), e.epoch)
+            self._remember(self.waiting, e.callid, (epoch, queue), epoch)
             return [ev("offered", "call.offered", call_id=call, queue_id=queue, caller_hash=self.hash(e.caller)),
                     ev("queued", "call.queued", call_id=call, queue_id=queue or "default")], None
         if v == "CONNECT" and agent:
             self.waiting.pop(e.callid, None)
-            self._remember(self.connected, agent, (e.epoch, e.callid), e.epoch)
+            self._remember(self.connected, agent, (epoch, e.callid), epoch)
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=True,
                        ring_ms=e.ring_ms),
                     ev("answered", "call.answered", call_id=call, queue_id=queue, agent_id=agent)], None
@@ -147,6 +147,16 @@ class QueueLogMapper:
                 del table[stale]
 
 
+def _entry(at_ms: int, callid: str, queue: str, agent: str, verb: str, params: list[str]) -> Entry:
+    """An entry of the standard layout: ENTERQUEUE's caller id in its second parameter, CONNECT's ring
+    time (s) in its third, RINGNOANSWER's ring time (ms) in its first."""
+    connect_ring = _int(params[2]) if verb == "CONNECT" and len(params) > 2 else None
+    return Entry(at_ms, callid, queue, agent, verb, params,
+                 caller=params[1] if verb == "ENTERQUEUE" and len(params) > 1 else None,
+                 ring_ms=_int(params[0]) if verb == "RINGNOANSWER" and params else
+                 (connect_ring * 1000 if connect_ring is not None else None))
+
+
 def _event_id(site_id: str, raw: str, seen: Counter) -> str:
     """Stable across replays: the line's content hash, plus its repeat count within the file."""
     digest = hashlib.sha1(raw.encode()).hexdigest()[:16]
@@ -166,12 +176,7 @@ def read_pipe(lines: Iterable[str], name: str, site_id: str, hasher: CallerHashe
         if len(fields) < 5 or not fields[0].isdigit() or not fields[4]:
             unit.error = "not a queue_log line (expected epoch|callid|queue|agent|event|params...)"
         else:
-            params = fields[5:]
-            verb = fields[4]
-            entry = Entry(int(fields[0]), fields[1], fields[2], fields[3], verb, params,
-                          caller=params[1] if verb == "ENTERQUEUE" and len(params) > 1 else None,
-                          ring_ms=_int(params[0]) if verb == "RINGNOANSWER" and params else
-                          (_int(params[2]) * 1000 if verb == "CONNECT" and len(params) > 2 and _int(params[2]) is not None else None))
+            entry = _entry(int(fields[0]) * 1000, fields[1], fields[2], fields[3], fields[4], fields[5:])
             unit.events, unit.skipped = mapper.map(entry, _event_id(site_id, raw, seen))
         yield unit
 
@@ -199,10 +204,64 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
             verb = r["event"]
             ring = _int(r["htime"]) if verb == "RINGNOANSWER" else (
                 _int(r["param3"]) * 1000 if verb == "CONNECT" and _int(r["param3"]) is not None else None)
-            entry = Entry(int(r["date_time"]), r["callid"], r["queue_name"], r["type"], verb,
+            entry = Entry(int(r["date_time"]) * 1000, r["callid"], r["queue_name"], r["type"], verb,
                           [r["param1"], r["param2"], r["param3"]],
                           caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring)
             unit.events, unit.skipped = mapper.map(entry, f"{site_id}:aqlt:{r['uid']}")
+        yield unit
+
+
+REALTIME_COLUMNS = ("time", "callid", "queuename", "agent", "event")
+
+
+def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher,
+                  timezone: str = "UTC") -> Iterator[Converted]:
+    """Asterisk's realtime queue_log table (``queue_log`` in a database through res_config_odbc/pgsql/
+    mysql; Asterisk 1.8+, "Queue Logs" realtime), exported with a header row: ``time, callid,
+    queuename, agent, event`` and either ``data`` (the parameters joined by ``|``) or ``data1`` ..
+    ``data5`` (``queue_log_realtime_use_gmt`` off: ``time`` is the PBX's local time, ``YYYY-MM-DD
+    HH:MM:SS[.ffffff]``, read in ``timezone``; an epoch second is read as it is). Other columns (an
+    ``id``) are ignored; comma, tab or semicolon separated."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    lines = iter(lines)
+    first = next(lines, "")
+    delimiter = max((",", "\t", ";"), key=first.count)
+    header = [h.strip().strip('"').lower() for h in next(csv.reader([first], delimiter=delimiter), [])]
+    data = ["data"] if "data" in header else [f"data{i}" for i in range(1, 6) if f"data{i}" in header]
+    if not all(c in header for c in REALTIME_COLUMNS) or not data:
+        yield Converted(f"{name}:1", first.rstrip("\r\n"),
+                        error="unexpected header; expected time,callid,queuename,agent,event and data or data1..data5")
+        return
+    mapper, seen = QueueLogMapper(site_id, hasher), Counter()
+    at = {c: header.index(c) for c in (*REALTIME_COLUMNS, *data)}
+    rows = csv.reader(lines, delimiter=delimiter)
+    for row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        raw = delimiter.join(row)
+        unit = Converted(f"{name}:{rows.line_num + 1}", raw)
+        try:
+            value = lambda c: row[at[c]].strip()
+            text = value("time")
+            if text.isdigit():
+                at_ms = int(text) * 1000
+            else:
+                stamp = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S")
+                at_ms = int(stamp.replace(tzinfo=zone).timestamp() * 1000)
+            params = value("data").split("|") if data == ["data"] else [value(c) for c in data]
+            verb = value("event")
+            if not verb:
+                raise ValueError("no event")
+        except (IndexError, ValueError) as exc:
+            unit.error = f"not a queue_log row ({exc})"
+        else:
+            while params and not params[-1]:
+                params.pop()
+            entry = _entry(at_ms, value("callid"), value("queuename"), value("agent"), verb, params)
+            unit.events, unit.skipped = mapper.map(entry, _event_id(site_id, raw, seen))
         yield unit
 
 

@@ -16,7 +16,6 @@ from tests.conftest import SHARED_DATA
 BANK = SHARED_DATA / "anonymous-bank" / "calls-august.csv"
 ASTERISK = SHARED_DATA / "asterisk" / "queue_log.csv"
 FIELDS = ("offered", "answered", "abandoned", "short_abandoned", "sl_numerator", "sl_denominator", "handled")
-TIMEOUT_S = 4 * 3600
 
 
 def new_window():
@@ -50,8 +49,8 @@ def bank_tally():
     windows = defaultdict(new_window)
     for r in csv.DictReader(BANK.open()):
         q_time, ser_time = int(r["q_time"]), int(r["ser_time"])
-        if r["outcome"] == "HANG" and q_time == 0:
-            continue  # hung up in the IVR: not offered
+        if r["outcome"] == "PHANTOM" or (r["outcome"] == "HANG" and q_time == 0):
+            continue  # documented as calls to ignore; hung up in the IVR: not offered
         day = int(datetime.strptime(r["date"], "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
         entry = sum(int(x) * m for x, m in zip(r["vru_entry"].split(":"), (3600, 60, 1)))
 
@@ -61,15 +60,13 @@ def bank_tally():
 
         queued = at(r["q_start"]) if q_time > 0 else at(r["vru_exit"])
         if r["outcome"] == "AGENT":
-            answered = at(r["ser_start"]) if ser_time > 0 or r["ser_start"] != "0:00:00" else queued + q_time
-            answered = max(answered, queued)
-            talk = ser_time if ser_time <= TIMEOUT_S else None  # longer: closed as incomplete
+            answered = queued + q_time  # the documented wait: q_time
+            talk = ser_time  # longer than the call timeout: closed as incomplete, then its end updates it
             for size in (3600, 86400):
                 count(windows, size, queued, answered - queued, "answered", talk)
         else:
-            outcome = "abandoned" if r["outcome"] == "HANG" else "other"
             for size in (3600, 86400):
-                count(windows, size, queued, at(r["q_exit"]) - queued, outcome)
+                count(windows, size, queued, at(r["q_exit"]) - queued, "abandoned")
     return windows
 
 

@@ -1,7 +1,11 @@
 """Agent states over time: logged-in and not-ready time per agent, team and site window.
 
-Each state change is a mark; the time between two marks belongs to the earlier mark's state and is
-split over the windows it spans. Marks are kept while they can still change (the allowed lateness
+Each state change is a mark; the time between two marks belongs to the agent's state after the
+earlier mark and is split over the windows it spans. A mark that names queues (``queue_ids``: an
+Asterisk ADDMEMBER, REMOVEMEMBER, PAUSE or UNPAUSE in one queue) changes the agent's membership of
+those queues only; a mark without queues applies to the agent as a whole (a log-in, a log-off, a
+PAUSEALL, a Connect status). The agent is logged in while a member of any queue, and not ready when
+paused in every queue they are a member of: a pause in one queue is not-ready only there. Marks are kept while they can still change (the allowed lateness
 behind the watermark), so a late mark re-splits its neighbours exactly; older intervals are settled.
 The interval after the last mark is counted once the next mark arrives.
 """
@@ -42,6 +46,32 @@ def _subtract(total: dict, part: dict) -> None:
             total.pop(key, None)
 
 
+def _fold(view: tuple[dict, str | None], mark: list) -> tuple[dict, str | None]:
+    """The agent's (queue memberships, overall state) after one mark."""
+    member, overall = dict(view[0]), view[1]
+    state, queues = mark[1], (mark[3] if len(mark) > 3 else None)
+    if queues:
+        for queue in queues:
+            if state == OFF:
+                member.pop(queue, None)
+            else:
+                member[queue] = "available" if state == "logged_in" else state
+    else:
+        if state == OFF:
+            member.clear()
+        elif state != "logged_in":
+            member = {queue: state for queue in member}
+        overall = state
+    return member, overall
+
+
+def _effective(view: tuple[dict, str | None]) -> str:
+    member, overall = view
+    if member:
+        return "not_ready" if all(state == "not_ready" for state in member.values()) else "available"
+    return overall or OFF
+
+
 class AgentStates:
     def __init__(self, agents: MutableMapping[str, dict], config: kpi.KpiConfig,
                  team_of: Callable[[str], str | None] = lambda agent: None):
@@ -56,12 +86,14 @@ class AgentStates:
             levels.append(("team", site, team))
         return levels
 
-    def _contribution(self, a: dict, agent: str) -> dict:
+    def _contribution(self, a: dict, agent: str, marks: list | None = None) -> dict:
         out: dict = {}
         levels = self._levels(agent, a["site"])
-        marks = a["marks"]
-        for (t0, state, _), (t1, _, _) in zip(marks, marks[1:]):
-            for key, counters in _split(self.config, t0, t1, state, levels).items():
+        marks = a["marks"] if marks is None else marks
+        view = _base(a)
+        for mark, following in zip(marks, marks[1:]):
+            view = _fold(view, mark)
+            for key, counters in _split(self.config, mark[0], following[0], _effective(view), levels).items():
                 kpi.add(out, [key], counters)
         return out
 
@@ -71,7 +103,7 @@ class AgentStates:
         if event["event_id"] in a["seen"]:
             return []
         a["seen"] = (a["seen"] + [event["event_id"]])[-50:]
-        a["marks"].append([t, event["state"], event.get("reason")])
+        a["marks"].append([t, event["state"], event.get("reason"), event.get("queue_ids")])
         a["marks"].sort(key=lambda m: m[0])
         contrib = self._contribution(a, agent)
         deltas = kpi.diff(a["contrib"], contrib)
@@ -81,11 +113,20 @@ class AgentStates:
         return deltas
 
     def _settle(self, a: dict, agent: str, watermark_ms: int) -> None:
-        """Drop marks older than the lateness allows (keeping the last of them) from the open state."""
+        """Drop marks older than the lateness allows (keeping the last of them) from the open state;
+        the memberships they leave behind become the base the kept marks start from."""
         cutoff = watermark_ms - self.config.allowed_lateness_s * 1000
         marks = a["marks"]
         keep = max(0, sum(1 for m in marks if m[0] <= cutoff) - 1)
         if keep:
-            settled = {"site": a["site"], "marks": marks[: keep + 1]}
-            _subtract(a["contrib"], self._contribution(settled, agent))
+            _subtract(a["contrib"], self._contribution(a, agent, marks[: keep + 1]))
+            view = _base(a)
+            for mark in marks[:keep]:
+                view = _fold(view, mark)
+            a["base"] = [view[0], view[1]]
             a["marks"] = marks[keep:]
+
+
+def _base(a: dict) -> tuple[dict, str | None]:
+    base = a.get("base") or [{}, None]
+    return base[0], base[1]

@@ -7,10 +7,14 @@ and ended, or left unanswered) and again whenever a later event changes it; ``ve
 applied) makes the newest record win downstream. A transfer closes the agent's segment; the next
 answer opens the next agent's.
 
-State leaves when the watermark (the latest event time seen) passes: a complete call
-``allowed_lateness`` after its end; a call with no end ``call_timeout`` after its last event, when it
-is first closed as ``incomplete``. An event for a call no longer held that is older than the
-watermark minus the allowed lateness is late: it is refused (dead letter), never counted twice.
+State leaves when the watermark (the latest event time seen) passes: a complete call is *settled*
+``allowed_lateness`` after its last event (its contribution is dropped, its events are kept) and
+forgotten ``redelivery`` after it; a call with no end is first closed as ``incomplete``
+``call_timeout`` after its last event. Sources that deliver at least once (Amazon Connect) re-send a
+record: an event already seen is a duplicate, whenever it comes, and an event new to a settled call
+(a newer version of its record) reopens and updates it. An event for a call no longer held that is
+older than the watermark minus the allowed lateness is late: it is refused (dead letter), never
+counted twice.
 """
 from __future__ import annotations
 
@@ -227,9 +231,10 @@ class CallAssembler:
         self.expiry.rebuild((k, self._due(s)) for k, s in states.items())
 
     def _due(self, s: dict) -> int:
-        lateness = self.config.allowed_lateness_s * 1000
+        if s.get("settled"):
+            return s["last_ms"] + self.config.redelivery_s * 1000
         if s["consultation_of"] or outcome(s) is not None:
-            return s["last_ms"] + lateness
+            return s["last_ms"] + self.config.allowed_lateness_s * 1000
         return s["last_ms"] + self.config.call_timeout_s * 1000
 
     def apply(self, event: dict, watermark_ms: int) -> Update | None:
@@ -244,6 +249,9 @@ class CallAssembler:
             state = _new_state(call_id, event["site_id"])
         if event["event_id"] in state["seen"]:
             return None
+        if state.get("settled"):  # a newer version of a settled call: its windows are still open
+            state["settled"] = False
+            state["contrib"] = self._contribution(state, stints(state), segments(state), outcome(state))
         state["seen"].append(event["event_id"])
         _fold(state, event, t)
         return self._commit(state)
@@ -282,7 +290,11 @@ class CallAssembler:
             elif not state["consultation_of"] and outcome(state) is None and arrival_ms(state) is not None:
                 state["incomplete"] = True
                 update.extend(self._commit(state))
-            else:  # settled, or only stray events of a call already closed: nothing to report
+            elif not state.get("settled") and self.config.redelivery_s > self.config.allowed_lateness_s:
+                state["settled"], state["contrib"] = True, {}  # kept small, to know a re-delivery
+                self.states[key] = state
+                self.expiry.push(key, self._due(state))
+            else:  # past the re-delivery time, or only stray events of a call already closed
                 del self.states[key]
         return update
 

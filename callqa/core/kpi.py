@@ -52,6 +52,7 @@ class KpiConfig:
     allowed_lateness_s: int = 3600
     call_timeout_s: int = 4 * 3600
     fcr_horizon_s: int = 72 * 3600
+    redelivery_s: int = 24 * 3600  # a settled call is known this long after its last event (≤ fcr_horizon_s)
     queue_reading: str = "standard"  # "standard": each queue counts its own stint; "multi_stint": a call counts once, in its first queue
     ordering_slack_s: int = 0  # drift charts and the sampler: how long ordered input is held for late arrivals
 
