@@ -56,11 +56,12 @@ def _fold(view: tuple[dict, str | None], mark: list) -> tuple[dict, str | None]:
                 member.pop(queue, None)
             else:
                 member[queue] = "available" if state == "logged_in" else state
+    elif state == OFF:
+        member.clear()
+        overall = state
+    elif member and state != "logged_in":  # PAUSEALL / UNPAUSEALL: every queue the agent is in
+        member = {queue: state for queue in member}
     else:
-        if state == OFF:
-            member.clear()
-        elif state != "logged_in":
-            member = {queue: state for queue in member}
         overall = state
     return member, overall
 
