@@ -1,14 +1,22 @@
 """Asterisk queue_log → canonical events.
 
-Two readers feed one verb mapping: the standard pipe-separated file
-(``epoch|callid|queue|agent|verb|p1|p2|...``, Asterisk's "Queue Logs") and the PBXware-flavoured
-table export (``uid,date_time,callid,queue_name,type,event,param1..3,entpos,expos,htime,ttime,time``)
-whose caller id sits in param1 and whose ring time (ms) sits in htime.
+Follows Asterisk's "Queue Logs" documentation (the queue_log verbs of app_queue, Asterisk 1.4 to 20)
+and, for transfers, the lines app_queue writes in each version. Three readers feed one verb mapping:
 
-Mapped: ENTERQUEUE, CONNECT, RINGNOANSWER, COMPLETEAGENT/COMPLETECALLER, ABANDON, EXITWITHTIMEOUT,
-EXITEMPTY, EXITWITHKEY, BLINDTRANSFER/ATTENDEDTRANSFER/TRANSFER, AGENTLOGIN/AGENTLOGOFF,
-AGENTCALLBACKLOGIN/AGENTCALLBACKLOGOFF, ADDMEMBER/REMOVEMEMBER, PAUSE/UNPAUSE(ALL). Every other verb
-(QUEUESTART, CONFIGRELOAD, the PBX's outbound OUT* verbs, ...) is counted as skipped.
+- the standard pipe-separated file (``epoch|callid|queue|agent|verb|p1|p2|...``);
+- the PBXware-flavoured table export (``uid,date_time,callid,queue_name,type,event,param1..3,entpos,
+  expos,htime,ttime,time``) whose caller id sits in param1 and whose ring time (ms) sits in htime;
+- Asterisk's realtime ``queue_log`` table (``time, callid, queuename, agent, event`` and ``data`` or
+  ``data1..data5``; ``time`` in the PBX's local time).
+
+Mapped: ENTERQUEUE (offered and queued; caller id in the 2nd parameter, hashed), CONNECT (answered; ring
+time in the 3rd), RINGNOANSWER, COMPLETEAGENT/COMPLETECALLER (ended), ABANDON (caller_hangup),
+EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY (the queue let it go), TRANSFER (1.4–11: exten|context|holdtime|
+calltime), BLINDTRANSFER (12+: exten|context|holdtime|calltime|origpos), ATTENDEDTRANSFER (12+: BRIDGE|id,
+APP|app, LINK|chan|chan or THREEWAY|..., then holdtime|calltime|origpos), AGENTLOGIN/AGENTLOGOFF,
+AGENTCALLBACKLOGIN/AGENTCALLBACKLOGOFF, ADDMEMBER/REMOVEMEMBER and PAUSE/UNPAUSE (per queue),
+PAUSEALL/UNPAUSEALL (every queue). Every other verb (DID, QUEUESTART, CONFIGRELOAD, the PBX's outbound
+OUT* verbs, ...) is counted as skipped.
 """
 from __future__ import annotations
 

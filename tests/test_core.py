@@ -324,3 +324,18 @@ def test_a_crash_part_way_through_saving_counts_nothing_twice():
     again.flush()
     sums = crashed["windows"]["0"]["windows"][key]
     assert len(sums) == 1 and WindowSums(crashed["windows"]["0"]["windows"], config).row(key)["offered"] == 1
+
+
+def test_a_call_state_saved_before_stints_is_read():
+    """A data folder saved by the previous layout (one queue, one end per call) goes on where it stopped."""
+    from callqa.core.assembly import CallAssembler
+
+    old = {"call_id": "k1", "site_id": "S", "queue_id": "q", "caller_hash": None, "direction": "inbound",
+           "call_type": None, "offered_ms": T0, "queued_ms": T0, "abandoned_ms": None, "abandon_stage": None,
+           "abandon_reason": None, "ended_ms": None, "answers": [[T0 + 10_000, "a1"]], "transfers": [], "holds": [],
+           "wrapups": [], "disposition": None, "resolved": None, "last_ms": T0 + 10_000, "incomplete": False,
+           "fcr_noted": [], "version": 3, "seen": ["e1", "e2", "e3"], "contrib": {}}
+    calls = CallAssembler({"k1": old}, QUARTER)
+    update = calls.apply(ev(4, 70, "call.ended", agent_id="a1"), T0 + 70_000)
+    (record,) = update.records
+    assert (record["outcome"], record["wait_ms"], record["talk_ms"], record["queue_id"]) == ("answered", 10_000, 60_000, "q")

@@ -144,6 +144,25 @@ def test_overflow_after_a_timeout_is_one_call_with_two_stints():
     assert ("queue", "overflow") not in once and once[("site", "s")] == w[("site", "s")]
 
 
+def test_multi_stint_reading_follows_queuemetrics():
+    """QueueMetrics' multi-stint mode: the first queue, answered if the last stint was, the sum of the
+    stints' waits, the last answered stint's talk; the site keeps the caller's first answer."""
+    text = queue_log("0|c7|sales|NONE|ENTERQUEUE||5550107|1", "8|c7|sales|PJSIP/2001|CONNECT|8|c7.1|3",
+                     "98|c7|sales|PJSIP/2001|BLINDTRANSFER|600|from-internal|8|90|1",
+                     "99|c7|support|NONE|ENTERQUEUE||5550107|1", "114|c7|support|PJSIP/2003|CONNECT|15|c7.2|4",
+                     "354|c7|support|PJSIP/2003|COMPLETECALLER|15|240|1",
+                     "400|c8|sales|NONE|ENTERQUEUE||5550108|1", "405|c8|sales|PJSIP/2001|CONNECT|5|c8.1|3",
+                     "465|c8|sales|PJSIP/2001|BLINDTRANSFER|600|from-internal|5|60|1",
+                     "466|c8|support|NONE|ENTERQUEUE||5550108|1", "526|c8|support|NONE|ABANDON|1|1|60")
+    config = KpiConfig(window_sizes_s=(86400,), queue_reading="multi_stint")
+    _, w, _, _ = through("asterisk-queue-log", text, config)
+    sales = w[("queue", "sales")]
+    assert (sales["offered"], sales["answered"], sales["abandoned"]) == (2, 1, 1)  # c8: its last stint was lost
+    assert (sales["asa_s"], sales["talk_ms"]) == (23.0, 240_000)  # c7: 8 + 15 s, the last taken talk
+    site = w[("site", "s")]
+    assert (site["offered"], site["answered"], site["abandoned"], site["asa_s"]) == (2, 2, 0, 6.5)
+
+
 def test_transfer_back_into_the_same_queue_and_a_hang_up_there():
     text = queue_log("0|c2|help|NONE|ENTERQUEUE||5550101|1", "5|c2|help|PJSIP/2001|CONNECT|5|c2.1|2",
                      "65|c2|help|PJSIP/2001|BLINDTRANSFER|600|from-internal|5|60|1",

@@ -66,6 +66,21 @@ def _new_state(call_id: str, site_id: str) -> dict:
     }
 
 
+def _upgraded(s: dict) -> dict:
+    """A call state saved by callqa before stints (one queue, one end): the same call as marks."""
+    if "entries" in s:
+        return s
+    s["entries"] = [[s["queued_ms"], s["queue_id"]]] if s.get("queued_ms") is not None else []
+    s["lefts"] = [[s["abandoned_ms"], s["queue_id"], s.get("abandon_stage") or "queue",
+                   s.get("abandon_reason") or "caller_hangup"]] if s.get("abandoned_ms") is not None else []
+    s["ends"] = [[s["ended_ms"], None]] if s.get("ended_ms") is not None else []
+    s["answers"] = [[t, agent, None] for t, agent, *_ in s["answers"]]
+    s["consultation_of"] = None
+    for old in ("queued_ms", "abandoned_ms", "abandon_stage", "abandon_reason", "ended_ms"):
+        s.pop(old, None)
+    return s
+
+
 def _earliest(current: int | None, t: int) -> int:
     return t if current is None or t < current else current
 
@@ -128,9 +143,10 @@ def answered_ms(s: dict) -> int | None:
 
 def stints(s: dict) -> list[dict]:
     """The call's queue stints in time order, as QueueMetrics counts them: each entry into a queue
-    until an agent answered it there or it left that queue (caller hang-up, timeout, ...). An answer
-    or a leave belongs to the latest entry at or before it into its queue (any queue when it names
-    none). A call with no queue entry has one stint in its offered queue from its arrival."""
+    until an agent answered it there or it left that queue (caller hang-up, timeout, ...), whichever
+    came first. An answer or a leave belongs to the latest entry at or before it into its queue (any
+    queue when it names none). A call with no queue entry has one stint in its offered queue from its
+    arrival."""
     entries = sorted(s["entries"])
     if not entries:
         queue, arrived = call_queue(s), arrival_ms(s)
@@ -138,17 +154,21 @@ def stints(s: dict) -> list[dict]:
     out = [{"queue_id": q, "entered_ms": t, "answer": None, "left": None} for t, q in entries]
 
     def owner(t: int, queue: str | None) -> dict | None:
-        match = [x for x in out if x["entered_ms"] <= t and (queue is None or x["queue_id"] in (queue, None))]
-        return match[-1] if match else (out[0] if out and not s["entries"] else None)
+        """The latest entry into the mark's queue at or before it; else the latest open stint before it;
+        else (a clock skew: the mark precedes every entry) the first stint, if open."""
+        before = [x for x in out if x["entered_ms"] <= t]
+        same = [x for x in before if queue is None or x["queue_id"] in (queue, None)]
+        if same:
+            return same[-1]
+        waiting = [x for x in before or out[:1] if x["answer"] is None and x["left"] is None]
+        return waiting[-1] if waiting else None
 
-    for mark in sorted(s["answers"]):
-        stint = owner(mark[0], mark[2])
+    marks = sorted([(m[0], 0, m[2], "answer", m) for m in s["answers"]] + [(m[0], 1, m[1], "left", m) for m in s["lefts"]],
+                   key=lambda m: m[:2])
+    for t, _, queue, kind, mark in marks:  # in time order: the first answer or leave closes a stint
+        stint = owner(t, queue)
         if stint is not None and stint["answer"] is None and stint["left"] is None:
-            stint["answer"] = mark
-    for mark in sorted(s["lefts"]):
-        stint = owner(mark[0], mark[1])
-        if stint is not None and stint["left"] is None and (stint["answer"] is None or stint["answer"][0] > mark[0]):
-            stint["left"], stint["answer"] = mark, None
+            stint[kind] = mark
     for x in out:
         end = x["answer"][0] if x["answer"] else x["left"][0] if x["left"] else None
         x["wait_ms"] = None if end is None else max(0, end - x["entered_ms"])
@@ -219,6 +239,12 @@ def wait_ms(s: dict, parts: list[dict] | None = None) -> int | None:
     return None if start is None or end is None else max(0, end - start)
 
 
+def _work(seg: dict) -> dict:
+    """The counters of an agent's segment: handled once it ended, its talk, holds and after-call work."""
+    return {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0, "hold_ms": seg["hold_ms"],
+            "hold_count": seg["hold_count"], "acw_ms": seg["acw_ms"], "transferred": int(seg["transferred"])}
+
+
 class CallAssembler:
     """Per-call state machine over ``call.*`` events; duplicates (same event id) are ignored."""
 
@@ -228,7 +254,7 @@ class CallAssembler:
         self.config = config
         self.team_of = team_of
         self.expiry = Expiry()
-        self.expiry.rebuild((k, self._due(s)) for k, s in states.items())
+        self.expiry.rebuild((k, self._due(_upgraded(s))) for k, s in states.items())
 
     def _due(self, s: dict) -> int:
         if s.get("settled"):
@@ -376,8 +402,8 @@ class CallAssembler:
 
         Site: the whole call, at its arrival. Queues: with ``queue_reading`` "standard" each stint
         counts in its own queue at its entry (QueueMetrics' standard reading: a call transferred or
-        overflowing to a second queue is offered there too); with "multi_stint" the whole call counts
-        once, in the queue it first entered. Agents and teams: each agent's own segment, at the call's
+        overflowing to a second queue is offered there too); with "multi_stint" the call counts once,
+        in the queue it first entered, as QueueMetrics' multi-stint mode rebuilds it. Agents and teams: each agent's own segment, at the call's
         arrival, whatever the call's direction (outbound calls and callbacks are agent work too)."""
         arrived = arrival_ms(s)
         if arrived is None:
@@ -390,18 +416,18 @@ class CallAssembler:
         by_answer = {id(x["answer"]): x for x in parts if x["answer"]}
         stint_of = [by_answer.get(id(a)) for a in sorted(s["answers"])]
         if call is not None:
-            site = [("site", s["site_id"], s["site_id"])]
-            if self.config.queue_reading == "multi_stint" or len(parts) <= 1:
+            if len(parts) <= 1:  # one queue: the call and its stint are the same
                 kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), call | totals)
             else:
-                kpi.add(out, kpi.keys_at(self.config, arrived, site), call | totals)
-                self._add_stints(out, s, parts, segs, stint_of, result)
+                kpi.add(out, kpi.keys_at(self.config, arrived, [("site", s["site_id"], s["site_id"])]), call | totals)
+                if self.config.queue_reading == "multi_stint":
+                    self._add_multi_stint(out, s, parts, segs, stint_of, result)
+                else:
+                    self._add_stints(out, s, parts, segs, stint_of, result)
         elif s["direction"] == "callback" and s["answers"]:
             kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), totals | {"callbacks_handled": 1})
         for i, seg in enumerate(segs):  # agents and teams count their own segments
-            work = {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0,
-                    "hold_ms": seg["hold_ms"], "hold_count": seg["hold_count"], "acw_ms": seg["acw_ms"],
-                    "transferred": int(seg["transferred"])}
+            work = _work(seg)
             stint = stint_of[i] if i < len(stint_of) else None
             if call is not None and stint is not None and len(parts) > 1:  # answered out of its own queue
                 waited = self._waiting(stint["queue_id"], stint["wait_ms"], True, None)
@@ -414,6 +440,23 @@ class CallAssembler:
             kpi.add(out, kpi.keys_at(self.config, arrived, self._agent_levels(s, seg["agent_id"])), work)
         return out
 
+    def _add_multi_stint(self, out: dict, s: dict, parts: list[dict], segs: list[dict], stint_of: list,
+                         result: str | None) -> None:
+        """The whole call once, in the queue it first entered, as QueueMetrics' multi-stint mode rebuilds
+        it (user manual, "Multi-stint calls"): answered when its last stint was answered (lost
+        otherwise), the wait the sum of its stints' waits, the talk of the last answered stint."""
+        last = parts[-1]
+        reason = last["left"][3] if last["left"] else None
+        counters = self._waiting(parts[0]["queue_id"], sum(x["wait_ms"] or 0 for x in parts),
+                                 last["answer"] is not None, reason)
+        counters["incomplete"] = int(result == "incomplete")
+        taken = next((seg for stint, seg in zip(reversed(stint_of), reversed(segs)) if stint is last), None)
+        if taken is not None:
+            counters |= _work(taken)
+        if parts[0]["queue_id"]:
+            kpi.add(out, kpi.keys_at(self.config, parts[0]["entered_ms"], [("queue", s["site_id"], parts[0]["queue_id"])]),
+                    counters)
+
     def _add_stints(self, out: dict, s: dict, parts: list[dict], segs: list[dict], stint_of: list,
                     result: str | None) -> None:
         """Each stint in its own queue at its entry time: its wait, outcome, and the segment it began."""
@@ -424,9 +467,7 @@ class CallAssembler:
             counters["incomplete"] = int(result == "incomplete" and stint["outcome"] is None)
             seg = seg_of.get(id(stint))
             if seg is not None:
-                counters |= {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0,
-                             "hold_ms": seg["hold_ms"], "hold_count": seg["hold_count"], "acw_ms": seg["acw_ms"],
-                             "transferred": int(seg["transferred"])}
+                counters |= _work(seg)
             closed = stint["answer"][0] if stint["answer"] else stint["left"][0] if stint["left"] else None
             if k > 0 and any(parts[k - 1]["entered_ms"] <= t and (closed is None or t <= closed)
                              for t, _ in s["transfers"]):  # an attended transfer completes after the entry
