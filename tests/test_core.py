@@ -156,7 +156,7 @@ def test_late_events_correct_within_the_lateness_and_are_refused_after(redeliver
     _, rows, refused = run(answered_call("a", 0, 10, 30), config, state)
     assert rows == {}
     if redelivery_s:
-        assert refused == [] and state["events"]["0"]["calls"]["a"]["settled"]
+        assert refused == [] and "settled" in state["events"]["0"]["calls"]["a"]
     else:
         assert len(refused) == 4 and "a" not in state["events"]["0"]["calls"]
     key = f"site|S|S|900|{T0}"

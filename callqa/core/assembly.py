@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
+import orjson
+
 from schemas import format_ms, time_ms
 
 from . import kpi
@@ -66,9 +68,15 @@ def _new_state(call_id: str, site_id: str) -> dict:
     }
 
 
+def _settle(s: dict) -> dict:
+    """A finished call's state as one string (few objects to keep) without its contribution: what a
+    re-delivery or a newer version of its record needs."""
+    return {"settled": orjson.dumps({k: v for k, v in s.items() if k != "contrib"}).decode(), "last_ms": s["last_ms"]}
+
+
 def _upgraded(s: dict) -> dict:
     """A call state saved by callqa before stints (one queue, one end): the same call as marks."""
-    if "entries" in s:
+    if "entries" in s or "settled" in s:
         return s
     s["entries"] = [[s["queued_ms"], s["queue_id"]]] if s.get("queued_ms") is not None else []
     s["lefts"] = [[s["abandoned_ms"], s["queue_id"], s.get("abandon_stage") or "queue",
@@ -152,6 +160,16 @@ def stints(s: dict) -> list[dict]:
         queue, arrived = call_queue(s), arrival_ms(s)
         entries = [[arrived, queue]] if arrived is not None and (queue or s["answers"] or s["lefts"]) else []
     out = [{"queue_id": q, "entered_ms": t, "answer": None, "left": None} for t, q in entries]
+    if len(out) == 1:  # the usual call: one queue, the first answer or leave closes it
+        first = min([(m[0], 0, "answer", m) for m in s["answers"]] + [(m[0], 1, "left", m) for m in s["lefts"]],
+                    default=None, key=lambda m: m[:2])
+        stint = out[0]
+        if first is not None:
+            stint[first[2]] = first[3]
+        end = first[0] if first is not None else None
+        stint["wait_ms"] = None if end is None else max(0, end - stint["entered_ms"])
+        stint["outcome"] = None if first is None else "answered" if first[2] == "answer" else first[3][3]
+        return out
 
     def owner(t: int, queue: str | None) -> dict | None:
         """The latest entry into the mark's queue at or before it; else the latest open stint before it;
@@ -256,18 +274,27 @@ class CallAssembler:
         self.expiry = Expiry()
         self.expiry.rebuild((k, self._due(_upgraded(s))) for k, s in states.items())
 
-    def _due(self, s: dict) -> int:
-        if s.get("settled"):
+    def _due(self, s: dict, result: str | None = "?") -> int:
+        """When the sweep looks at the call next (``result``: its outcome, when already known)."""
+        if "settled" in s:
             return s["last_ms"] + self.config.redelivery_s * 1000
-        if s["consultation_of"] or outcome(s) is not None:
+        if s["consultation_of"] or not self._open(s, result):
             return s["last_ms"] + self.config.allowed_lateness_s * 1000
         return s["last_ms"] + self.config.call_timeout_s * 1000
+
+    @staticmethod
+    def _open(s: dict, result: str | None = "?") -> bool:
+        """Whether the call has no outcome yet (``result``: its outcome when known; else the one its
+        last commit saved)."""
+        if result == "?":
+            result = s["result"] if "result" in s else outcome(s)
+        return result is None
 
     def apply(self, event: dict, watermark_ms: int) -> Update | None:
         """Fold one validated ``call.*`` event; None when it was a duplicate."""
         call_id = event["call_id"]
         t = time_ms(event["event_time"])
-        state = self.states.get(call_id)
+        state = self.view(call_id)
         if state is None:
             if t < watermark_ms - self.config.allowed_lateness_s * 1000:
                 return Update(refused=f"late event: {event['event_time']} is more than the allowed lateness "
@@ -275,8 +302,7 @@ class CallAssembler:
             state = _new_state(call_id, event["site_id"])
         if event["event_id"] in state["seen"]:
             return None
-        if state.get("settled"):  # a newer version of a settled call: its windows are still open
-            state["settled"] = False
+        if "contrib" not in state:  # a newer version of a settled call: its windows are still open
             state["contrib"] = self._contribution(state, stints(state), segments(state), outcome(state))
         state["seen"].append(event["event_id"])
         _fold(state, event, t)
@@ -284,12 +310,13 @@ class CallAssembler:
 
     def _commit(self, state: dict) -> Update:
         state["version"] += 1
+        result = None
         if state["consultation_of"]:  # an attended transfer's consultation leg: part of another call
             update = Update(deltas=kpi.diff(state["contrib"], {}))
             state["contrib"] = {}
         else:
             parts, segs = stints(state), segments(state)  # once per event: everything below uses them
-            result = outcome(state, parts, segs)
+            result = state["result"] = outcome(state, parts, segs)
             contrib = self._contribution(state, parts, segs, result)
             update = Update(deltas=kpi.diff(state["contrib"], contrib), fcr=self._fcr_notes(state))
             state["contrib"] = contrib
@@ -300,7 +327,7 @@ class CallAssembler:
                     state["observed"] = True
                     update.observations = self._observations(state, record)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
-        self.expiry.push(state["call_id"], self._due(state))
+        self.expiry.push(state["call_id"], self._due(state, result))
         return update
 
     def sweep(self, watermark_ms: int, owns: Callable[[str], bool] = lambda key: True) -> Update:
@@ -313,16 +340,30 @@ class CallAssembler:
             due = self._due(state)
             if due > watermark_ms:
                 self.expiry.push(key, due)
-            elif not state["consultation_of"] and outcome(state) is None and arrival_ms(state) is not None:
+            elif "settled" in state:  # past the re-delivery time
+                del self.states[key]
+            elif not state["consultation_of"] and self._open(state) and arrival_ms(state) is not None:
                 state["incomplete"] = True
                 update.extend(self._commit(state))
-            elif not state.get("settled") and self.config.redelivery_s > self.config.allowed_lateness_s:
-                state["settled"], state["contrib"] = True, {}  # kept small, to know a re-delivery
-                self.states[key] = state
-                self.expiry.push(key, self._due(state))
-            else:  # past the re-delivery time, or only stray events of a call already closed
+            elif self.config.redelivery_s > self.config.allowed_lateness_s:
+                self.states[key] = _settle(state)  # kept, packed, to know a re-delivery
+                self.expiry.push(key, self._due(self.states[key]))
+            else:
                 del self.states[key]
         return update
+
+    def view(self, call_id: str) -> dict | None:
+        """The call's state (a settled call's unpacked, without its contribution), or None."""
+        state = self.states.get(call_id)
+        if state is not None and "settled" in state:
+            return orjson.loads(state["settled"])
+        return state
+
+    def remember(self, call_id: str, event_id: str) -> None:
+        """Note an event of a held call as seen (a recording), so that its repeat is a duplicate."""
+        state = self.view(call_id)
+        state["seen"].append(event_id)
+        self.states[call_id] = _settle(state) if "settled" in self.states[call_id] else state
 
     def _fcr_notes(self, s: dict) -> list[dict]:
         """Tell the FCR tracker (keyed by caller) about the call's arrival, and once, about its answer."""
@@ -403,8 +444,9 @@ class CallAssembler:
         Site: the whole call, at its arrival. Queues: with ``queue_reading`` "standard" each stint
         counts in its own queue at its entry (QueueMetrics' standard reading: a call transferred or
         overflowing to a second queue is offered there too); with "multi_stint" the call counts once,
-        in the queue it first entered, as QueueMetrics' multi-stint mode rebuilds it. Agents and teams: each agent's own segment, at the call's
-        arrival, whatever the call's direction (outbound calls and callbacks are agent work too)."""
+        in the queue it first entered, as QueueMetrics' multi-stint mode rebuilds it. Agents and teams:
+        each agent's own segment, at the call's arrival, whatever the call's direction (outbound calls
+        and callbacks are agent work too), with the wait of the stint they answered."""
         arrived = arrival_ms(s)
         if arrived is None:
             return {}
@@ -413,8 +455,10 @@ class CallAssembler:
                   "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
                   "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
         out: dict = {}
-        by_answer = {id(x["answer"]): x for x in parts if x["answer"]}
-        stint_of = [by_answer.get(id(a)) for a in sorted(s["answers"])]
+        stint_of = []  # of each segment, when the call visited several queues
+        if len(parts) > 1:
+            by_answer = {id(x["answer"]): x for x in parts if x["answer"]}
+            stint_of = [by_answer.get(id(a)) for a in sorted(s["answers"])]
         if call is not None:
             if len(parts) <= 1:  # one queue: the call and its stint are the same
                 kpi.add(out, kpi.keys_at(self.config, arrived, self._entities(s)), call | totals)
@@ -429,7 +473,7 @@ class CallAssembler:
         for i, seg in enumerate(segs):  # agents and teams count their own segments
             work = _work(seg)
             stint = stint_of[i] if i < len(stint_of) else None
-            if call is not None and stint is not None and len(parts) > 1:  # answered out of its own queue
+            if call is not None and stint is not None:  # answered out of its own queue
                 waited = self._waiting(stint["queue_id"], stint["wait_ms"], True, None)
                 work |= {k: waited[k] for k in ("answered", "wait_answered_ms", "sl_numerator", "sl_denominator")}
             elif call is not None and i == 0:  # the first answering agent is the one the caller waited for

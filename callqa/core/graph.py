@@ -198,12 +198,11 @@ class EventsStage:
 
     def _recorded(self, event: dict) -> Update | None:
         """A recorded call for the sampler, once (a repeated event is dropped while the call is held)."""
-        call = self.calls.states.get(event["call_id"])
+        call = self.calls.view(event["call_id"])
         if call is not None:
             if event["event_id"] in call["seen"]:
                 return None
-            call["seen"].append(event["event_id"])
-            self.calls.states[event["call_id"]] = call
+            self.calls.remember(event["call_id"], event["event_id"])
         t = time_ms(event["event_time"])
         answers = (call or {}).get("answers") or []
         return Update(candidates=[{
