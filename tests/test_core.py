@@ -176,6 +176,19 @@ def test_first_call_resolution():
     assert days["2024-03-09"]["fcr_eligible"] == 0  # c4's horizon has not passed: not final yet
 
 
+def test_fcr_verdicts_settled_together_all_count():
+    """Verdicts of several callers that settle in one sweep (or one bundle) land in the same site window:
+    each counts (they once shared a tag, and the window took only the first)."""
+    day = 86400
+    callers = [chr(ord("a") + i) * 32 for i in range(5)]
+    events = [e for i, caller in enumerate(callers) for e in answered_call(f"c{i}", 100 * i, 5, 60, caller=caller)]
+    events += answered_call("c1-again", 300, 5, 60, caller=callers[1]) + answered_call("later", 5 * day, 5, 60)
+    _, rows, _ = run(events, KpiConfig(window_sizes_s=(86400,)))
+    first = next(r for r in rows.values() if r["level"] == "site" and r["window_s"] == 86400
+                 and r["window_start"].startswith("2024-03-04"))
+    assert (first["fcr_eligible"], first["fcr_resolved"]) == (6, 5)  # c1 was called again; the rest resolved
+
+
 def test_agent_states_give_logged_in_not_ready_and_occupancy():
     config = KpiConfig(window_sizes_s=(3600,))
     a = lambda n, t, state, reason=None: ev(n, t, "agent.state_changed", agent_id="a1", state=state, reason=reason)

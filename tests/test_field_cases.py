@@ -17,6 +17,7 @@ import pytest
 
 from callqa.core.kpi import KpiConfig
 from callqa.core.local import LocalGraph
+from schemas import format_ms, time_ms
 from sinks.store import EmbeddedStore
 from sources import BATCH_FORMATS, FORMATS
 from sources.pii import CallerHasher
@@ -99,9 +100,9 @@ def test_anonymous_bank_documented_empty_time(tmp_path):
 
 # ---- cases written from the formats' documentation, in process ----------------------------------
 
-def through(fmt: str, text: str, config: KpiConfig = DAY, state: dict | None = None, **reader):
-    """Records (newest version), the newest row of every window, dead-letter reasons and the adapter's
-    skipped counts, for one input."""
+def through(fmt: str, text: str, config: KpiConfig = DAY, state: dict | None = None, day: str = "", **reader):
+    """Records (newest version), the newest row of every window (of ``day`` when given), dead-letter
+    reasons and the graph's counts, for one input."""
     units = list(FORMATS[fmt](io.StringIO(text), "input", "s", HASHER, **reader))
     assert [u.error for u in units if u.error] == []
     events = [e for u in units for e in u.events]
@@ -116,6 +117,8 @@ def through(fmt: str, text: str, config: KpiConfig = DAY, state: dict | None = N
         if r["call_id"] not in records or records[r["call_id"]]["version"] < r["version"]:
             records[r["call_id"]] = r
     for r in out.rows.get("kpi_windows", []):
+        if r["window_s"] != max(config.window_sizes_s) or not r["window_start"].startswith(day):
+            continue  # site and queue also have 5-minute buckets
         key = (r["level"], r["entity_id"])
         if key not in rows or rows[key]["version"] < r["version"]:
             rows[key] = r
@@ -225,7 +228,7 @@ def test_order_of_arrival_does_not_change_a_multi_stint_call():
         final = max(rows["call_records"], key=lambda r: r["version"])
         windows = {}
         for r in rows["kpi_windows"]:
-            key = (r["level"], r["entity_id"])
+            key = (r["level"], r["entity_id"], r["window_s"], r["window_start"])
             if key not in windows or windows[key]["version"] < r["version"]:
                 windows[key] = r
         results.append(({k: v for k, v in final.items() if k != "version"},
@@ -276,10 +279,13 @@ def test_queue_membership_and_pauses_are_per_queue():
     assert agent["not_ready_ms"] == (1800 + 900) * 1000
 
 
+T10 = time_ms("2024-03-18T10:00:00.000Z")
+
+
 def ctr(contact, method, start, end, queue=None, agent=None, previous=None, initial=None, following=None,
         transfer=None, updated=None, acw_end=None):
     """A contact record (2017-03-10 layout) with times as offsets in seconds from 10:00:00."""
-    at = lambda s: None if s is None else f"2024-03-18T{10 + s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}Z"
+    at = lambda s: None if s is None else format_ms(T10 + s * 1000).replace(".000Z", "Z")
     record = {"AWSContactTraceRecordFormatVersion": "2017-03-10", "Channel": "VOICE", "ContactId": contact,
               "InitialContactId": initial, "PreviousContactId": previous, "NextContactId": following,
               "InitiationMethod": method, "InitiationTimestamp": at(start), "DisconnectTimestamp": at(end),
@@ -322,16 +328,21 @@ def test_connect_transfer_to_an_agent_and_a_queue_transfer():
                 transfer=100, acw_end=110)
             + ctr("tr-3", "TRANSFER", 100, 400, agent=("agent-02", 104), previous="in-3", initial="in-3")
             # a queue transfer by the flow: the customer waits in Sales, is moved to Overflow, answered there
-            + ctr("in-4", "INBOUND", 0, 60, queue=("Sales", 3, 60), following="qt-4")
-            + ctr("qt-4", "QUEUE_TRANSFER", 60, 300, queue=("Overflow", 61, 80), agent=("agent-04", 82),
-                  previous="in-4", initial="in-4"))
-    records, w, _, _ = through("amazon-connect-ctr", text)
-    assert set(records) == {"in-3", "in-4"}
+            + (ctr("in-4", "INBOUND", 0, 60, queue=("Sales", 3, 60), following="qt-4")
+               + ctr("qt-4", "QUEUE_TRANSFER", 60, 300, queue=("Overflow", 61, 80), agent=("agent-04", 82),
+                     previous="in-4", initial="in-4")).replace("+445550100300", "+445550100400"))
+    settle = ctr("in-9", "INBOUND", 4 * 86400, 4 * 86400 + 60, queue=("Sales", 4 * 86400 + 1, 4 * 86400 + 5))
+    records, w, _, _ = through("amazon-connect-ctr", text + settle.replace("+445550100300", "+445550100999"),
+                               day="2024-03-18")
+    assert set(records) == {"in-3", "in-4", "in-9"}
     assert records["in-3"]["segment_agent_ids"] == ["agent-01", "agent-02"]
     assert records["in-3"]["segment_talk_ms"] == [86_000, 296_000]
     assert records["in-4"]["stint_outcomes"] == ["transferred", "answered"] and records["in-4"]["wait_ms"] == 79_000
     site = w[("site", "s")]
     assert (site["offered"], site["answered"], site["abandoned"], site["transferred"]) == (2, 2, 0, 1)
+    # the same customer's transfer leg is not a repeat call: both calls resolved at first contact (the
+    # FCR verdicts are final once a later contact moved event time past the 72 h horizon)
+    assert (site["fcr_eligible"], site["fcr_resolved"]) == (2, 2)
     assert (w[("queue", "Sales")]["offered"], w[("queue", "Sales")]["unanswered_other"]) == (2, 1)
     assert w[("agent", "agent-02")]["transferred_in"] == 1 and w[("agent", "agent-02")]["offered"] == 0
 

@@ -258,10 +258,10 @@ class FcrStage:
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for offset, bundle in _new(self.meta, messages):
-            tag = [offset, 0]
+            tag = [offset, 0]  # each delta its own tag: a window takes a tag once (two verdicts, two tags)
             for _, item_tag, note in bundle["items"]:
-                tag[1] += 1
                 for key, delta in self.tracker.observe(note):
+                    tag[1] += 1
                     self.windows.apply(key, delta, list(tag))
             if bundle["wm"] is not None:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
@@ -269,8 +269,8 @@ class FcrStage:
             frontier = self.order.time()
             if frontier // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
                 self.meta["swept"] = frontier
-                tag[1] += 1
                 for key, delta in self.tracker.sweep(frontier):
+                    tag[1] += 1
                     self.windows.apply(key, delta, list(tag))
                 self.windows.sweep(frontier)
         self.meta["order"] = self.order.s

@@ -149,35 +149,42 @@ def _ratio(num: float, den: float, scale: float = 1.0, digits: int = 6) -> float
     return round(num / den / scale, digits) if den else None
 
 
+_ZEROS = dict.fromkeys(COUNTERS, 0)
+_QA = tuple((f"qa_{k}_pct", f"qa_{k}_score", f"qa_{k}_max")
+            for k in ("human", "auto", "test_call", "etiquette", "knowledge", "procedure"))
+
+
 def row(key: str, acc: dict) -> dict:
     """The KPI row of a window aggregate (what goes to the KPI topic and table)."""
     level, site, entity, size, start = key.split("|")
     size_s, start_ms = int(size), int(start)
-    g = lambda name: acc.get(name, 0)
-    handled = g("handled")
-    staffed = g("logged_in_ms") - g("not_ready_ms")
-    handle_ms = g("talk_ms") + g("hold_ms") + g("acw_ms")
-    return {
-        "level": level, "site_id": site, "entity_id": entity, "window_s": size_s,
-        "window_start": format_ms(start_ms), "window_end": format_ms(start_ms + size_s * 1000),
-        **{name: g(name) for name in COUNTERS},
-        "max_wait_ms": max((int(b) for b in acc.get(HIST, {})), default=0) * 1000,
-        "service_level": _ratio(g("sl_numerator"), g("sl_denominator")),
-        "asa_s": _ratio(g("wait_answered_ms"), g("answered"), 1000, 3),
-        "abandon_rate": _ratio(g("abandoned"), g("offered")),
+    c = _ZEROS | acc
+    hist = c.pop(HIST, None) or {}
+    handled = c["handled"]
+    staffed = c["logged_in_ms"] - c["not_ready_ms"]
+    handle_ms = c["talk_ms"] + c["hold_ms"] + c["acw_ms"]
+    longest = max(map(int, hist), default=0)
+    out = {"level": level, "site_id": site, "entity_id": entity, "window_s": size_s,
+           "window_start": format_ms(start_ms), "window_end": format_ms(start_ms + size_s * 1000)}
+    out.update((name, c[name]) for name in COUNTERS)
+    out.update({
+        "max_wait_ms": longest * 1000,
+        "service_level": _ratio(c["sl_numerator"], c["sl_denominator"]),
+        "asa_s": _ratio(c["wait_answered_ms"], c["answered"], 1000, 3),
+        "abandon_rate": _ratio(c["abandoned"], c["offered"]),
         "aht_s": _ratio(handle_ms, handled, 1000, 3),
-        "avg_talk_s": _ratio(g("talk_ms"), handled, 1000, 3),
-        "avg_hold_s": _ratio(g("hold_ms"), handled, 1000, 3),
-        "avg_acw_s": _ratio(g("acw_ms"), handled, 1000, 3),
-        "transfer_rate": _ratio(g("transferred"), handled),
-        "fcr_rate": _ratio(g("fcr_resolved"), g("fcr_eligible")),
+        "avg_talk_s": _ratio(c["talk_ms"], handled, 1000, 3),
+        "avg_hold_s": _ratio(c["hold_ms"], handled, 1000, 3),
+        "avg_acw_s": _ratio(c["acw_ms"], handled, 1000, 3),
+        "transfer_rate": _ratio(c["transferred"], handled),
+        "fcr_rate": _ratio(c["fcr_resolved"], c["fcr_eligible"]),
         "occupancy": _ratio(handle_ms, staffed) if level in ("agent", "team", "site") else None,
-        "not_ready_ratio": _ratio(g("not_ready_ms"), g("logged_in_ms")),
-        **{f"qa_{k}_pct": _ratio(100 * g(f"qa_{k}_score"), g(f"qa_{k}_max"), 1, 3)
-           for k in ("human", "auto", "test_call", "etiquette", "knowledge", "procedure")},
-        "longest_wait_s": float(max((int(b) for b in acc.get(HIST, {})), default=0)),
-        "version": g("version"),
-    }
+        "not_ready_ratio": _ratio(c["not_ready_ms"], c["logged_in_ms"]),
+    })
+    out.update((pct, _ratio(100 * c[score], c[most], 1, 3)) for pct, score, most in _QA)
+    out["longest_wait_s"] = float(longest)
+    out["version"] = c.get("version", 0)
+    return out
 
 
 class KpiAggregator:
