@@ -15,8 +15,9 @@ EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY (the queue let it go), TRANSFER (1.4–1
 calltime), BLINDTRANSFER (12+: exten|context|holdtime|calltime|origpos), ATTENDEDTRANSFER (12+: BRIDGE|id,
 APP|app, LINK|chan|chan or THREEWAY|..., then holdtime|calltime|origpos), AGENTLOGIN/AGENTLOGOFF,
 AGENTCALLBACKLOGIN/AGENTCALLBACKLOGOFF, ADDMEMBER/REMOVEMEMBER and PAUSE/UNPAUSE (per queue),
-PAUSEALL/UNPAUSEALL (every queue). Every other verb (DID, QUEUESTART, CONFIGRELOAD, the PBX's outbound
-OUT* verbs, ...) is counted as skipped.
+PAUSEALL/UNPAUSEALL (every queue), and PBXware's outbound OUT* verbs (outbound calls: agent work, see
+``QueueLogMapper._outbound``). Every other verb (DID, QUEUESTART, CONFIGRELOAD, OUTTRANSFER, ...) is
+counted as skipped.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Entry:
     params: list[str]
     caller: str | None  # caller id where the verb carries one
     ring_ms: int | None
+    talk_ms: int | None = None  # PBXware's OUTANSWER: the outbound call's talk time (its ttime)
 
 
 def agent_id(channel: str) -> str | None:
@@ -114,6 +116,8 @@ class QueueLogMapper:
                        position=position)], None
         if v in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER") and agent:
             return self._transfer(e, agent, ev), None
+        if v.startswith("OUT") and agent and v != "OUTTRANSFER":
+            return self._outbound(e, agent, ev), None
         states = {"AGENTLOGIN": "logged_in", "AGENTCALLBACKLOGIN": "logged_in", "ADDMEMBER": "logged_in",
                   "AGENTLOGOFF": "logged_out", "AGENTCALLBACKLOGOFF": "logged_out", "REMOVEMEMBER": "logged_out",
                   "PAUSE": "not_ready", "PAUSEALL": "not_ready", "UNPAUSE": "available", "UNPAUSEALL": "available"}
@@ -147,6 +151,23 @@ class QueueLogMapper:
         out.append(ev("consultation", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
                       transfer_type=kind, consultation_of=customer))
         return out
+
+    def _outbound(self, e: Entry, agent: str, ev) -> list[dict]:
+        """PBXware's outbound verbs (agent work, not offered calls): OUTDIAL (the agent dials param1),
+        OUTANSWER (written when the answered call ends, how in param2: COMPLETEAGENT, COMPLETECALLER or
+        TRANSFER; its talk time in ``ttime``), OUTCANCEL, OUTCHANUNAVAIL, OUTCONGESTION, OUTBUSY,
+        OUTNOANSWER (not reached). OUTTRANSFER (the transferred leg, after OUTANSWER|TRANSFER) is skipped."""
+        call = f"{self.site_id}:{e.callid}"
+        if e.verb == "OUTDIAL":
+            number = e.params[0] if e.params else None
+            return [ev("offered", "call.offered", call_id=call, direction="outbound", caller_hash=self.hash(number))]
+        if e.verb == "OUTANSWER" and e.talk_ms is not None:
+            how = e.params[1] if len(e.params) > 1 else ""
+            end = (ev("transfer", "call.transferred", call_id=call, from_agent_id=agent, transfer_type="blind")
+                   if how == "TRANSFER" else
+                   ev("ended", "call.ended", call_id=call, agent_id=agent, ended_by="caller" if how == "COMPLETECALLER" else "agent"))
+            return [ev("answered", "call.answered", at=e.at_ms - e.talk_ms, call_id=call, agent_id=agent), end]
+        return [ev("left", "call.abandoned", call_id=call, stage="ringing", reason="caller_hangup")]
 
     def _remember(self, table: dict, key: str, value: tuple, epoch: int) -> None:
         table[key] = value
@@ -212,9 +233,11 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
             verb = r["event"]
             ring = _int(r["htime"]) if verb == "RINGNOANSWER" else (
                 _int(r["param3"]) * 1000 if verb == "CONNECT" and _int(r["param3"]) is not None else None)
+            talk = _int(r["ttime"]) if verb == "OUTANSWER" else None
             entry = Entry(int(r["date_time"]) * 1000, r["callid"], r["queue_name"], r["type"], verb,
                           [r["param1"], r["param2"], r["param3"]],
-                          caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring)
+                          caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring,
+                          talk_ms=talk * 1000 if talk is not None else None)
             unit.events, unit.skipped = mapper.map(entry, f"{site_id}:aqlt:{r['uid']}")
         yield unit
 
