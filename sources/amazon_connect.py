@@ -57,6 +57,7 @@ def _name(arn_or_obj) -> str | None:
 
 
 CONTINUES = ("TRANSFER", "QUEUE_TRANSFER")  # contacts that carry on the customer's call of the previous one
+LEFT_FOR = {"QUEUE_TRANSFER": "transferred", "CALLBACK": "callback"}  # made while the previous one waited in queue
 AGENT_DIALLED = ("OUTBOUND", "API", "EXTERNAL_OUTBOUND")
 
 
@@ -73,15 +74,18 @@ def call_id(r: dict, calls: dict[str, str] | None = None) -> str:
 
 
 def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = None,
-                next_method: str | None = None) -> list[dict]:
-    """One contact record → canonical events of its call (``call``: see ``call_id``). ``next_method``:
-    the InitiationMethod of the record's NextContactId when known; a contact that left its queue
-    unanswered with a next contact left it for a callback (CALLBACK, and when unknown) or by a
-    transfer to another queue (TRANSFER, QUEUE_TRANSFER): neither is an abandon."""
+                following: dict | None = None, previous_call: str | None = None) -> list[dict]:
+    """One contact record → canonical events of its call (``call``: see ``call_id``).
+
+    A contact that left its queue unanswered with a NextContactId did not abandon: it left for a
+    callback (the next contact is a CALLBACK) or was moved to another queue (QUEUE_TRANSFER). The
+    next contact says which, so that leave is written by whichever of the two records is read: by the
+    next contact (for ``previous_call``), or by this one when ``following`` (the next record) is known;
+    both write the same event, at the next contact's initiation."""
     contact = r["ContactId"]
     call = call or call_id(r)
-    ev = lambda kind, t, **f: envelope(f"connect:{contact}:{kind}", kind, t, site_id, CTR_SOURCE,
-                                       call_id=call, **f)
+    ev = lambda kind, t, suffix=None, **f: envelope(f"connect:{contact}:{suffix or kind}", kind, t, site_id,
+                                                    CTR_SOURCE, call_id=call, **f)
     queue = r.get("Queue") or None
     agent = r.get("Agent") or None
     queue_id = _name(queue) if queue else None
@@ -89,6 +93,8 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
     method = r.get("InitiationMethod")
     caller = (r.get("CustomerEndpoint") or {}).get("Address")
     events = []
+    if method in LEFT_FOR and r.get("PreviousContactId"):  # the previous contact left its queue for this one
+        events.append(_left_for(r, site_id, previous_call or call))
     if method not in CONTINUES or call == contact:  # the customer's call starts here
         direction = "outbound" if method in AGENT_DIALLED else "callback" if method == "CALLBACK" else "inbound"
         events.append(ev("call.offered", started, queue_id=queue_id, direction=direction, caller_hash=hasher(caller)))
@@ -96,21 +102,20 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
         events.append(ev("call.queued", _ms(queue["EnqueueTimestamp"]), queue_id=queue_id))
     connected = _ms(agent.get("ConnectedToAgentTimestamp")) if agent else None
     if connected is None:
-        left = _ms((queue or {}).get("DequeueTimestamp")) or ended or started
-        reason = "caller_hangup"
         if r.get("NextContactId") and queue:
-            reason = "transferred" if next_method in CONTINUES else "callback"
-        return events + [ev("call.abandoned", left, queue_id=queue_id, stage="queue" if queue else "ivr",
-                            reason=reason)]
+            if following is not None and following.get("InitiationMethod") in LEFT_FOR:
+                events.append(_left_for(following, site_id, call))
+            return events  # else the next contact's record writes the leave when it comes
+        left = _ms((queue or {}).get("DequeueTimestamp")) or ended or started
+        return events + [ev("call.abandoned", left, queue_id=queue_id, stage="queue" if queue else "ivr")]
     agent_id = agent.get("Username") or _name(agent.get("ARN")) or "unknown"
     events.append(ev("call.answered", connected, queue_id=queue_id, agent_id=agent_id))
     holds, hold_s = agent.get("NumberOfHolds") or 0, agent.get("CustomerHoldDuration") or agent.get("HoldDuration") or 0
     t = connected
     for i in range(holds):
         share = round(hold_s * 1000 / holds)
-        events += [envelope(f"connect:{contact}:hold{i}", "call.held", t, site_id, CTR_SOURCE, call_id=contact, agent_id=agent_id),
-                   envelope(f"connect:{contact}:resume{i}", "call.resumed", t + share, site_id, CTR_SOURCE,
-                            call_id=contact, agent_id=agent_id)]
+        events += [ev("call.held", t, f"hold{i}", agent_id=agent_id),
+                   ev("call.resumed", t + share, f"resume{i}", agent_id=agent_id)]
         t += share
     if r.get("TransferCompletedTimestamp"):
         target = (r.get("TransferredToEndpoint") or {}).get("Address")
@@ -121,6 +126,14 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
     if acw_end:
         events.append(ev("call.wrapup_ended", acw_end, agent_id=agent_id))
     return events
+
+
+def _left_for(follower: dict, site_id: str, previous_call: str) -> dict:
+    """The previous contact's leave of its queue, made by (or for) the contact that followed it."""
+    previous = follower["PreviousContactId"]
+    return envelope(f"connect:{previous}:call.abandoned", "call.abandoned", _ms(follower["InitiationTimestamp"]),
+                    site_id, CTR_SOURCE, call_id=previous_call, stage="queue",
+                    reason=LEFT_FOR[follower["InitiationMethod"]])
 
 
 def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
@@ -144,8 +157,9 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
         try:
             calls[record["ContactId"]] = call = call_id(record, calls)
             following = newest.get(record.get("NextContactId") or "")
-            unit.events = convert_ctr(record, site_id, hasher, call,
-                                      following[2].get("InitiationMethod") if following else None)
+            previous = record.get("PreviousContactId")
+            unit.events = convert_ctr(record, site_id, hasher, call, following[2] if following else None,
+                                      call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous))
         except (KeyError, TypeError, ValueError) as exc:
             unit.error = f"unreadable contact trace record: {exc!r}"
         yield unit
@@ -158,7 +172,8 @@ def convert_agent_event(r: dict, site_id: str) -> tuple[list[dict], str | None]:
     kind = r["EventType"]
     if kind == "HEART_BEAT":
         return [], "HEART_BEAT"
-    agent = _name(r["AgentARN"])
+    configuration = (r.get("CurrentAgentSnapshot") or r.get("PreviousAgentSnapshot") or {}).get("Configuration") or {}
+    agent = configuration.get("Username") or _name(r["AgentARN"])  # as contact records name agents
     t = _ms(r["EventTimestamp"])
     ev = lambda state, reason=None: [envelope(f"connect-agent:{r['EventId']}", "agent.state_changed", t, site_id,
                                               AGENT_SOURCE, agent_id=agent, state=state, reason=reason)]

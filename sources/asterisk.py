@@ -67,11 +67,14 @@ class QueueLogMapper:
 
     A call keeps its call id across the queues it visits, and a transfer ends the transferring
     agent's segment, not the call: the same call id entering another queue (after BLINDTRANSFER, or
-    after EXITWITHTIMEOUT to an overflow queue) is the call's next stint. The mapper remembers each
-    agent's connected call and each call id still waiting in a queue, so that an ATTENDEDTRANSFER
-    logged under the consultation leg's call id (Asterisk 12+ after the legs are swapped) is given to
-    the customer's call, which takes the leg's place in the queue it was waiting in; the leg itself is
-    marked as a consultation (not a call of its own)."""
+    after EXITWITHTIMEOUT to an overflow queue) is the call's next stint.
+
+    Asterisk 12+ may log an ATTENDEDTRANSFER under the consultation leg's call id (the agent's call
+    into the target queue) instead of the customer's. The mapper remembers each agent's connected
+    call and each call id's queue entry and answer, so that such a line is given to the customer's
+    call: the customer takes the leg's place in the queue it waited in (and with the agent who had
+    answered it, from the transfer on), the leg itself is marked as a consultation (not a call of its
+    own), and every later line of the leg's id (its end, a hang-up) belongs to the customer's call."""
 
     KEEP_S = 86_400  # calls waiting or connected longer than this are forgotten
 
@@ -79,23 +82,26 @@ class QueueLogMapper:
         self.site_id = site_id
         self.hash = hasher
         self.connected: dict[str, tuple[int, str]] = {}  # agent → (connected epoch, call id)
-        self.waiting: dict[str, tuple[int, str | None]] = {}  # call id → (entered epoch, queue)
+        self.entered: dict[str, tuple[int, str | None]] = {}  # call id → (entered epoch, queue)
+        self.answered: dict[str, tuple[int, str]] = {}  # call id → (connected epoch, agent)
+        self.alias: dict[str, tuple[int, str]] = {}  # a consultation leg's call id → (epoch, the customer's)
 
     def map(self, e: Entry, event_id: str) -> tuple[list[dict], str | None]:
         """(events, skipped verb or None)."""
         t, epoch = e.at_ms, e.at_ms // 1000
-        call = f"{self.site_id}:{e.callid}"
+        callid = self.alias.get(e.callid, (0, e.callid))[1]
+        call = f"{self.site_id}:{callid}"
         queue = e.queue if e.queue and e.queue.upper() != "NONE" else None
         agent = agent_id(e.agent)
         ev = lambda suffix, kind, at=t, **f: envelope(f"{event_id}:{suffix}", kind, at, self.site_id, SOURCE, **f)
         v = e.verb
         if v == "ENTERQUEUE":
-            self._remember(self.waiting, e.callid, (epoch, queue), epoch)
+            self._remember(self.entered, e.callid, (epoch, queue), epoch)
             return [ev("offered", "call.offered", call_id=call, queue_id=queue, caller_hash=self.hash(e.caller)),
                     ev("queued", "call.queued", call_id=call, queue_id=queue or "default")], None
         if v == "CONNECT" and agent:
-            self.waiting.pop(e.callid, None)
-            self._remember(self.connected, agent, (epoch, e.callid), epoch)
+            self._remember(self.connected, agent, (epoch, callid), epoch)
+            self._remember(self.answered, e.callid, (epoch, agent), epoch)
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=True,
                        ring_ms=e.ring_ms),
                     ev("answered", "call.answered", call_id=call, queue_id=queue, agent_id=agent)], None
@@ -103,19 +109,20 @@ class QueueLogMapper:
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=False,
                        ring_ms=e.ring_ms)], None
         if v in ("COMPLETEAGENT", "COMPLETECALLER"):
-            if agent and self.connected.get(agent, (0, ""))[1] == e.callid:
+            if agent and self.connected.get(agent, (0, ""))[1] == callid:
                 del self.connected[agent]
+            self._forget(e.callid)
             return [ev("ended", "call.ended", call_id=call, agent_id=agent,
                        ended_by="agent" if v == "COMPLETEAGENT" else "caller")], None
         exits = {"ABANDON": "caller_hangup", "EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "empty_queue",
                  "EXITWITHKEY": "key_pressed"}
         if v in exits:
-            self.waiting.pop(e.callid, None)
+            self._forget(e.callid)
             position = _int(e.params[1] if v == "EXITWITHKEY" and len(e.params) > 1 else (e.params or [None])[0])
             return [ev("left", "call.abandoned", call_id=call, queue_id=queue, stage="queue", reason=exits[v],
                        position=position)], None
         if v in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER") and agent:
-            return self._transfer(e, agent, ev), None
+            return self._transfer(e, callid, agent, ev), None
         if v.startswith("OUT") and agent and v != "OUTTRANSFER":
             return self._outbound(e, agent, ev), None
         states = {"AGENTLOGIN": "logged_in", "AGENTCALLBACKLOGIN": "logged_in", "ADDMEMBER": "logged_in",
@@ -128,7 +135,7 @@ class QueueLogMapper:
                        queue_ids=None if every_queue else [queue])], None
         return [], v
 
-    def _transfer(self, e: Entry, agent: str, ev) -> list[dict]:
+    def _transfer(self, e: Entry, callid: str, agent: str, ev) -> list[dict]:
         """TRANSFER (Asterisk ≤ 11: exten|context|holdtime|calltime), BLINDTRANSFER (12+: exten|context|
         holdtime|calltime|origpos) and ATTENDEDTRANSFER (12+: BRIDGE|bridge, APP|app, LINK|chan1|chan2 or
         THREEWAY|..., then holdtime|calltime|origpos). The agent's segment ends; the call goes on if its
@@ -136,21 +143,32 @@ class QueueLogMapper:
         kind = "attended" if e.verb == "ATTENDEDTRANSFER" else "blind"
         target = None if kind == "attended" else next((p for p in e.params if p), None)
         held = self.connected.get(agent)
-        if held is None or held[1] == e.callid:  # logged under the customer's call id
+        if held is None or held[1] == callid:  # logged under the customer's call id
             self.connected.pop(agent, None)
-            return [ev("transfer", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
+            return [ev("transfer", "call.transferred", call_id=f"{self.site_id}:{callid}", from_agent_id=agent,
                        to_external=self.hash(target), transfer_type=kind)]
         # logged under another call id: the consultation leg, whose place the customer's call takes
         del self.connected[agent]
         customer = f"{self.site_id}:{held[1]}"
-        entered = self.waiting.pop(e.callid, None)
+        entered, answered = self.entered.pop(e.callid, None), self.answered.pop(e.callid, None)
         out = [ev("transfer", "call.transferred", call_id=customer, from_agent_id=agent, transfer_type=kind,
                   to_queue_id=entered[1] if entered else None)]
         if entered is not None and entered[1]:
             out.append(ev("requeued", "call.queued", at=entered[0] * 1000, call_id=customer, queue_id=entered[1]))
+        if answered is not None and answered[1] != agent:  # the leg was answered: that agent now talks to the customer
+            out.append(ev("taken", "call.answered", call_id=customer, agent_id=answered[1],
+                          queue_id=entered[1] if entered else None))
+            self._remember(self.connected, answered[1], (e.at_ms // 1000, held[1]), e.at_ms // 1000)
         out.append(ev("consultation", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
                       transfer_type=kind, consultation_of=customer))
+        self._remember(self.alias, e.callid, (e.at_ms // 1000, held[1]), e.at_ms // 1000)
         return out
+
+    def _forget(self, callid: str) -> None:
+        """A call id that ended or left: nothing of it is looked up again (its alias stays: a leg's
+        last lines may follow)."""
+        self.entered.pop(callid, None)
+        self.answered.pop(callid, None)
 
     def _outbound(self, e: Entry, agent: str, ev) -> list[dict]:
         """PBXware's outbound verbs (agent work, not offered calls): OUTDIAL (the agent dials param1),

@@ -210,6 +210,29 @@ def test_attended_transfer_under_the_consultation_leg_with_agent_channels_and_a_
     assert w[("queue", "tech")]["offered"] == 3  # other, the customer's stint, late
 
 
+def test_attended_transfer_whose_consultation_was_answered_or_abandoned_in_the_target_queue():
+    # the target queue's agent answered the consultation leg before the transfer completed: from the
+    # transfer on they talk to the customer, and the leg's later lines (its end) are the customer's
+    answered = queue_log("0|cu|501|NONE|ENTERQUEUE||5550005|1", "12|cu|501|PJSIP/2001|CONNECT|12|cu.2|11",
+                         "100|leg|509|NONE|ENTERQUEUE||2001|1", "110|leg|509|PJSIP/2002|CONNECT|10|leg.6|9",
+                         "140|leg|501|PJSIP/2001|ATTENDEDTRANSFER|APP|Queue|12|128|1",
+                         "400|leg|509|PJSIP/2002|COMPLETECALLER|10|290|1")
+    records, w, _, _ = through("asterisk-queue-log", answered)
+    (call,) = records.values()
+    assert call["segment_agent_ids"] == ["2001", "2002"] and call["segment_talk_ms"] == [128_000, 260_000]
+    assert call["stint_queue_ids"] == ["501", "509"] and call["stint_wait_ms"] == [12_000, 40_000]
+    assert w[("agent", "2002")]["talk_ms"] == 260_000 and w[("site", "s")]["offered"] == 1
+    # the customer hangs up waiting in the target queue; the ABANDON is logged under the leg's id
+    abandoned = queue_log("0|cu|501|NONE|ENTERQUEUE||5550004|1", "12|cu|501|SIP/2001-0001|CONNECT|12|cu.2|11",
+                          "100|leg|509|NONE|ENTERQUEUE||2001|1", "132|leg|501|SIP/2001-0001|ATTENDEDTRANSFER|APP|Queue|12|120|1",
+                          "190|leg|509|NONE|ABANDON|1|1|90")
+    records, w, _, _ = through("asterisk-queue-log", abandoned)
+    (call,) = records.values()
+    assert call["stint_outcomes"] == ["answered", "caller_hangup"] and call["outcome"] == "answered"
+    q509 = w[("queue", "509")]
+    assert (q509["offered"], q509["abandoned"], q509["incomplete"]) == (1, 1, 0)
+
+
 def test_order_of_arrival_does_not_change_a_multi_stint_call():
     text = queue_log("0|c4|sales|NONE|ENTERQUEUE||5550106|1", "8|c4|sales|PJSIP/2001|CONNECT|8|c4.1|3",
                      "98|c4|sales|PJSIP/2001|BLINDTRANSFER|600|from-internal|8|90|1",
@@ -316,6 +339,46 @@ def test_connect_queued_callback_is_neither_an_abandon_nor_a_second_inbound_call
     agent = w[("agent", "agent-03")]
     assert (agent["offered"], agent["answered"], agent["handled"], agent["talk_ms"], agent["acw_ms"]) == \
         (0, 0, 1, 350_000, 30_000)
+
+
+def test_connect_records_of_one_chain_delivered_in_separate_batches():
+    """Connect writes each contact's record when that contact ends: the next contact of a queue transfer
+    or a callback often comes in a later delivery. Either order gives what one file gives."""
+    queue_transfer = [ctr("in-8", "INBOUND", 0, 60, queue=("Billing", 3, 60), following="qt-8"),
+                      ctr("qt-8", "QUEUE_TRANSFER", 60, 300, queue=("Tech", 61, 80), agent=("agent-08", 82),
+                          previous="in-8", initial="in-8")]
+    callback = [ctr("in-9", "INBOUND", 0, 130, queue=("Sales", 5, 125), following="cb-9"),
+                ctr("cb-9", "CALLBACK", 125, 600, queue=("CallbackQueue", 224, 245), agent=("agent-09", 250),
+                    previous="in-9", initial="in-9")]
+    for records in (queue_transfer, callback):
+        together = through("amazon-connect-ctr", "".join(records))
+        strip = lambda rows: {k: {c: v for c, v in r.items() if c != "version"} for k, r in rows.items()}
+        for order in (records, records[::-1]):
+            state: dict = {}
+            first = through("amazon-connect-ctr", order[0], state=state)
+            second = through("amazon-connect-ctr", order[1], state=state)
+            assert first[2] == second[2] == []
+            assert strip(first[1] | second[1]) == strip(together[1])  # the newest row of every window
+            assert {**first[0], **second[0]}.keys() == together[0].keys()
+    _, w, _, _ = through("amazon-connect-ctr", "".join(queue_transfer))
+    billing = w[("queue", "Billing")]
+    assert (billing["unanswered_other"], billing["callbacks_queued"], billing["abandoned"]) == (1, 0, 0)
+
+
+def test_connect_holds_of_a_transfer_leg_and_agents_named_alike_in_both_streams():
+    text = (ctr("in-10", "INBOUND", 0, 100, queue=("Sales", 2, 12), agent=("agent-01", 14), following="tr-10",
+                transfer=100)
+            + ctr("tr-10", "TRANSFER", 100, 500, agent=("agent-02", 104), previous="in-10", initial="in-10")
+            .replace('"NumberOfHolds": 0, "CustomerHoldDuration": 0', '"NumberOfHolds": 1, "CustomerHoldDuration": 30'))
+    records, w, _, _ = through("amazon-connect-ctr", text)
+    assert records["in-10"]["segment_hold_ms"] == [0, 30_000]
+    assert (w[("agent", "agent-02")]["hold_ms"], w[("agent", "agent-02")]["talk_ms"]) == (30_000, 366_000)
+    # the agent event stream names the agent by the snapshot's Username, as contact records do
+    event = {"AWSAccountId": "000000000000", "AgentARN": "arn:aws:connect:eu-west-2:0:instance/i/agent/agent-02-id",
+             "EventId": "e1", "EventTimestamp": "2024-03-18T09:00:00.000Z", "EventType": "LOGIN",
+             "CurrentAgentSnapshot": {"Configuration": {"Username": "agent-02"}}}
+    units = list(FORMATS["amazon-connect-agent-events"](io.StringIO(json.dumps(event)), "input", "s", HASHER))
+    assert units[0].events[0]["agent_id"] == "agent-02"
 
 
 def test_connect_abandon_without_a_next_contact_is_still_an_abandon():

@@ -152,7 +152,8 @@ def test_amazon_connect_records():
     assert units[0].events[0]["caller_hash"] == HASHER(record["CustomerEndpoint"]["Address"])
     units, summary = convert("amazon-connect-agent-events", AGENT_EVENT, "agent-event.json")
     (event,) = units[0].events
-    assert (event["state"], event["agent_id"]) == ("on_call", "1b50fbd1-5391-4355-b116-c7011a6b0d28")
+    # named by the snapshot's Username, as contact records name their agent (not by the ARN's id)
+    assert (event["state"], event["agent_id"]) == ("on_call", "P12345678")
 
 
 def test_amazon_connect_keeps_the_newest_record_per_contact():

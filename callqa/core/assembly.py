@@ -158,7 +158,8 @@ def stints(s: dict) -> list[dict]:
     entries = sorted(s["entries"])
     if not entries:
         queue, arrived = call_queue(s), arrival_ms(s)
-        entries = [[arrived, queue]] if arrived is not None and (queue or s["answers"] or s["lefts"]) else []
+        reached = s["answers"] or any(m[2] != "ivr" for m in s["lefts"])  # an IVR hang-up never queued
+        entries = [[arrived, queue]] if arrived is not None and reached else []
     out = [{"queue_id": q, "entered_ms": t, "answer": None, "left": None} for t, q in entries]
     if len(out) == 1:  # the usual call: one queue, the first answer or leave closes it
         first = min([(m[0], 0, "answer", m) for m in s["answers"]] + [(m[0], 1, "left", m) for m in s["lefts"]],
@@ -451,9 +452,11 @@ class CallAssembler:
         if arrived is None:
             return {}
         call = self._call_counters(s, parts, result)
-        totals = {"handled": int(result == "answered"), "talk_ms": sum(x["talk_ms"] or 0 for x in segs),
-                  "hold_ms": sum(x["hold_ms"] for x in segs), "hold_count": sum(x["hold_count"] for x in segs),
-                  "acw_ms": sum(x["acw_ms"] for x in segs), "transferred": int(bool(s["transfers"]))}
+        done = result == "answered"  # the call's handle time counts with it, as AHT's numerator and denominator
+        totals = {"handled": int(done), "talk_ms": sum(x["talk_ms"] or 0 for x in segs) if done else 0,
+                  "hold_ms": sum(x["hold_ms"] for x in segs) if done else 0,
+                  "hold_count": sum(x["hold_count"] for x in segs) if done else 0,
+                  "acw_ms": sum(x["acw_ms"] for x in segs) if done else 0, "transferred": int(bool(s["transfers"]))}
         out: dict = {}
         stint_of = []  # of each segment, when the call visited several queues
         if len(parts) > 1:

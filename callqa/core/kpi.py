@@ -93,8 +93,10 @@ def _merge(into: dict, counters: dict, sign: int = 1) -> None:
             if not hist:
                 del into[HIST]
         elif value:
-            into[name] = into.get(name, 0) + sign * value
-            if not into[name]:
+            total = into.get(name, 0) + sign * value
+            if total:
+                into[name] = total
+            else:
                 del into[name]
 
 
