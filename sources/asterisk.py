@@ -45,6 +45,7 @@ class Entry:
     caller: str | None  # caller id where the verb carries one
     ring_ms: int | None
     talk_ms: int | None = None  # PBXware's OUTANSWER: the outbound call's talk time (its ttime)
+    position: int | None = None  # the queue position a call left from, where the layout has a column for it
 
 
 def agent_id(channel: str) -> str | None:
@@ -118,7 +119,8 @@ class QueueLogMapper:
                  "EXITWITHKEY": "key_pressed"}
         if v in exits:
             self._forget(e.callid)
-            position = _int(e.params[1] if v == "EXITWITHKEY" and len(e.params) > 1 else (e.params or [None])[0])
+            position = e.position if e.position is not None else \
+                _int(e.params[1] if v == "EXITWITHKEY" and len(e.params) > 1 else (e.params or [None])[0])
             return [ev("left", "call.abandoned", call_id=call, queue_id=queue, stage="queue", reason=exits[v],
                        position=position)], None
         if v in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER") and agent:
@@ -255,7 +257,8 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
             entry = Entry(int(r["date_time"]) * 1000, r["callid"], r["queue_name"], r["type"], verb,
                           [r["param1"], r["param2"], r["param3"]],
                           caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring,
-                          talk_ms=talk * 1000 if talk is not None else None)
+                          talk_ms=talk * 1000 if talk is not None else None,
+                          position=_int(r["expos"]) or 0)  # param1 holds the caller id on every line here
             unit.events, unit.skipped = mapper.map(entry, f"{site_id}:aqlt:{r['uid']}")
         yield unit
 
