@@ -70,21 +70,25 @@ class QueueLogMapper:
     agent's segment, not the call: the same call id entering another queue (after BLINDTRANSFER, or
     after EXITWITHTIMEOUT to an overflow queue) is the call's next stint.
 
-    Asterisk 12+ may log an ATTENDEDTRANSFER under the consultation leg's call id (the agent's call
-    into the target queue) instead of the customer's. The mapper remembers each agent's connected
-    call and each call id's queue entry and answer, so that such a line is given to the customer's
-    call: the customer takes the leg's place in the queue it waited in (and with the agent who had
-    answered it, from the transfer on), the leg itself is marked as a consultation (not a call of its
-    own), and every later line of the leg's id (its end, a hang-up) belongs to the customer's call."""
+    An attended transfer into a queue has a consultation leg of its own call id: the agent's call into
+    the target queue, whose caller id is the agent's extension. A call entering a queue from the
+    extension of an agent who is on a call is such an internal call: agent work, never an offered
+    customer call. When the agent's ATTENDEDTRANSFER follows — logged under the customer's call id, or
+    (Asterisk 12+ after the legs are swapped) under the leg's — the leg is linked to the customer's
+    call: the customer takes the leg's place in its queue (with the leg's own queue wait), and the
+    agent who answered the leg talks to the customer from the transfer on; the leg is marked as a
+    consultation, and its later lines (its end, a hang-up) belong to the customer's call. The
+    customer's call is the agent's call whose connect time matches the line's calltime."""
 
     KEEP_S = 86_400  # calls waiting or connected longer than this are forgotten
 
     def __init__(self, site_id: str, hasher: CallerHasher):
         self.site_id = site_id
         self.hash = hasher
-        self.connected: dict[str, tuple[int, str]] = {}  # agent → (connected epoch, call id)
+        self.calls_of: dict[str, list[tuple[int, str]]] = {}  # agent → [(connected epoch, call id)], on a call
         self.entered: dict[str, tuple[int, str | None]] = {}  # call id → (entered epoch, queue)
         self.answered: dict[str, tuple[int, str]] = {}  # call id → (connected epoch, agent)
+        self.consults: dict[str, tuple[int, str]] = {}  # agent → (epoch, their latest internal call's id)
         self.alias: dict[str, tuple[int, str]] = {}  # a consultation leg's call id → (epoch, the customer's)
 
     def map(self, e: Entry, event_id: str) -> tuple[list[dict], str | None]:
@@ -98,10 +102,15 @@ class QueueLogMapper:
         v = e.verb
         if v == "ENTERQUEUE":
             self._remember(self.entered, e.callid, (epoch, queue), epoch)
-            return [ev("offered", "call.offered", call_id=call, queue_id=queue, caller_hash=self.hash(e.caller)),
+            internal = bool(e.caller) and bool(self.calls_of.get(e.caller))  # an agent on a call calls a queue
+            if internal:
+                self._remember(self.consults, e.caller, (epoch, e.callid), epoch)
+            return [ev("offered", "call.offered", call_id=call, queue_id=queue,
+                       direction="internal" if internal else None, caller_hash=None if internal else self.hash(e.caller)),
                     ev("queued", "call.queued", call_id=call, queue_id=queue or "default")], None
         if v == "CONNECT" and agent:
-            self._remember(self.connected, agent, (epoch, callid), epoch)
+            self.calls_of.setdefault(agent, []).append((epoch, callid))
+            del self.calls_of[agent][:-4]
             self._remember(self.answered, e.callid, (epoch, agent), epoch)
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=True,
                        ring_ms=e.ring_ms),
@@ -110,8 +119,8 @@ class QueueLogMapper:
             return [ev("ring", "call.agent_offered", call_id=call, queue_id=queue, agent_id=agent, answered=False,
                        ring_ms=e.ring_ms)], None
         if v in ("COMPLETEAGENT", "COMPLETECALLER"):
-            if agent and self.connected.get(agent, (0, ""))[1] == callid:
-                del self.connected[agent]
+            if agent:
+                self._hang_up(agent, callid)
             self._forget(e.callid)
             return [ev("ended", "call.ended", call_id=call, agent_id=agent,
                        ended_by="agent" if v == "COMPLETEAGENT" else "caller")], None
@@ -141,30 +150,63 @@ class QueueLogMapper:
         """TRANSFER (Asterisk ≤ 11: exten|context|holdtime|calltime), BLINDTRANSFER (12+: exten|context|
         holdtime|calltime|origpos) and ATTENDEDTRANSFER (12+: BRIDGE|bridge, APP|app, LINK|chan1|chan2 or
         THREEWAY|..., then holdtime|calltime|origpos). The agent's segment ends; the call goes on if its
-        call id enters another queue."""
+        call id enters another queue, or in the attended transfer's consultation leg."""
         kind = "attended" if e.verb == "ATTENDEDTRANSFER" else "blind"
         target = None if kind == "attended" else next((p for p in e.params if p), None)
-        held = self.connected.get(agent)
-        if held is None or held[1] == callid:  # logged under the customer's call id
-            self.connected.pop(agent, None)
-            return [ev("transfer", "call.transferred", call_id=f"{self.site_id}:{callid}", from_agent_id=agent,
+        customer = self._customer(agent, e)
+        leg = None
+        if customer is not None and customer != callid:  # logged under another call id: the consultation leg
+            leg = e.callid
+        elif kind == "attended" and agent in self.consults:  # under the customer's: the agent's latest internal call
+            candidate = self.consults[agent][1]
+            if candidate in self.entered or candidate in self.answered:
+                leg = candidate
+        customer = customer or callid
+        self._hang_up(agent, customer)
+        if leg is None:
+            return [ev("transfer", "call.transferred", call_id=f"{self.site_id}:{customer}", from_agent_id=agent,
                        to_external=self.hash(target), transfer_type=kind)]
-        # logged under another call id: the consultation leg, whose place the customer's call takes
-        del self.connected[agent]
-        customer = f"{self.site_id}:{held[1]}"
-        entered, answered = self.entered.pop(e.callid, None), self.answered.pop(e.callid, None)
+        return self._link(leg, customer, agent, kind, e.at_ms, ev)
+
+    def _link(self, leg: str, customer_id: str, agent: str, kind: str, t: int, ev) -> list[dict]:
+        """The consultation leg ``leg`` joins the customer's call at the transfer (time ``t``)."""
+        self.consults.pop(agent, None)
+        customer = f"{self.site_id}:{customer_id}"
+        entered, answered = self.entered.pop(leg, None), self.answered.pop(leg, None)
+        queue = entered[1] if entered else None
         out = [ev("transfer", "call.transferred", call_id=customer, from_agent_id=agent, transfer_type=kind,
-                  to_queue_id=entered[1] if entered else None)]
-        if entered is not None and entered[1]:
-            out.append(ev("requeued", "call.queued", at=entered[0] * 1000, call_id=customer, queue_id=entered[1]))
-        if answered is not None and answered[1] != agent:  # the leg was answered: that agent now talks to the customer
-            out.append(ev("taken", "call.answered", call_id=customer, agent_id=answered[1],
-                          queue_id=entered[1] if entered else None))
-            self._remember(self.connected, answered[1], (e.at_ms // 1000, held[1]), e.at_ms // 1000)
-        out.append(ev("consultation", "call.transferred", call_id=f"{self.site_id}:{e.callid}", from_agent_id=agent,
+                  to_queue_id=queue)]
+        if entered is not None and queue:
+            waited = (answered[0] - entered[0]) * 1000 if answered else None  # the leg's own wait in the queue
+            out.append(ev("requeued", "call.queued", at=entered[0] * 1000 if waited is None else t - waited,
+                          call_id=customer, queue_id=queue))
+        if answered is not None and answered[1] != agent:  # that agent talks to the customer from now on
+            out.append(ev("taken", "call.answered", call_id=customer, agent_id=answered[1], queue_id=queue))
+            self.calls_of[answered[1]] = [(s, customer_id if c == leg else c) for s, c in self.calls_of.get(answered[1], [])]
+        out.append(ev("consultation", "call.transferred", call_id=f"{self.site_id}:{leg}", from_agent_id=agent,
                       transfer_type=kind, consultation_of=customer))
-        self._remember(self.alias, e.callid, (e.at_ms // 1000, held[1]), e.at_ms // 1000)
+        self._remember(self.alias, leg, (t // 1000, customer_id), t // 1000)
         return out
+
+    def _customer(self, agent: str, e: Entry) -> str | None:
+        """The call the agent transfers: of the calls they are on, the one whose connect time matches
+        the line's calltime (its second-to-last parameter; the last for TRANSFER), else the latest."""
+        calls = self.calls_of.get(agent) or []
+        if not calls:
+            return None
+        calltime = _int(e.params[3] if e.verb == "TRANSFER" and len(e.params) > 3 else
+                        e.params[-2] if len(e.params) >= 2 else None)
+        if calltime is None:
+            return calls[-1][1]
+        connected = e.at_ms // 1000 - calltime
+        return min(reversed(calls), key=lambda c: abs(c[0] - connected))[1]
+
+    def _hang_up(self, agent: str, callid: str) -> None:
+        calls = [c for c in self.calls_of.get(agent, []) if c[1] != callid]
+        if calls:
+            self.calls_of[agent] = calls
+        else:
+            self.calls_of.pop(agent, None)
 
     def _forget(self, callid: str) -> None:
         """A call id that ended or left: nothing of it is looked up again (its alias stays: a leg's
@@ -295,6 +337,7 @@ def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerH
             continue
         raw = delimiter.join(row)
         unit = Converted(f"{name}:{rows.line_num + 1}", raw)
+        row = row + [""] * (len(header) - len(row))  # trailing empty data columns may be left off
         try:
             value = lambda c: row[at[c]].strip()
             text = value("time")

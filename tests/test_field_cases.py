@@ -220,7 +220,8 @@ def test_attended_transfer_whose_consultation_was_answered_or_abandoned_in_the_t
     records, w, _, _ = through("asterisk-queue-log", answered)
     (call,) = records.values()
     assert call["segment_agent_ids"] == ["2001", "2002"] and call["segment_talk_ms"] == [128_000, 260_000]
-    assert call["stint_queue_ids"] == ["501", "509"] and call["stint_wait_ms"] == [12_000, 40_000]
+    # the customer's wait in 509 is the leg's own (ENTERQUEUE to CONNECT), not the agents' consultation
+    assert call["stint_queue_ids"] == ["501", "509"] and call["stint_wait_ms"] == [12_000, 10_000]
     assert w[("agent", "2002")]["talk_ms"] == 260_000 and w[("site", "s")]["offered"] == 1
     # the customer hangs up waiting in the target queue; the ABANDON is logged under the leg's id
     abandoned = queue_log("0|cu|501|NONE|ENTERQUEUE||5550004|1", "12|cu|501|SIP/2001-0001|CONNECT|12|cu.2|11",
@@ -231,6 +232,35 @@ def test_attended_transfer_whose_consultation_was_answered_or_abandoned_in_the_t
     assert call["stint_outcomes"] == ["answered", "caller_hangup"] and call["outcome"] == "answered"
     q509 = w[("queue", "509")]
     assert (q509["offered"], q509["abandoned"], q509["incomplete"]) == (1, 1, 0)
+
+
+def test_consultation_legs_under_either_call_id_and_consultations_that_are_not_transfers():
+    # the ATTENDEDTRANSFER under the customer's id; the leg's id goes on (the target agent's end)
+    under_customer = queue_log("0|cu|501|NONE|ENTERQUEUE||5561|1", "10|cu|501|PJSIP/2001|CONNECT|10|x|2",
+                               "100|leg|509|NONE|ENTERQUEUE||2001|1", "105|leg|509|PJSIP/2002|CONNECT|5|x|2",
+                               "130|cu|501|PJSIP/2001|ATTENDEDTRANSFER|BRIDGE|abc|10|120|1",
+                               "300|leg|509|PJSIP/2002|COMPLETECALLER|5|195|1")
+    records, w, _, _ = through("asterisk-queue-log", under_customer)
+    assert list(records) == ["s:cu"] and records["s:cu"]["segment_talk_ms"] == [120_000, 170_000]
+    assert (w[("site", "s")]["offered"], w[("queue", "509")]["transferred_in"]) == (1, 1)
+    # the agent takes a new call in the same second as the transfer line of the previous one: the
+    # line's calltime (120 s) names the call it transfers
+    same_second = queue_log("0|c1|501|NONE|ENTERQUEUE||5555|1", "10|c1|501|PJSIP/2001|CONNECT|10|x|2",
+                            "100|leg|509|NONE|ENTERQUEUE||2001|1", "105|leg|509|PJSIP/2002|CONNECT|5|x|2",
+                            "129|c2|501|NONE|ENTERQUEUE||5556|1", "130|c2|501|PJSIP/2001|CONNECT|1|x|2",
+                            "130|leg|501|PJSIP/2001|ATTENDEDTRANSFER|APP|Queue|10|120|1",
+                            "300|leg|509|PJSIP/2002|COMPLETECALLER|5|170|1", "400|c2|501|PJSIP/2001|COMPLETECALLER|1|270|1")
+    records, _, _, _ = through("asterisk-queue-log", same_second)
+    assert records["s:c1"]["segment_agent_ids"] == ["2001", "2002"] and records["s:c1"]["segment_talk_ms"] == [120_000, 170_000]
+    assert records["s:c2"]["segment_agent_ids"] == ["2001"] and records["s:c2"]["talk_ms"] == 270_000
+    # a consultation answered and hung up without a transfer: an internal call, agent work, never offered
+    internal = queue_log("0|c5|501|NONE|ENTERQUEUE||5557|1", "10|c5|501|PJSIP/2001|CONNECT|10|x|2",
+                         "100|in|501|NONE|ENTERQUEUE||2001|1", "105|in|501|PJSIP/2003|CONNECT|5|x|2",
+                         "160|in|501|PJSIP/2003|COMPLETECALLER|5|55|1", "300|c5|501|PJSIP/2001|COMPLETEAGENT|10|290|1")
+    records, w, _, _ = through("asterisk-queue-log", internal)
+    assert records["s:in"]["direction"] == "internal" and not records["s:in"]["caller_hash"]
+    assert (w[("site", "s")]["offered"], w[("queue", "501")]["offered"]) == (1, 1)
+    assert (w[("agent", "2003")]["handled"], w[("agent", "2003")]["talk_ms"], w[("agent", "2003")]["offered"]) == (1, 55_000, 0)
 
 
 def test_order_of_arrival_does_not_change_a_multi_stint_call():
@@ -345,8 +375,8 @@ def test_connect_records_of_one_chain_delivered_in_separate_batches():
     """Connect writes each contact's record when that contact ends: the next contact of a queue transfer
     or a callback often comes in a later delivery. Either order gives what one file gives."""
     queue_transfer = [ctr("in-8", "INBOUND", 0, 60, queue=("Billing", 3, 60), following="qt-8"),
-                      ctr("qt-8", "QUEUE_TRANSFER", 60, 300, queue=("Tech", 61, 80), agent=("agent-08", 82),
-                          previous="in-8", initial="in-8")]
+                      ctr("qt-8", "QUEUE_TRANSFER", 60, 300, queue=("Tech", 60, 80), agent=("agent-08", 82),
+                          previous="in-8", initial="in-8")]  # enqueued in Tech in the second it left Billing
     callback = [ctr("in-9", "INBOUND", 0, 130, queue=("Sales", 5, 125), following="cb-9"),
                 ctr("cb-9", "CALLBACK", 125, 600, queue=("CallbackQueue", 224, 245), agent=("agent-09", 250),
                     previous="in-9", initial="in-9")]
@@ -360,9 +390,11 @@ def test_connect_records_of_one_chain_delivered_in_separate_batches():
             assert first[2] == second[2] == []
             assert strip(first[1] | second[1]) == strip(together[1])  # the newest row of every window
             assert {**first[0], **second[0]}.keys() == together[0].keys()
-    _, w, _, _ = through("amazon-connect-ctr", "".join(queue_transfer))
-    billing = w[("queue", "Billing")]
+    records, w, _, _ = through("amazon-connect-ctr", "".join(queue_transfer))
+    billing, tech = w[("queue", "Billing")], w[("queue", "Tech")]
     assert (billing["unanswered_other"], billing["callbacks_queued"], billing["abandoned"]) == (1, 0, 0)
+    assert (tech["answered"], tech["asa_s"], tech["transferred_in"]) == (1, 22.0, 1)
+    assert records["in-8"]["stint_outcomes"] == ["transferred", "answered"] and records["in-8"]["talk_ms"] == 218_000
 
 
 def test_connect_holds_of_a_transfer_leg_and_agents_named_alike_in_both_streams():

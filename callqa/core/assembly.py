@@ -174,9 +174,12 @@ def stints(s: dict) -> list[dict]:
 
     def owner(t: int, queue: str | None) -> dict | None:
         """The latest entry into the mark's queue at or before it; else the latest open stint before it;
-        else (a clock skew: the mark precedes every entry) the first stint, if open."""
+        else (a clock skew: the mark precedes every entry) the first stint."""
         before = [x for x in out if x["entered_ms"] <= t]
-        same = [x for x in before if queue is None or x["queue_id"] in (queue, None)]
+        if queue is None:  # names no queue: the latest stint entered before it (a transfer's next stint
+            earlier = [x for x in before if x["entered_ms"] < t]  # may start in the same second)
+            return (earlier or before or out[:1] or [None])[-1]
+        same = [x for x in before if x["queue_id"] in (queue, None)]
         if same:
             return same[-1]
         waiting = [x for x in before or out[:1] if x["answer"] is None and x["left"] is None]
@@ -516,8 +519,9 @@ class CallAssembler:
             if seg is not None:
                 counters |= _work(seg)
             closed = stint["answer"][0] if stint["answer"] else stint["left"][0] if stint["left"] else None
-            if k > 0 and any(parts[k - 1]["entered_ms"] <= t and (closed is None or t <= closed)
-                             for t, _ in s["transfers"]):  # an attended transfer completes after the entry
+            if k > 0 and (parts[k - 1]["outcome"] == "transferred" or any(
+                    parts[k - 1]["entered_ms"] <= t and (closed is None or t <= closed)
+                    for t, _ in s["transfers"])):  # an attended transfer completes after the entry
                 counters["transferred_in"] = 1
             if stint["queue_id"]:
                 kpi.add(out, kpi.keys_at(self.config, stint["entered_ms"],
