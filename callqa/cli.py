@@ -771,8 +771,8 @@ def test_calls(week: str, new_business: tuple[str, ...], seed: int, as_json: boo
 def _month(month: str) -> str:
     import re
 
-    if not re.fullmatch(r"\d{4}-\d{2}", month):
-        raise UserError(f"--month {month!r}: use YYYY-MM")
+    if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12:
+        raise UserError(f"--month {month!r}: use YYYY-MM (a month 01 to 12)")
     return month
 
 
@@ -828,11 +828,21 @@ def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
 @main.command()
 @click.argument("sql")
 def query(sql: str) -> None:
-    """Run a read query on the store and print a table."""
-    from sinks.store import StoreError
+    """Run a read query on the store and print a table (or, with a FORMAT clause, ClickHouse's output
+    in that format; embedded store only). The connection is read-only: DDL, writes and settings
+    changes are refused (exit 2)."""
+    import re
+
+    from sinks.store import EmbeddedStore, StoreError
 
     store = _store(_config())
     try:
+        store.read_only()
+        if re.search(r"\bFORMAT\s+\w+\s*;?\s*$", sql, re.IGNORECASE):
+            if not isinstance(store, EmbeddedStore):
+                raise UserError("a FORMAT clause works on the embedded store only; leave it out for a table")
+            sys.stdout.buffer.write(store.formatted(sql))
+            return
         print_table(*store.query(sql), always=True)
     except StoreError as exc:
         raise UserError(str(exc)) from None

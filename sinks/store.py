@@ -24,6 +24,7 @@ class Store(Protocol):
     def execute(self, sql: str) -> None: ...
     def query(self, sql: str) -> tuple[list[str], list[tuple]]: ...
     def insert(self, table: str, rows: list[dict]) -> None: ...
+    def read_only(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -43,6 +44,15 @@ class EmbeddedStore:
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         result = orjson.loads(self._run(sql, "JSONCompact").bytes() or b'{"meta":[],"data":[]}')
         return [m["name"] for m in result["meta"]], [tuple(r) for r in result["data"]]
+
+    def formatted(self, sql: str) -> bytes:
+        """The output of a query that names its own FORMAT, as ClickHouse writes it."""
+        return self._run(sql, "CSV").bytes()
+
+    def read_only(self) -> None:
+        """From now on only reads: ClickHouse's ``readonly = 1`` (no DDL, no writes, no table functions,
+        no settings changes), for the rest of the session."""
+        self._run("SET readonly = 1", "CSV")
 
     def insert(self, table: str, rows: list[dict]) -> None:
         if rows:
@@ -72,6 +82,7 @@ class ServerStore:
         self.address = f"{parts.hostname}:{parts.port or 9000}"  # for messages: the URL may hold a password
         self._client = Client.from_url(url)
         self._time_columns: dict[str, set[str]] = {}
+        self._settings: dict = {}
 
     def execute(self, sql: str) -> None:
         self._call(sql)
@@ -92,11 +103,16 @@ class ServerStore:
         data = [tuple(_to_datetime(r.get(c)) if c in times else r.get(c) for c in columns) for r in rows]
         self._call(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
 
+    def read_only(self) -> None:
+        """From now on every statement is sent with ClickHouse's ``readonly = 1`` (no DDL, no writes, no
+        settings changes)."""
+        self._settings = {"readonly": 1}
+
     def _call(self, sql: str, params=None, **kwargs):
         from clickhouse_driver import errors
 
         try:
-            return self._client.execute(sql, params, **kwargs)
+            return self._client.execute(sql, params, settings=self._settings or None, **kwargs)
         except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
             self._client.disconnect()
             raise StoreUnreachable(f"ClickHouse server {self.address} unreachable: {exc}") from exc

@@ -71,6 +71,21 @@ def test_query_prints_a_table(tmp_path):
     assert "answered" in done.stdout and "abandoned" in done.stdout
 
 
+def test_query_is_read_only_and_takes_a_format_clause(tmp_path):
+    env = callqa_env(tmp_path)
+    run_callqa(["replay", str(DAY)], env)
+    before = run_callqa(["query", "SELECT count() FROM alerts"], env).stdout
+    for statement in ("DROP TABLE alerts", "TRUNCATE TABLE alerts", "INSERT INTO alerts SELECT * FROM alerts",
+                      "ALTER TABLE alerts DELETE WHERE 1", "SELECT 1 SETTINGS readonly = 0",
+                      "SELECT * FROM file('/etc/hostname', 'LineAsString')", "SELECT 1; DROP TABLE alerts"):
+        done = run_callqa(["query", statement], env)
+        assert done.returncode == 2 and "readonly" in done.stderr and "Traceback" not in done.stderr, statement
+    assert run_callqa(["query", "SELECT count() FROM alerts"], env).stdout == before
+    done = run_callqa(["query", "SELECT outcome, count() AS n FROM call_records FINAL GROUP BY outcome "
+                                "ORDER BY outcome FORMAT JSONEachRow"], env)
+    assert done.returncode == 0 and all(json.loads(line)["n"] > 0 for line in done.stdout.splitlines())
+
+
 def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_something(tmp_path):
     missing = str(tmp_path / "missing.jsonl")
     cases = [  # (arguments, settings, what the message says, exit code: 2 input/option/setting, 3 unreachable)

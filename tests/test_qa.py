@@ -219,6 +219,7 @@ def test_calibration_report_from_the_store(tmp_path):
     assert len(flagged) == 6 and all("qa-9" in line and "-10.0" in line for line in flagged)
     assert "ICC(2,1)" in done.stdout and "closing.thanks" in done.stdout
     assert run_callqa(["calibration", "--month", "March"], env).returncode == 2
+    assert run_callqa(["evaluations", "--month", "2024-13"], env).returncode == 2
     done = run_callqa(["evaluations", "--month", "2024-03"], env | {"CALLQA_QA_MONTHLY_TARGET": "12"})
     assert "target 12 per agent" in done.stdout and "a1" in done.stdout
 

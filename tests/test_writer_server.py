@@ -33,6 +33,17 @@ def count(store):
     return store.query(f"SELECT count(), sum(n) FROM {TABLE} FINAL")[1][0]
 
 
+def test_a_read_only_connection_refuses_ddl_writes_and_settings(store):
+    store.insert(TABLE, rows(0, 3))
+    store.read_only()
+    assert count(store) == (3, 3)
+    for statement in (f"DROP TABLE {TABLE}", f"INSERT INTO {TABLE} SELECT * FROM {TABLE}", f"TRUNCATE TABLE {TABLE}",
+                      "SELECT 1 SETTINGS readonly = 0"):
+        with pytest.raises(StoreError, match="(?i)readonly"):
+            store.query(statement)
+    assert count(store) == (3, 3)
+
+
 def test_batches_by_size_and_by_age(store):
     writer = BatchWriter(store, max_rows=100, max_seconds=0.3)
     for row in rows(0, 99):
