@@ -407,6 +407,10 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
         store.close()
     if summary is None:
         return
+    if summary.units and not summary.events and not follow:
+        reasons = "; ".join(summary.errors[:3]) or f"only lines with no canonical event ({', '.join(sorted(summary.skipped))})"
+        raise UserError(f"{file}: no {fmt} events in {summary.units} input units — is it that format? "
+                        f"First reasons: {reasons} (unreadable lines are kept as dead letters)")
     if as_json:
         click.echo(json.dumps({"file": str(file), "units": summary.units, "events": dict(sorted(summary.events.items())),
                                "skipped": dict(sorted(summary.skipped.items())), "unreadable": len(summary.errors)},

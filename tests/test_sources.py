@@ -192,3 +192,16 @@ def test_follow_reads_lines_as_they_are_written(tmp_path):
     with path.open() as handle:
         got = list(follow(handle, lambda: idles.append(1), stop.is_set, interval_s=0.05))
     assert got == source and idles
+
+
+def test_a_file_with_no_event_of_its_format_is_an_error(tmp_path):
+    """The original Anonymous Bank distribution is tab-separated with YYMMDD dates: refused as a whole
+    (exit 2, with the first reasons), its lines kept as dead letters."""
+    original = tmp_path / "august.txt"
+    original.write_text("vru+line\tcall_id\tcustomer_id\tpriority\ttype\tdate\n"
+                        "AA0101\t44749\t27644400\t2\tPS\t990801\n")
+    done = run_callqa(["ingest", "--format", "anonymous-bank", str(original)], callqa_env(tmp_path))
+    assert done.returncode == 2 and "no anonymous-bank events" in done.stderr and "unexpected header" in done.stderr
+    assert "Traceback" not in done.stderr
+    _, _, dead = totals(tmp_path / "data")
+    assert len(dead) == 1
