@@ -61,7 +61,7 @@ def _progress(disable: bool = False):
 
 def _config() -> Config:
     try:
-        return Config.from_env()
+        return Config.from_env().apply()
     except ConfigError as exc:
         raise UserError(f"{exc} (see the configuration table in README.md)") from None
 

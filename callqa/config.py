@@ -46,6 +46,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
+    Setting("CALLQA_MAX_FUTURE_S", "86400", "An event more than this many seconds ahead of the machine's clock (or before 2000) is a dead letter, so one mistyped date cannot move the watermark and make every other call late."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
     Setting("CALLQA_REDELIVERY_S", "86400", "A finished call is remembered this long after its last event (at most CALLQA_FCR_HORIZON_S): a record delivered again (Amazon Connect delivers at least once) is a duplicate, and a newer version of the record updates the call, instead of being refused as late."),
     Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
@@ -187,11 +188,19 @@ class Config:
     sampling_key: bytes
     test_calls_per_week: int
     caller_hash_key: str
+    max_future_s: int = 86_400
 
     @property
     def embedded(self) -> bool:
         """True when the store is the in-process chdb engine."""
         return not self.clickhouse_url
+
+    def apply(self) -> "Config":
+        """Make the process-wide parts of the configuration take effect (the validator's time guard)."""
+        import schemas
+
+        schemas.MAX_FUTURE_S = self.max_future_s
+        return self
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
@@ -232,6 +241,7 @@ class Config:
             sampling_key=(raw["CALLQA_SAMPLING_KEY"] or "callqa-development").encode(),
             test_calls_per_week=_int("CALLQA_TEST_CALLS_PER_WEEK", raw["CALLQA_TEST_CALLS_PER_WEEK"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
+            max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
         )
 
 

@@ -7,8 +7,9 @@ fastjsonschema (code generation; fast enough for the hot path).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,12 +59,26 @@ def validate_dict(event: Any) -> dict:
         raise InvalidEvent(f"unknown event_type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
     try:
         entry[0](event)
-        time_ms(event["event_time"])
+        t = time_ms(event["event_time"])
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidEvent(f"{event_type}: {exc.message}") from None
     except ValueError as exc:
         raise InvalidEvent(f"{event_type}: data.event_time is not a real UTC time: {exc}") from None
+    if not EARLIEST_MS <= t <= time.time() * 1000 + MAX_FUTURE_S * 1000:
+        raise InvalidEvent(f"{event_type}: data.event_time {event['event_time']} is implausible: before 2000, or more "
+                           f"than CALLQA_MAX_FUTURE_S ({MAX_FUTURE_S} s) ahead of this machine's clock")
+    for name in KEY_PARTS:
+        value = event.get(name)
+        if isinstance(value, str) and "|" in value:
+            raise InvalidEvent(f"{event_type}: data.{name} {value!r} contains '|', which callqa's keys use as a separator")
     return event
+
+
+# Event times are plausible: not before 2000 and not more than MAX_FUTURE_S ahead of the wall clock (set from
+# CALLQA_MAX_FUTURE_S), so one mistyped date cannot move a stream's watermark and make every other call late.
+EARLIEST_MS = 946_684_800_000
+MAX_FUTURE_S = 86_400
+KEY_PARTS = ("site_id", "queue_id", "agent_id", "team_id", "from_agent_id", "to_agent_id")  # parts of window and series keys
 
 
 def time_ms(text: str) -> int:

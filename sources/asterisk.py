@@ -248,6 +248,14 @@ def _entry(at_ms: int, callid: str, queue: str, agent: str, verb: str, params: l
                  (connect_ring * 1000 if connect_ring is not None else None))
 
 
+def _map(unit: Converted, mapper: QueueLogMapper, entry: Entry, event_id: str) -> None:
+    """The entry's events into ``unit``, or why they cannot be made (a time out of range)."""
+    try:
+        unit.events, unit.skipped = mapper.map(entry, event_id)
+    except (ValueError, OverflowError) as exc:
+        unit.error = f"unreadable queue_log entry: {exc}"
+
+
 def _event_id(site_id: str, raw: str, seen: Counter) -> str:
     """Stable across replays: the line's content hash, plus its repeat count within the file."""
     digest = hashlib.sha1(raw.encode()).hexdigest()[:16]
@@ -264,11 +272,11 @@ def read_pipe(lines: Iterable[str], name: str, site_id: str, hasher: CallerHashe
             continue
         unit = Converted(f"{name}:{number}", raw)
         fields = raw.split("|")
-        if len(fields) < 5 or not fields[0].isdigit() or not fields[4]:
+        if len(fields) < 5 or not (fields[0].isascii() and fields[0].isdigit()) or not fields[4]:
             unit.error = "not a queue_log line (expected epoch|callid|queue|agent|event|params...)"
         else:
             entry = _entry(int(fields[0]) * 1000, fields[1], fields[2], fields[3], fields[4], fields[5:])
-            unit.events, unit.skipped = mapper.map(entry, _event_id(site_id, raw, seen))
+            _map(unit, mapper, entry, _event_id(site_id, raw, seen))
         yield unit
 
 
@@ -288,7 +296,7 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
     for row in rows:
         raw = _csv_line(row)
         unit = Converted(f"{name}:{rows.line_num}", raw)
-        if len(row) != len(TABLE_COLUMNS) or not row[1].isdigit() or not row[0]:
+        if len(row) != len(TABLE_COLUMNS) or not (row[1].isascii() and row[1].isdigit()) or not row[0]:
             unit.error = f"expected {len(TABLE_COLUMNS)} columns with a numeric uid and date_time"
         else:
             r = dict(zip(TABLE_COLUMNS, row))
@@ -301,7 +309,7 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
                           caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring,
                           talk_ms=talk * 1000 if talk is not None else None,
                           position=_int(r["expos"]) or 0)  # param1 holds the caller id on every line here
-            unit.events, unit.skipped = mapper.map(entry, f"{site_id}:aqlt:{r['uid']}")
+            _map(unit, mapper, entry, f"{site_id}:aqlt:{r['uid']}")
         yield unit
 
 
@@ -341,7 +349,7 @@ def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerH
         try:
             value = lambda c: row[at[c]].strip()
             text = value("time")
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
                 at_ms = int(text) * 1000
             else:
                 stamp = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S")
@@ -356,7 +364,7 @@ def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerH
             while params and not params[-1]:
                 params.pop()
             entry = _entry(at_ms, value("callid"), value("queuename"), value("agent"), verb, params)
-            unit.events, unit.skipped = mapper.map(entry, _event_id(site_id, raw, seen))
+            _map(unit, mapper, entry, _event_id(site_id, raw, seen))
         yield unit
 
 

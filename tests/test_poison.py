@@ -1,0 +1,67 @@
+"""One bad line among good ones: a dead letter with its reason, no crash, and nothing else changes.
+
+Each probe is a single line that passes as JSON (most pass the schema too) and once broke a whole run:
+a date far in the future moved the watermark and made other sites' calls late, a year-9999 date and a
+'|' inside an id (the key separator) crashed it. It is put in the middle of the day fixture and replayed
+as a user would; the stored KPI windows and call records must equal those of the clean file.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sinks.store import EmbeddedStore
+from tests.conftest import FIXTURES, callqa_env, run_callqa
+
+DAY = FIXTURES / "day.jsonl"
+
+
+def probe(**fields) -> str:
+    event = {"event_id": "probe-1", "event_type": "call.queued", "schema_version": 1,
+             "event_time": "2024-03-04T09:30:00.000Z", "site_id": "Z", "source": "probe", "call_id": "probe",
+             "queue_id": "q"}
+    return json.dumps(event | fields)
+
+
+PROBES = {
+    "far future, another site": probe(event_time="2100-01-01T00:00:00.000Z"),
+    "year 9999": probe(event_time="9999-12-31T23:59:59.999Z"),
+    "before 2000": probe(event_time="1970-01-01T00:00:00.000Z"),
+    "not a date": probe(event_time="2024-02-31T09:00:00.000Z"),
+    "separator in a site id": probe(site_id="A|x"),
+    "separator in a queue id": probe(queue_id="q1|900"),
+    "separator in an agent id": probe(event_type="call.answered", agent_id="a|1", queue_id=None),
+    "truncated JSON": probe()[:40],
+}
+
+
+def stored(data_dir):
+    store = EmbeddedStore(data_dir / "chdb")
+    try:
+        return (store.query("SELECT * EXCEPT ingested_at FROM kpi_windows FINAL ORDER BY ALL")[1],
+                store.query("SELECT * EXCEPT ingested_at FROM call_records FINAL ORDER BY ALL")[1],
+                store.query("SELECT position, reason FROM dead_letters FINAL ORDER BY ALL")[1])
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clean")
+    assert run_callqa(["replay", str(DAY)], callqa_env(tmp)).returncode == 0
+    return stored(tmp / "data")
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_a_poison_line_is_a_dead_letter_and_changes_nothing_else(tmp_path, clean, name):
+    lines = DAY.read_text().splitlines()
+    middle = len(lines) // 2
+    path = tmp_path / "day.jsonl"
+    path.write_text("\n".join(lines[:middle] + [PROBES[name]] + lines[middle:]) + "\n")
+    done = run_callqa(["replay", str(path)], callqa_env(tmp_path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-500:]
+    windows, records, dead = stored(tmp_path / "data")
+    assert (windows, records) == clean[:2]
+    probed = [reason for position, reason in dead if position == str(middle + 1)]
+    assert len(probed) == 1 and len(dead) == len(clean[2]) + 1, dead
