@@ -161,20 +161,14 @@ def stints(s: dict) -> list[dict]:
         reached = s["answers"] or any(m[2] != "ivr" for m in s["lefts"])  # an IVR hang-up never queued
         entries = [[arrived, queue]] if arrived is not None and reached else []
     out = [{"queue_id": q, "entered_ms": t, "answer": None, "left": None} for t, q in entries]
-    if len(out) == 1:  # the usual call: one queue, the first answer or leave closes it
-        first = min([(m[0], 0, "answer", m) for m in s["answers"]] + [(m[0], 1, "left", m) for m in s["lefts"]],
-                    default=None, key=lambda m: m[:2])
-        stint = out[0]
-        if first is not None:
-            stint[first[2]] = first[3]
-        end = first[0] if first is not None else None
-        stint["wait_ms"] = None if end is None else max(0, end - stint["entered_ms"])
-        stint["outcome"] = None if first is None else "answered" if first[2] == "answer" else first[3][3]
-        return out
+    marks = sorted([(m[0], 0, m[2], "answer", m) for m in s["answers"]] + [(m[0], 1, m[1], "left", m) for m in s["lefts"]],
+                   key=lambda m: m[:2])
 
     def owner(t: int, queue: str | None) -> dict | None:
         """The latest entry into the mark's queue at or before it; else the latest open stint before it;
         else (a clock skew: the mark precedes every entry) the first stint."""
+        if len(out) == 1:  # the usual call: one queue
+            return out[0]
         before = [x for x in out if x["entered_ms"] <= t]
         if queue is None:  # names no queue: the latest stint entered before it (a transfer's next stint
             earlier = [x for x in before if x["entered_ms"] < t]  # may start in the same second)
@@ -185,8 +179,6 @@ def stints(s: dict) -> list[dict]:
         waiting = [x for x in before or out[:1] if x["answer"] is None and x["left"] is None]
         return waiting[-1] if waiting else None
 
-    marks = sorted([(m[0], 0, m[2], "answer", m) for m in s["answers"]] + [(m[0], 1, m[1], "left", m) for m in s["lefts"]],
-                   key=lambda m: m[:2])
     for t, _, queue, kind, mark in marks:  # in time order: the first answer or leave closes a stint
         stint = owner(t, queue)
         if stint is not None and stint["answer"] is None and stint["left"] is None:
