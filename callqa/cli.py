@@ -248,9 +248,10 @@ def run(sink: bool) -> None:
     config = _kafka_config()
     store = _store(config) if sink else None
     stop = threading.Event()
-    sink_thread = None
+    sink_thread, sink_failed = None, []
     if store is not None:
-        sink_thread = threading.Thread(target=_sink(config, store).run, args=(stop,), name="clickhouse-sink", daemon=True)
+        sink_thread = threading.Thread(target=_supervised, args=(_sink(config, store).run, stop, sink_failed),
+                                       name="clickhouse-sink", daemon=True)
         sink_thread.start()
     app = create_app(config)
     try:
@@ -262,6 +263,23 @@ def run(sink: bool) -> None:
         if sink_thread is not None:
             sink_thread.join(60)
             store.close()
+        if sink_failed:
+            raise SystemExit(3)  # the sink could not go on: a supervisor restarts the whole process
+
+
+def _supervised(run, stop: threading.Event, failed: list) -> None:
+    """Run the in-process sink; if it cannot go on, say why once and stop the worker beside it (SIGTERM
+    to this process: a clean shutdown, then exit 3), never a silent thread death."""
+    import os
+    import signal as signals
+
+    try:
+        run(stop)
+    except BaseException as exc:  # noqa: BLE001 - whatever ended it, the process must not go on without it
+        failed.append(exc)
+        logging.getLogger("callqa.sink").critical("the ClickHouse sink stopped (%s: %s); stopping the worker",
+                                                 type(exc).__name__, exc)
+        os.kill(os.getpid(), signals.SIGTERM)
 
 
 @main.command("sink")

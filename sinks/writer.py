@@ -1,23 +1,35 @@
 """Batching writer: buffers rows per table and writes them in one insert per table.
 
 A batch is due when any table holds ``max_rows`` rows or the oldest buffered row has waited
-``max_seconds``. A failed write is retried with exponential backoff; rows stay buffered until a
-write succeeds, so the caller commits its input offsets only after ``flush()`` returned.
+``max_seconds``. Rows stay buffered until a write succeeds, so the caller commits its input offsets
+only after ``flush()`` returned:
+
+- a store that cannot be reached is retried with exponential backoff (``retries`` times; None: until
+  it answers again), with one warning when it goes away and one when it is back;
+- a batch the store refuses is split to find the rows it refuses: those go to the dead letters with
+  the store's reason and the row, the rest is written. When no part of the batch can be written the
+  refusal is not about rows, and ``flush()`` raises it.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
 
-from .store import Store, StoreError
+import orjson
+
+from callqa.core.dead_letters import dead_letter
+
+from . import tables
+from .store import Store, StoreError, StoreUnreachable
 
 log = logging.getLogger(__name__)
 
 
 class BatchWriter:
     def __init__(self, store: Store, max_rows: int, max_seconds: float,
-                 retries: int = 8, backoff_s: float = 0.2, max_backoff_s: float = 10.0):
+                 retries: int | None = None, backoff_s: float = 0.2, max_backoff_s: float = 10.0):
         self.store = store
         self.max_rows = max_rows
         self.max_seconds = max_seconds
@@ -27,6 +39,7 @@ class BatchWriter:
         self._rows: dict[str, list[dict]] = defaultdict(list)
         self._oldest: float | None = None
         self.written: dict[str, int] = defaultdict(int)
+        self.refused = 0  # rows the store refused, now dead letters
 
     def submit(self, table: str, row: dict) -> None:
         rows = self._rows[table]
@@ -49,21 +62,62 @@ class BatchWriter:
         for table in list(self._rows):
             rows = self._rows[table]
             for start in range(0, len(rows), self.max_rows):
-                self._write(table, rows[start:start + self.max_rows])
-            self.written[table] += len(rows)
+                chunk = rows[start:start + self.max_rows]
+                self.written[table] += len(chunk) - self._write(table, chunk)
             del self._rows[table]
         self._oldest = None
 
-    def _write(self, table: str, rows: list[dict]) -> None:
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+    def _write(self, table: str, rows: list[dict]) -> int:
+        """Write one batch; returns how many of its rows the store refused (now dead letters)."""
+        try:
+            self._insert(table, rows)
+            return 0
+        except StoreUnreachable:
+            raise
+        except StoreError as exc:
+            refused: list[tuple[dict, str]] = []
+            if not self._split(table, rows, refused) or not refused:
+                raise exc from None
+            self.refused += len(refused)
+            log.error("%s refused %d of %d rows (e.g. %s); they are in the dead letters", table, len(refused),
+                      len(rows), refused[0][1])
+            self._insert(tables.DEAD_LETTERS, [dead_letter(reason, orjson.dumps(row), f"store:{table}",
+                                                           hashlib.sha1(orjson.dumps(row)).hexdigest()[:16])
+                                               for row, reason in refused])
+            self.written[tables.DEAD_LETTERS] += len(refused)
+            return len(refused)
+
+    def _split(self, table: str, rows: list[dict], refused: list[tuple[dict, str]]) -> bool:
+        """Write what the store takes of ``rows``, halving refused batches down to single rows (kept in
+        ``refused`` with the store's reason); True when any part was written."""
+        try:
+            self._insert(table, rows)
+            return True
+        except StoreUnreachable:
+            raise
+        except StoreError as exc:
+            if len(rows) == 1:
+                refused.append((rows[0], str(exc)))
+                return False
+            half = len(rows) // 2
+            first, second = self._split(table, rows[:half], refused), self._split(table, rows[half:], refused)
+            return first or second
+
+    def _insert(self, table: str, rows: list[dict]) -> None:
+        """One insert; a store that cannot be reached is retried with backoff."""
+        delay, attempt = self.backoff_s, 0
+        while True:
             try:
                 self.store.insert(table, rows)
+                if attempt:
+                    log.warning("the store is back after %d retries", attempt)
                 return
-            except StoreError as exc:
-                if attempt == self.retries:
+            except StoreUnreachable as exc:
+                attempt += 1
+                if self.retries is not None and attempt > self.retries:
                     raise
-                log.warning("write of %d rows to %s failed (%s); retry %d in %.1fs",
-                            len(rows), table, exc, attempt + 1, delay)
+                if attempt == 1:
+                    log.warning("write of %d rows to %s failed (%s); retrying every %.1f-%.0fs until the store answers",
+                                len(rows), table, exc, delay, self.max_backoff_s)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)

@@ -1,0 +1,63 @@
+"""A row the store refuses goes to the dead letters with the store's reason; it never blocks its batch.
+(On the embedded ClickHouse engine; the server's reconnects are in test_writer_server.py.)"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sinks.store import StoreError
+from sinks.writer import BatchWriter
+
+
+@pytest.fixture
+def store(embedded_store):
+    embedded_store.execute("CREATE TABLE probe (id String, n UInt32) ENGINE = ReplacingMergeTree ORDER BY id")
+    return embedded_store
+
+
+def test_refused_rows_are_dead_letters_and_the_rest_is_written(store):
+    writer = BatchWriter(store, max_rows=1000, max_seconds=60)
+    good = [{"id": f"r{i}", "n": i} for i in range(40)]
+    bad = [{"id": "bad-1", "n": "not a number"}, {"id": "bad-2", "n": -5}]
+    for row in good[:17] + bad[:1] + good[17:30] + bad[1:] + good[30:]:
+        writer.submit("probe", row)
+    writer.flush()
+    assert store.query("SELECT count(), sum(n) FROM probe FINAL")[1] == [(40, sum(range(40)))]
+    dead = store.query("SELECT origin, reason, payload FROM dead_letters FINAL ORDER BY payload")[1]
+    assert [json.loads(payload)["id"] for _, _, payload in dead] == ["bad-1", "bad-2"]
+    assert all(origin == "store:probe" and reason for origin, reason, _ in dead)
+    assert (writer.written["probe"], writer.written["dead_letters"], writer.refused) == (40, 2, 2)
+
+
+def test_a_batch_refused_as_a_whole_is_not_dead_lettered(store):
+    writer = BatchWriter(store, max_rows=1000, max_seconds=60)
+    for i in range(5):
+        writer.submit("no_such_table", {"id": f"r{i}"})
+    with pytest.raises(StoreError):
+        writer.flush()
+    assert writer.pending == 5  # kept for the next try
+    assert store.query("SELECT count() FROM dead_letters")[1] == [(0,)]
+
+
+def test_a_sink_that_cannot_go_on_stops_its_process_and_says_why():
+    """`callqa run` supervises its in-process sink: when the sink's loop ends with an error, the
+    reason is logged once and the process is told to stop (SIGTERM: the worker shuts down, exit 3)."""
+    import subprocess
+    import sys
+
+    code = """
+import signal, sys, threading, time
+from callqa.cli import _supervised
+signal.signal(signal.SIGTERM, lambda *_: (print("stopping"), sys.exit(0)))
+def run(stop):
+    raise RuntimeError("store refused the batch")
+failed = []
+threading.Thread(target=_supervised, args=(run, threading.Event(), failed)).start()
+time.sleep(5)
+print("still running")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "stopping"
+    assert "the ClickHouse sink stopped (RuntimeError: store refused the batch)" in done.stderr
+    assert done.stderr.count("sink stopped") == 1
