@@ -146,8 +146,6 @@ class EventsStage:
             except InvalidEvent as exc:
                 out.row("dead_letters", dead_letter(str(exc), _payload(raw), origin, position))
                 continue
-            if self.store_raw:
-                out.row("raw_events", raw_event(event, _payload(raw)))
             out.counts[event["event_type"]] += 1
             t = time_ms(event["event_time"])
             before = self.meta.get("wm", 0)
@@ -162,6 +160,9 @@ class EventsStage:
                 self._emit(update, tag, out, records)
             elif event["event_type"].startswith("call."):
                 out.counts["duplicates"] += 1
+                continue  # the first payload of an event id is the one kept
+            if self.store_raw:
+                out.row("raw_events", raw_event(event, _payload(raw)))
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
                 self._emit(self.calls.sweep(wm), tag, out, records)
                 self.windows.sweep(wm)

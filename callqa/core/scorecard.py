@@ -42,7 +42,7 @@ class Form:
 @lru_cache(maxsize=64)
 def load_form(form_id: str, version: str) -> Form:
     path = FORMS / form_id / f"{version}.json"
-    if not path.is_file():
+    if not path.is_file() or FORMS.resolve() not in path.resolve().parents:  # ids are never paths
         raise UnknownForm(f"no QA form {form_id} version {version} (expected {path})")
     spec = json.loads(path.read_text())
     return Form(spec["form_id"], spec["version"], spec)
