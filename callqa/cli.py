@@ -245,7 +245,10 @@ def run(sink: bool) -> None:
 
     from streams.app import create_app
 
+    from . import metrics
+
     config = _kafka_config()
+    metrics.serve(config.metrics_port)
     store = _store(config) if sink else None
     stop = threading.Event()
     sink_thread, sink_failed = None, []
@@ -288,8 +291,11 @@ def sink_command() -> None:
     import logging
     import signal as signals
 
+    from . import metrics
+
     config = _kafka_config()
     logging.basicConfig(level=config.log_level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    metrics.serve(config.metrics_port)
     store = _store(config)
     stop = threading.Event()
     for sig in (signals.SIGTERM, signals.SIGINT):

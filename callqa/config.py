@@ -57,6 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
+    Setting("CALLQA_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (/metrics) of `callqa run` and `callqa sink` (rows written per table, events by type, dead letters by reason, insert latency, last write, store up, consumer lag). 0: not served."),
     Setting("CALLQA_LOG_LEVEL", "WARN", "Log level of `callqa run` and `callqa sink` (DEBUG, INFO, WARN, ERROR)."),
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and checkpoints each stage partition (state to its changelog, input offsets committed) as often."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
@@ -189,6 +190,7 @@ class Config:
     test_calls_per_week: int
     caller_hash_key: str
     max_future_s: int = 86_400
+    metrics_port: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -242,6 +244,7 @@ class Config:
             test_calls_per_week=_int("CALLQA_TEST_CALLS_PER_WEEK", raw["CALLQA_TEST_CALLS_PER_WEEK"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
             max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
+            metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
         )
 
 

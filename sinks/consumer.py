@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message
 
+from callqa import metrics
 from callqa.core.dead_letters import dead_letter, raw_event
 from schemas import InvalidEvent, validate
 
@@ -76,10 +78,25 @@ class KafkaSink:
                 # and the next commit covers it (e.g. "not coordinator" while the broker restarts)
                 log.warning("sink commit failed (%s): the next commit covers it", error)
 
-    def run(self, stop: threading.Event, poll_timeout: float = 0.2) -> None:
+    def lag(self) -> None:
+        """Messages behind the end of each assigned partition, as the ``callqa_consumer_lag`` metric."""
+        try:
+            assigned = self.consumer.assignment()
+            for tp in self.consumer.position(assigned):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                if tp.offset >= 0:
+                    metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        except KafkaException as exc:  # a broker away: the metric keeps its last value
+            log.debug("consumer lag not measured: %s", exc)
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.2, lag_every_s: float = 5.0) -> None:
         """Loop until ``stop`` is set; then write and commit what is buffered and close."""
+        measured = 0.0
         try:
             while not stop.is_set():
+                if time.monotonic() - measured >= lag_every_s:
+                    self.lag()
+                    measured = time.monotonic()
                 for message in self.consumer.consume(num_messages=1000, timeout=poll_timeout):
                     error = message.error()
                     if error is None:

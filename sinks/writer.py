@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import orjson
 
+from callqa import metrics
 from callqa.core.dead_letters import dead_letter
 
 from . import tables
@@ -79,6 +80,7 @@ class BatchWriter:
             if not self._split(table, rows, refused) or not refused:
                 raise exc from None
             self.refused += len(refused)
+            metrics.REFUSED.labels(table).inc(len(refused))
             log.error("%s refused %d of %d rows (e.g. %s); they are in the dead letters", table, len(refused),
                       len(rows), refused[0][1])
             self._insert(tables.DEAD_LETTERS, [dead_letter(reason, orjson.dumps(row), f"store:{table}",
@@ -108,11 +110,14 @@ class BatchWriter:
         delay, attempt = self.backoff_s, 0
         while True:
             try:
+                started = time.monotonic()
                 self.store.insert(table, rows)
+                _count(table, rows, time.monotonic() - started)
                 if attempt:
                     log.warning("the store is back after %d retries", attempt)
                 return
             except StoreUnreachable as exc:
+                metrics.STORE_UP.set(0)
                 attempt += 1
                 if self.retries is not None and attempt > self.retries:
                     raise
@@ -121,3 +126,18 @@ class BatchWriter:
                                 len(rows), table, exc, delay, self.max_backoff_s)
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
+
+
+def _count(table: str, rows: list[dict], seconds: float) -> None:
+    """The metrics of one successful insert."""
+    metrics.ROWS.labels(table).inc(len(rows))
+    metrics.INSERT_SECONDS.labels(table).observe(seconds)
+    metrics.BATCH_ROWS.labels(table).observe(len(rows))
+    metrics.LAST_WRITE.set_to_current_time()
+    metrics.STORE_UP.set(1)
+    if table == tables.RAW_EVENTS:
+        for kind, n in Counter(r.get("event_type", "") for r in rows).items():
+            metrics.EVENTS.labels(kind).inc(n)
+    elif table == tables.DEAD_LETTERS:
+        for kind, n in Counter(metrics.reason_kind(r.get("reason", "")) for r in rows).items():
+            metrics.DEAD_LETTERS.labels(kind).inc(n)

@@ -61,3 +61,45 @@ print("still running")
     assert done.stdout.strip() == "stopping"
     assert "the ClickHouse sink stopped (RuntimeError: store refused the batch)" in done.stderr
     assert done.stderr.count("sink stopped") == 1
+
+
+def test_the_metrics_endpoint_reports_what_the_writer_stored(store):
+    """Scraped over HTTP as Prometheus does: rows per table, events by type, dead letters by kind of
+    reason, refused rows, the last write and the store being up."""
+    import socket
+    import urllib.request
+
+    from prometheus_client import REGISTRY
+
+    from callqa import metrics
+    from callqa.core.dead_letters import dead_letter, raw_event
+
+    value = lambda name, **labels: REGISTRY.get_sample_value(name, labels) or 0.0
+    before = {"rows": value("callqa_rows_written_total", table="probe"), "refused": value("callqa_rows_refused_total", table="probe"),
+              "offered": value("callqa_events_total", type="call.offered"),
+              "late": value("callqa_dead_letters_total", reason="late event")}
+    writer = BatchWriter(store, max_rows=1000, max_seconds=60)
+    for i in range(3):
+        event = {"event_id": f"m{i}", "event_type": "call.offered", "site_id": "S", "source": "t",
+                 "event_time": "2024-03-04T09:00:00.000Z", "call_id": f"c{i}"}
+        writer.submit("raw_events", raw_event(event, "{}"))
+    writer.submit("dead_letters", dead_letter("late event: 2024-03-04T08:00:00.000Z is more than ...", "{}", "t", "1"))
+    for i in range(5):
+        writer.submit("probe", {"id": f"p{i}", "n": i})
+    writer.submit("probe", {"id": "bad", "n": "x"})
+    writer.flush()
+    assert value("callqa_rows_written_total", table="probe") - before["rows"] == 5
+    assert value("callqa_rows_refused_total", table="probe") - before["refused"] == 1
+    assert value("callqa_events_total", type="call.offered") - before["offered"] == 3
+    assert value("callqa_dead_letters_total", reason="late event") - before["late"] == 1
+    assert value("callqa_store_up") == 1 and value("callqa_last_write_timestamp_seconds") > 1.7e9
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics.serve(port)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    line = next(l for l in body.splitlines() if l.startswith('callqa_rows_written_total{table="probe"}'))
+    assert float(line.split()[-1]) == value("callqa_rows_written_total", table="probe")
+    for name in ("callqa_insert_seconds_bucket", "callqa_batch_rows_bucket", "callqa_consumer_lag",
+                 "callqa_dead_letters_total", "callqa_last_write_timestamp_seconds"):
+        assert name in body

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the writer and the sink (prometheus-client), served by ``callqa run`` and
+``callqa sink`` on ``CALLQA_METRICS_PORT``.
+
+- ``callqa_rows_written_total{table}``: rows stored per table (``raw_events`` rows are the valid input
+  events, labelled by type in ``callqa_events_total{type}``; ``dead_letters`` rows by reason in
+  ``callqa_dead_letters_total{reason}``);
+- ``callqa_insert_seconds{table}``: one insert's duration; ``callqa_batch_rows{table}``: its size;
+- ``callqa_last_write_timestamp_seconds``: when a write last succeeded (freshness);
+- ``callqa_store_up``: 1 while the store answers, 0 while the writer retries;
+- ``callqa_rows_refused_total{table}``: rows the store refused (now dead letters);
+- ``callqa_consumer_lag{topic,partition}``: messages behind the end of each partition the sink reads.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+ROWS = Counter("callqa_rows_written", "Rows stored, per table", ["table"])
+EVENTS = Counter("callqa_events", "Valid input events stored, per type", ["type"])
+DEAD_LETTERS = Counter("callqa_dead_letters", "Dead letters stored, per kind of reason", ["reason"])
+REFUSED = Counter("callqa_rows_refused", "Rows the store refused (kept as dead letters), per table", ["table"])
+INSERT_SECONDS = Histogram("callqa_insert_seconds", "Duration of one insert", ["table"])
+BATCH_ROWS = Histogram("callqa_batch_rows", "Rows in one insert", ["table"],
+                       buckets=(1, 10, 100, 1_000, 5_000, 20_000, 100_000))
+LAST_WRITE = Gauge("callqa_last_write_timestamp_seconds", "Unix time of the last successful write")
+STORE_UP = Gauge("callqa_store_up", "1 while the store answers, 0 while writes are being retried")
+LAG = Gauge("callqa_consumer_lag", "Messages behind the end of an input partition", ["topic", "partition"])
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason without its particulars (a label of few values): ``late event``, ``not
+    valid JSON``, ``unknown event_type``, ``schema`` (an event its type's schema refuses), ``store``
+    (a row the store refused), ``source`` (a line an adapter could not read)."""
+    for kind in ("late event", "not valid JSON", "unknown event_type", "event must be a JSON object"):
+        if reason.startswith(kind):
+            return kind
+    if reason.split(":", 1)[0].count(".") == 1 and " " not in reason.split(":", 1)[0]:
+        return "schema"  # "call.queued: data... must ..."
+    return "store" if reason.startswith(("embedded ClickHouse", "ClickHouse server")) else "source"
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on ``port`` (0: not served) in a daemon thread."""
+    if port:
+        start_http_server(port)
