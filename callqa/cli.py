@@ -179,8 +179,9 @@ def migrate() -> None:
 @main.command()
 def check() -> None:
     """Check that the configured Kafka and ClickHouse answer and are ready (the containers' health check):
-    every topic exists, every migration is applied. Exit 0 when ready; 3 when one does not answer, 2 when
-    it is not ready, with the reason."""
+    every topic exists, every migration is applied, and the sink is not stale (no message waiting to be
+    stored longer than CALLQA_SINK_STALE_S). Exit 0 when ready; 3 when one does not answer, 2 when it
+    is not ready, with the reason."""
     from sinks.migrate import pending
     from sinks.store import StoreError, StoreUnreachable, open_store
 
@@ -205,8 +206,23 @@ def check() -> None:
         raise UserError(str(exc)) from None
     if unapplied:
         raise UserError(f"migrations not applied: {', '.join(unapplied)}; run `callqa migrate`")
+    freshness = ""
+    if config.kafka_bootstrap_servers:
+        from .health import sink_backlog
+
+        try:
+            backlog = sink_backlog(config)
+        except Exception as exc:  # librdkafka's KafkaException, or a timeout
+            raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: sink backlog not readable: {exc}") from None
+        stale = [b for b in backlog if b.oldest_s is not None and b.oldest_s > config.sink_stale_s]
+        if stale:
+            worst = max(stale, key=lambda b: b.oldest_s)
+            raise UserError(f"the ClickHouse sink is stale: {sum(b.lag for b in stale)} messages not stored, the oldest "
+                            f"{worst.oldest_s:.0f} s old ({worst.topic} partition {worst.partition}; limit "
+                            f"CALLQA_SINK_STALE_S={config.sink_stale_s}). Is `callqa sink` (or `callqa run`) running?")
+        freshness = f", sink lag {sum(b.lag for b in backlog)} messages"
     console.print("ready: " + ("Kafka topics present, " if config.kafka_bootstrap_servers else "")
-                  + ("ClickHouse server" if config.clickhouse_url else "embedded store") + " schema up to date")
+                  + ("ClickHouse server" if config.clickhouse_url else "embedded store") + " schema up to date" + freshness)
 
 
 def _sink(config: Config, store):

@@ -58,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
     Setting("CALLQA_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (/metrics) of `callqa run` and `callqa sink` (rows written per table, events by type, dead letters by reason, insert latency, last write, store up, consumer lag). 0: not served."),
+    Setting("CALLQA_SINK_STALE_S", "20", "`callqa check` fails (exit 2) when a message has waited longer than this in the sink's topics without being stored."),
     Setting("CALLQA_LOG_LEVEL", "WARN", "Log level of `callqa run` and `callqa sink` (DEBUG, INFO, WARN, ERROR)."),
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and checkpoints each stage partition (state to its changelog, input offsets committed) as often."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
@@ -191,6 +192,7 @@ class Config:
     caller_hash_key: str
     max_future_s: int = 86_400
     metrics_port: int = 0
+    sink_stale_s: int = 20
 
     @property
     def embedded(self) -> bool:
@@ -245,6 +247,7 @@ class Config:
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
             max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
             metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
+            sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
         )
 
 

@@ -179,3 +179,29 @@ def test_a_worker_without_the_sink_starts_on_a_fresh_data_folder(kafka, tmp_path
         assert worker.proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
     finally:
         worker.stop()
+
+
+def test_check_fails_when_the_sink_is_stopped_and_passes_once_it_stored_everything(kafka, tmp_path):
+    """`callqa check` (the health check) reads the sink's backlog from Kafka: a message left unstored
+    longer than CALLQA_SINK_STALE_S makes it exit 2 with the reason; a running sink clears it."""
+    env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_SINK_STALE_S="3")
+    assert run_callqa(["migrate"], env).returncode == 0
+    from callqa.config import Config
+    from callqa.topics import ensure_topics
+
+    ensure_topics(Config.from_env(env))
+    ready = run_callqa(["check"], env)
+    assert ready.returncode == 0 and "sink lag 0 messages" in ready.stdout, ready.stdout + ready.stderr
+    sent = produce(kafka, env["CALLQA_TOPIC_EVENTS"])  # no sink is running
+    time.sleep(4)
+    stale = run_callqa(["check"], env)
+    assert stale.returncode == 2 and "sink is stale" in stale.stderr and f"{sent} messages not stored" in stale.stderr
+    sink = Worker(env, tmp_path / "sink.log", ("sink",))  # (the embedded store takes one process at a time)
+    try:
+        wait_for(lambda: lag(kafka, f"{env['CALLQA_APP_ID']}-sink", [env["CALLQA_TOPIC_EVENTS"]]) == 0, 60,
+                 what="the sink caught up")
+    finally:
+        sink.stop()
+    assert sink.proc.returncode == 0
+    caught_up = run_callqa(["check"], env)
+    assert caught_up.returncode == 0 and "sink lag 0 messages" in caught_up.stdout, caught_up.stderr
