@@ -57,7 +57,7 @@ def _name(arn_or_obj) -> str | None:
 
 
 CONTINUES = ("TRANSFER", "QUEUE_TRANSFER")  # contacts that carry on the customer's call of the previous one
-LEFT_FOR = {"QUEUE_TRANSFER": "transferred", "CALLBACK": "callback"}  # made while the previous one waited in queue
+LEFT_FOR = {"TRANSFER": "transferred", "QUEUE_TRANSFER": "transferred", "CALLBACK": "callback"}  # the previous one left its queue for it
 AGENT_DIALLED = ("OUTBOUND", "API", "EXTERNAL_OUTBOUND")
 
 
@@ -78,7 +78,7 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
     """One contact record → canonical events of its call (``call``: see ``call_id``).
 
     A contact that left its queue unanswered with a NextContactId did not abandon: it left for a
-    callback (the next contact is a CALLBACK) or was moved to another queue (QUEUE_TRANSFER). The
+    callback (the next contact is a CALLBACK) or was moved on (TRANSFER, QUEUE_TRANSFER). The
     next contact says which, so that leave is written by whichever of the two records is read: by the
     next contact (for ``previous_call``), or by this one when ``following`` (the next record) is known;
     both write the same event, at the next contact's initiation."""
