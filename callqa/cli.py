@@ -437,7 +437,7 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
         lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
                  else _counting(handle, progress, task, lambda: target.sent))
         try:
-            summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS)
+            summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS, hasher.scrub)
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:

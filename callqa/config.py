@@ -47,6 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_MAX_FUTURE_S", "86400", "An event more than this many seconds ahead of the machine's clock (or before 2000) is a dead letter, so one mistyped date cannot move the watermark and make every other call late."),
+    Setting("CALLQA_MAX_EVENT_BYTES", "1048576", "An input event larger than this is a dead letter, not parsed (bounds the memory one message can take)."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
     Setting("CALLQA_REDELIVERY_S", "86400", "A finished call is remembered this long after its last event (at most CALLQA_FCR_HORIZON_S): a record delivered again (Amazon Connect delivers at least once) is a duplicate, and a newer version of the record updates the call, instead of being refused as late."),
     Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
@@ -72,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QA_REVIEW_HOURS", "7", "Hours a day a reviewer spends reviewing."),
     Setting("CALLQA_SAMPLING_KEY", "", "Secret key of the sampling draws (a keyed hash of the call id: unpredictable, and the same on a replay). Empty: a fixed development key."),
     Setting("CALLQA_TEST_CALLS_PER_WEEK", "200", "Internal test (mystery) calls in a weekly plan."),
-    Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Empty: a fixed development key and a warning."),
+    Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Required when Kafka or a ClickHouse server is configured; empty on the embedded default: a fixed development key and a warning."),
 )
 
 
@@ -192,6 +193,7 @@ class Config:
     caller_hash_key: str
     max_future_s: int = 86_400
     metrics_port: int = 0
+    max_event_bytes: int = 1_048_576
     sink_stale_s: int = 20
 
     @property
@@ -204,6 +206,7 @@ class Config:
         import schemas
 
         schemas.MAX_FUTURE_S = self.max_future_s
+        schemas.MAX_EVENT_BYTES = self.max_event_bytes
         return self
 
     @classmethod
@@ -211,6 +214,9 @@ class Config:
         env = os.environ if env is None else env
         raw = {s.env: (env.get(s.env) or s.default) for s in SETTINGS}
         windows = tuple(_int("CALLQA_KPI_WINDOWS", w.strip()) for w in raw["CALLQA_KPI_WINDOWS"].split(",") if w.strip())
+        if (raw["KAFKA_BOOTSTRAP_SERVERS"] or raw["CLICKHOUSE_URL"]) and not raw["CALLQA_CALLER_HASH_KEY"]:
+            raise ConfigError("CALLQA_CALLER_HASH_KEY must be set when Kafka or a ClickHouse server is configured: "
+                              "caller numbers are hashed with it (the development key is for the embedded default only)")
         if not windows:
             raise ConfigError("CALLQA_KPI_WINDOWS must name at least one window size in seconds")
         if 3600 not in windows:
@@ -247,6 +253,7 @@ class Config:
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
             max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
             metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
+            max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
         )
 

@@ -83,13 +83,16 @@ class FileTarget:
         self.handle.close()
 
 
-def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order: bool = False) -> IngestSummary:
-    """Send every unit's events (sorted by event time first when ``in_time_order``) and its errors."""
+def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order: bool = False,
+           scrub: Callable[[str], str] = lambda text: text) -> IngestSummary:
+    """Send every unit's events (sorted by event time first when ``in_time_order``) and its errors (their
+    raw text through ``scrub``: the caller hasher's, so no number is kept in clear)."""
     summary, held = IngestSummary(), []
     try:
         for unit in units:
             summary.add(unit)
             if unit.error:
+                unit.raw = scrub(unit.raw)
                 target.reject(unit, str(origin))
             for event in unit.events:
                 if in_time_order:

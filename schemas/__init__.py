@@ -78,6 +78,7 @@ def validate_dict(event: Any) -> dict:
 # CALLQA_MAX_FUTURE_S), so one mistyped date cannot move a stream's watermark and make every other call late.
 EARLIEST_MS = 946_684_800_000
 MAX_FUTURE_S = 86_400
+MAX_EVENT_BYTES = 1_048_576  # set from CALLQA_MAX_EVENT_BYTES
 KEY_PARTS = ("site_id", "queue_id", "agent_id", "team_id", "from_agent_id", "to_agent_id")  # parts of window and series keys
 
 
@@ -98,7 +99,9 @@ def _format_second(seconds: int) -> str:
 
 
 def validate(raw: bytes | str) -> dict:
-    """Parse and validate one serialized event."""
+    """Parse and validate one serialized event (one larger than ``MAX_EVENT_BYTES`` is not parsed)."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(raw):,} bytes is larger than CALLQA_MAX_EVENT_BYTES ({MAX_EVENT_BYTES:,}): not parsed")
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -101,6 +101,10 @@ def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_someth
          "ClickHouse server 127.0.0.1:1 unreachable", 3),
         (["replay", str(DAY)], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "Check KAFKA_BOOTSTRAP_SERVERS", 3),
         (["check"], {"CLICKHOUSE_URL": "clickhouse://default:secret@127.0.0.1:1/default"}, "unreachable", 3),
+        (["check"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CALLQA_CALLER_HASH_KEY": ""},
+         "CALLQA_CALLER_HASH_KEY must be set when Kafka or a ClickHouse server is configured", 2),
+        (["evaluations", "--month", "2024-13"], {}, "use YYYY-MM (a month 01 to 12)", 2),
+        (["replay", str(DAY)], {"CALLQA_MAX_EVENT_BYTES": "10"}, "CALLQA_MAX_EVENT_BYTES='10' must be at least 1024", 2),
     ]
     for args, extra, message, code in cases:
         done = run_callqa(args, callqa_env(tmp_path, **extra))

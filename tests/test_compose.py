@@ -23,8 +23,20 @@ def env(service: str) -> dict[str, str]:
 
 
 def default(value: str) -> str:
-    """A compose value with its ${VAR:-default} substitutions resolved to the defaults."""
+    """A compose value with its ${VAR:-default} substitutions resolved to the defaults, and its required
+    ${VAR:?message} ones to ``<VAR>``."""
+    value = re.sub(r"\$\{(\w+):\?[^}]*\}", r"<\1>", value)
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_secrets_have_no_defaults():
+    """Passwords and keys must be given (compose refuses to start without them): no value production
+    would use silently."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in ("CALLQA_CLICKHOUSE_PASSWORD", "CALLQA_GRAFANA_CLICKHOUSE_PASSWORD", "CALLQA_GRAFANA_ADMIN_PASSWORD",
+                   "CALLQA_CALLER_HASH_KEY", "CALLQA_SAMPLING_KEY"):
+        uses = re.findall(r"\$\{" + secret + r"(:[-?])?[^}]*\}", text)
+        assert uses and all(kind == ":?" for kind in uses), secret
 
 
 def mounts(service: str) -> dict[str, str]:

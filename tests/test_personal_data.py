@@ -61,3 +61,23 @@ def test_no_caller_number_of_a_real_file_is_stored(ingested, fmt, path, site, nu
     stored = stored_numbers(data_dir) | set(NUMBER.findall(done.stdout + done.stderr))
     leaked = sorted(wanted & stored)
     assert leaked == [], f"{len(leaked)} of {len(wanted)} numbers stored in clear, e.g. {leaked[:3]}"
+
+
+def test_unreadable_lines_keep_no_number_in_the_dead_letters(tmp_path):
+    from tests.conftest import callqa_env, run_callqa
+
+    log = tmp_path / "queue_log"
+    log.write_text("1710324000|c1|sales|NONE|ENTERQUEUE||5550142|1\n"
+                   "1710324008|c1|sales|PJSIP/2001|CONNECT|8|c1.2|3\n"
+                   "17103240xx|c2|sales|NONE|ENTERQUEUE||+447700900123|1\n"  # unreadable: not an epoch
+                   "1710324098|c1|sales|PJSIP/2001|COMPLETECALLER|8|90|1\n")
+    done = run_callqa(["ingest", "--format", "asterisk-queue-log", str(log)], callqa_env(tmp_path))
+    assert done.returncode == 0 and "1 unreadable" in done.stderr
+    assert "447700900123" not in done.stderr and "5550142" not in done.stdout + done.stderr
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        (payload,), = store.query("SELECT payload FROM dead_letters FINAL")[1]
+    finally:
+        store.close()
+    assert "447700900123" not in payload and payload.startswith("17103240xx|c2|sales|NONE|ENTERQUEUE||+#")
+    assert stored_numbers(tmp_path / "data") & {"447700900123", "5550142"} == set()

@@ -33,6 +33,7 @@ PROBES = {
     "separator in a queue id": probe(queue_id="q1|900"),
     "separator in an agent id": probe(event_type="call.answered", agent_id="a|1", queue_id=None),
     "truncated JSON": probe()[:40],
+    "over CALLQA_MAX_EVENT_BYTES": probe(call_id="x" * 2_000_000),
 }
 
 
