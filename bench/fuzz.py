@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import callqa_env  # noqa: E402
-from tests.fuzz import invalid_lines  # noqa: E402
+from tests.fuzz import invalid_lines, spread  # noqa: E402
 from tests.test_fuzz import DAY, tables, valid_events  # noqa: E402
 
 
@@ -37,12 +37,7 @@ def main() -> None:
     clean, clean_dead = tables(work / "clean" / "data")
     lines = DAY.read_text().splitlines()
     bad = invalid_lines(valid_events(), args.lines, args.seed)
-    mixed, positions = [], set()
-    for i, line in enumerate(lines):
-        mixed.append(line)
-        for _ in range(len(bad) * (i + 1) // len(lines) - len(bad) * i // len(lines)):
-            mixed.append(bad[len(positions)])
-            positions.add(str(len(mixed)))
+    mixed, positions = spread(lines, bad)
     path = work / "fuzzed.jsonl"
     path.write_text("\n".join(mixed) + "\n")
     done = replay(path, work / "fuzzed")

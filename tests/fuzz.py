@@ -61,3 +61,14 @@ def invalid_lines(valid: list[dict], n: int, seed: int) -> list[str]:
         event = rng.choice(valid)
         lines.append(rng.choice(_mutations(rng, event))())
     return [line.replace("\n", " ") for line in lines]
+
+
+def spread(lines: list[str], bad: list[str]) -> tuple[list[str], set[str]]:
+    """``bad`` spread evenly through ``lines``; also the 1-based positions of the bad lines."""
+    mixed, positions = [], set()
+    for i, line in enumerate(lines):
+        mixed.append(line)
+        for _ in range(len(bad) * (i + 1) // len(lines) - len(bad) * i // len(lines)):
+            mixed.append(bad[len(positions)])
+            positions.add(str(len(mixed)))
+    return mixed, positions

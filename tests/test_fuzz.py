@@ -9,7 +9,7 @@ import pytest
 
 from sinks.store import EmbeddedStore
 from tests.conftest import FIXTURES, callqa_env, run_callqa
-from tests.fuzz import invalid_lines
+from tests.fuzz import invalid_lines, spread
 
 DAY = FIXTURES / "day.jsonl"
 
@@ -44,13 +44,7 @@ def test_invalid_lines_are_dead_letters_and_change_nothing(tmp_path, seed):
     assert run_callqa(["replay", str(DAY)], callqa_env(clean_dir)).returncode == 0
     clean, clean_dead = tables(clean_dir / "data")
     lines = DAY.read_text().splitlines()
-    bad = invalid_lines(valid_events(), 300, seed)
-    mixed, positions = [], set()
-    for i, line in enumerate(lines):  # the bad lines spread evenly through the day
-        mixed.append(line)
-        for _ in range(len(bad) * (i + 1) // len(lines) - len(bad) * i // len(lines)):
-            mixed.append(bad[len(positions)])
-            positions.add(str(len(mixed)))
+    mixed, positions = spread(lines, invalid_lines(valid_events(), 300, seed))
     path = tmp_path / "fuzzed.jsonl"
     path.write_text("\n".join(mixed) + "\n")
     done = run_callqa(["replay", "--json", str(path)], callqa_env(fuzzed_dir))
