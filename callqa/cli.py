@@ -746,9 +746,12 @@ def _drift_specs(texts, first_day: date) -> tuple:
 
 def _day(text: str, option: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise UserError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+    if not 2000 <= day.year < 2100:
+        raise UserError(f"{option} {text!r}: a date from 2000 to 2099")
+    return day
 
 
 @main.command()
@@ -815,8 +818,8 @@ def test_calls(week: str, new_business: tuple[str, ...], seed: int, as_json: boo
 def _month(month: str) -> str:
     import re
 
-    if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12:
-        raise UserError(f"--month {month!r}: use YYYY-MM (a month 01 to 12)")
+    if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12 or not 2000 <= int(month[:4]) < 2100:
+        raise UserError(f"--month {month!r}: use YYYY-MM (a month 01 to 12, from 2000 to 2099)")
     return month
 
 
@@ -879,17 +882,28 @@ def query(sql: str) -> None:
 
     from sinks.store import EmbeddedStore, StoreError
 
+    bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).strip().rstrip(";").strip()  # comments out
+    if not bare:
+        raise UserError("an empty query")
+    if ";" in bare:
+        raise UserError("one statement at a time")
+    if not re.match(r"\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", bare, re.IGNORECASE):
+        raise UserError("callqa query runs reads only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
+    if re.search(r"\bINTO\s+OUTFILE\b", bare, re.IGNORECASE):
+        raise UserError("INTO OUTFILE is refused: callqa query writes nothing; use a FORMAT clause and redirect stdout")
     store = _store(_config())
     try:
         store.read_only()
-        if re.search(r"\bFORMAT\s+\w+\s*;?\s*$", sql, re.IGNORECASE):
+        if re.search(r"\bFORMAT\s+\w+\s*$", bare, re.IGNORECASE):
             if not isinstance(store, EmbeddedStore):
                 raise UserError("a FORMAT clause works on the embedded store only; leave it out for a table")
-            sys.stdout.buffer.write(store.formatted(sql))
+            sys.stdout.buffer.write(store.formatted(bare))
             return
-        print_table(*store.query(sql), always=True)
+        print_table(*store.query(bare), always=True)
     except StoreError as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:  # an answer that is not one table (orjson's decode error is a ValueError)
+        raise UserError(f"the query's answer is not one table: {exc}") from None
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ everything runs on the embedded default: in one process, on chdb, under ``CALLQA
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -84,6 +85,8 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
     if number < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    if number > 10**12:
+        raise ConfigError(f"{name}={value!r} is too large (at most 10^12)")
     return number
 
 
@@ -92,8 +95,8 @@ def _float(name: str, value: str) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number") from None
-    if number <= 0:
-        raise ConfigError(f"{name}={value!r} must be positive")
+    if not math.isfinite(number) or number <= 0 or number > 1e12:
+        raise ConfigError(f"{name}={value!r} must be a positive finite number (at most 10^12)")
     return number
 
 

@@ -28,11 +28,14 @@ LAG = Gauge("callqa_consumer_lag", "Messages behind the end of an input partitio
 
 def reason_kind(reason: str) -> str:
     """A dead letter's reason without its particulars (a label of few values): ``late event``, ``not
-    valid JSON``, ``unknown event_type``, ``schema`` (an event its type's schema refuses), ``store``
+    valid JSON``, ``unknown event_type``, ``too large``, ``schema`` (an event its type's schema or the
+    validator's checks refuse: types, times, ids), ``store``
     (a row the store refused), ``source`` (a line an adapter could not read)."""
     for kind in ("late event", "not valid JSON", "unknown event_type", "event must be a JSON object"):
         if reason.startswith(kind):
             return kind
+    if reason.startswith("event of ") and "CALLQA_MAX_EVENT_BYTES" in reason:
+        return "too large"
     if reason.split(":", 1)[0].count(".") == 1 and " " not in reason.split(":", 1)[0]:
         return "schema"  # "call.queued: data... must ..."
     return "store" if reason.startswith(("embedded ClickHouse", "ClickHouse server")) else "source"

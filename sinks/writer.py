@@ -76,8 +76,14 @@ class BatchWriter:
         except StoreUnreachable:
             raise
         except StoreError as exc:
+            if len(rows) == 1:
+                raise
             refused: list[tuple[dict, str]] = []
-            if not self._split(table, rows, refused) or not refused:
+            half = len(rows) // 2
+            wrote = [self._split(table, part, refused) for part in (rows[:half], rows[half:])]
+            if not refused:
+                return 0  # both halves went in: the refusal passed
+            if not any(wrote):
                 raise exc from None
             self.refused += len(refused)
             metrics.REFUSED.labels(table).inc(len(refused))

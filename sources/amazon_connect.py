@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from .base import Converted, envelope
+from .base import Converted, envelope, implausible
 from .pii import CallerHasher
 
 CTR_SOURCE = "amazon-connect-ctr"
@@ -160,7 +160,10 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
             previous = record.get("PreviousContactId")
             unit.events = convert_ctr(record, site_id, hasher, call, following[2] if following else None,
                                       call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous))
-        except (KeyError, TypeError, ValueError) as exc:
+            unit.error = implausible(unit.events)
+            if unit.error:
+                unit.events = []
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             unit.error = f"unreadable contact trace record: {exc!r}"
         yield unit
 

@@ -25,7 +25,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from .base import Converted, envelope
+from .base import Converted, envelope, implausible
 from .pii import CallerHasher
 
 SOURCE = "anonymous-bank"
@@ -86,6 +86,9 @@ def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) ->
             try:
                 unit.events = convert_row(dict(zip(COLUMNS, row)), site_id, hasher)
                 unit.skipped = None if unit.events else "PHANTOM"
-            except ValueError as exc:
+                unit.error = implausible(unit.events)
+                if unit.error:
+                    unit.events = []
+            except (ValueError, OverflowError) as exc:
                 unit.error = str(exc)
         yield unit

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class QueueLogMapper:
         call = f"{self.site_id}:{callid}"
         queue = e.queue if e.queue and e.queue.upper() != "NONE" else None
         agent = agent_id(e.agent)
+        if agent and re.fullmatch(r"\+?\d{7,}", agent):  # a member reached at a phone number (Local/<mobile>)
+            agent = f"phone-{self.hash(agent)[:12]}"
         ev = lambda suffix, kind, at=t, **f: envelope(f"{event_id}:{suffix}", kind, at, self.site_id, SOURCE, **f)
         v = e.verb
         if v == "ENTERQUEUE":
@@ -140,7 +143,7 @@ class QueueLogMapper:
                   "AGENTLOGOFF": "logged_out", "AGENTCALLBACKLOGOFF": "logged_out", "REMOVEMEMBER": "logged_out",
                   "PAUSE": "not_ready", "PAUSEALL": "not_ready", "UNPAUSE": "available", "UNPAUSEALL": "available"}
         if v in states and agent:
-            reason = (e.params[0] or None) if v.startswith("PAUSE") and e.params else None
+            reason = self.hash.scrub(e.params[0]) or None if v.startswith("PAUSE") and e.params else None
             every_queue = v in ("PAUSEALL", "UNPAUSEALL") or not queue
             return [ev("state", "agent.state_changed", agent_id=agent, state=states[v], reason=reason,
                        queue_ids=None if every_queue else [queue])], None

@@ -39,3 +39,18 @@ def envelope(event_id: str, event_type: str, time_ms: int, site_id: str, source:
     """A canonical event (fields that are None are left out)."""
     return {"event_id": event_id, "event_type": event_type, "schema_version": 1, "event_time": format_ms(time_ms),
             "site_id": site_id, "source": source, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def implausible(events: list[dict]) -> str | None:
+    """Why a record's events cannot all be kept (one of its times is out of the validator's range), or
+    None: a record is taken whole or not at all, so one broken field never leaves half a call."""
+    import time
+
+    import schemas
+
+    latest = time.time() * 1000 + schemas.MAX_FUTURE_S * 1000
+    for event in events:
+        t = schemas.time_ms(event["event_time"])
+        if not schemas.EARLIEST_MS <= t <= latest:
+            return f"{event['event_type']} at {event['event_time']} is implausible (before 2000, or in the future): record refused whole"
+    return None

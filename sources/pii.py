@@ -26,10 +26,21 @@ class CallerHasher:
         return hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()[:32]
 
     def scrub(self, text: str) -> str:
-        """``text`` (a source line an adapter could not read, kept as a dead letter) with every run of 7 to
-        15 digits that does not open the line — a phone number, or a customer id — replaced by
-        ``#<its hash>``: what cannot be parsed cannot be told apart, so all of them go."""
-        return NUMBER.sub(lambda m: m.group(1) + "#" + (self(m.group(2)) or "")[:16], text)
+        """``text`` (a source line an adapter could not read, kept as a dead letter; a free-text reason)
+        with every number of 7 or more digits — also written with spaces, dots, dashes or brackets, and
+        after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except a line's opening field
+        (a queue_log epoch) and ISO dates: what cannot be parsed cannot be told apart, so all of them go."""
+        def hashed(opening: bool):
+            def replace(m: re.Match) -> str:
+                found = m.group(0)
+                if sum(c.isdigit() for c in found) < 7 or (opening and m.start() == 0):
+                    return found
+                return "#" + (self(found) or "")[:16]
+            return replace
+
+        parts = DATE_TIME.split(text)  # dates and times are kept as they are; numbers between them go
+        return "".join(part if i % 2 else PHONE.sub(hashed(i == 0), part) for i, part in enumerate(parts))
 
 
-NUMBER = re.compile(r"([^\w.]\+?)(\d{7,15})(?![\w.])")
+PHONE = re.compile(r"(?<!\d)\+?\d(?:[\d .()/-]*\d)?")  # digits, maybe with the separators numbers are written with
+DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?)")

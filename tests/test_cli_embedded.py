@@ -75,11 +75,16 @@ def test_query_is_read_only_and_takes_a_format_clause(tmp_path):
     env = callqa_env(tmp_path)
     run_callqa(["replay", str(DAY)], env)
     before = run_callqa(["query", "SELECT count() FROM alerts"], env).stdout
+    victim = tmp_path / "victim.txt"
     for statement in ("DROP TABLE alerts", "TRUNCATE TABLE alerts", "INSERT INTO alerts SELECT * FROM alerts",
-                      "ALTER TABLE alerts DELETE WHERE 1", "SELECT 1 SETTINGS readonly = 0",
-                      "SELECT * FROM file('/etc/hostname', 'LineAsString')", "SELECT 1; DROP TABLE alerts"):
+                      "ALTER TABLE alerts DELETE WHERE 1", "SELECT 1 SETTINGS readonly = 0", "KILL QUERY WHERE 1",
+                      "/* a read */ DROP TABLE alerts", "WITH 1 AS x INSERT INTO alerts SELECT * FROM alerts",
+                      "SELECT * FROM file('/etc/hostname', 'LineAsString')", "SELECT 1; DROP TABLE alerts",
+                      f"SELECT 'x' INTO OUTFILE '{victim}' FORMAT TSVRaw", "SELECT 1; SELECT 2", ""):
         done = run_callqa(["query", statement], env)
-        assert done.returncode == 2 and "readonly" in done.stderr and "Traceback" not in done.stderr, statement
+        assert done.returncode == 2 and "Traceback" not in done.stderr, statement
+        assert any(word in done.stderr for word in ("readonly", "reads only", "one statement", "OUTFILE", "empty")), statement
+    assert not victim.exists()
     assert run_callqa(["query", "SELECT count() FROM alerts"], env).stdout == before
     done = run_callqa(["query", "SELECT outcome, count() AS n FROM call_records FINAL GROUP BY outcome "
                                 "ORDER BY outcome FORMAT JSONEachRow"], env)
@@ -103,7 +108,9 @@ def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_someth
         (["check"], {"CLICKHOUSE_URL": "clickhouse://default:secret@127.0.0.1:1/default"}, "unreachable", 3),
         (["check"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CALLQA_CALLER_HASH_KEY": ""},
          "CALLQA_CALLER_HASH_KEY must be set when Kafka or a ClickHouse server is configured", 2),
-        (["evaluations", "--month", "2024-13"], {}, "use YYYY-MM (a month 01 to 12)", 2),
+        (["evaluations", "--month", "2024-13"], {}, "use YYYY-MM (a month 01 to 12", 2),
+        (["report", "--from", "0001-01-01", "--to", "9999-12-31"], {}, "a date from 2000 to 2099", 2),
+        (["replay", str(DAY)], {"CALLQA_BATCH_SECONDS": "nan"}, "must be a positive finite number", 2),
         (["replay", str(DAY)], {"CALLQA_MAX_EVENT_BYTES": "10"}, "CALLQA_MAX_EVENT_BYTES='10' must be at least 1024", 2),
     ]
     for args, extra, message, code in cases:

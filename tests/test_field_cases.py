@@ -480,3 +480,12 @@ def test_anonymous_bank_empty_times_and_phantoms(empty):
     assert [(r["wait_ms"], r["talk_ms"]) for r in sorted(records.values(), key=lambda r: r["call_id"])] == \
         [(90_000, 0), (40_000, 180_000)]  # the documented wait: q_time, even when service starts a second early
     assert w[("site", "s")]["offered"] == 2  # the phantom is ignored, as documented
+
+
+def test_a_connect_record_with_one_implausible_time_is_refused_whole():
+    text = (ctr("ok-1", "INBOUND", 0, 100, queue=("Sales", 2, 12), agent=("agent-01", 14))
+            + ctr("bad-2", "INBOUND", 0, 100, queue=("Sales", 2, 12), agent=("agent-01", 14))
+            .replace('"InitiationTimestamp": "2024-03-18T10:00:00Z"', '"InitiationTimestamp": "9999-03-18T10:00:00Z"'))
+    units = list(FORMATS["amazon-connect-ctr"](io.StringIO(text), "input", "s", HASHER))
+    assert [(u.error is not None, len(u.events)) for u in units] == [(False, 4), (True, 0)]
+    assert "refused whole" in units[1].error

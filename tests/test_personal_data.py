@@ -79,5 +79,24 @@ def test_unreadable_lines_keep_no_number_in_the_dead_letters(tmp_path):
         (payload,), = store.query("SELECT payload FROM dead_letters FINAL")[1]
     finally:
         store.close()
-    assert "447700900123" not in payload and payload.startswith("17103240xx|c2|sales|NONE|ENTERQUEUE||+#")
+    assert "447700900123" not in payload and payload.startswith("17103240xx|c2|sales|NONE|ENTERQUEUE||#")
     assert stored_numbers(tmp_path / "data") & {"447700900123", "5550142"} == set()
+
+
+def test_members_reached_at_a_phone_number_and_pause_reasons_are_hashed(tmp_path):
+    from tests.conftest import callqa_env, run_callqa
+
+    log = tmp_path / "queue_log"
+    log.write_text("1710324000|c1|support|NONE|ENTERQUEUE||5550100|1\n"
+                   "1710324005|c1|support|Local/4915112345678@from-queue/n|CONNECT|5|c1.2|1\n"
+                   "1710324058|c1|support|Local/4915112345678@from-queue/n|COMPLETECALLER|5|53|1\n"
+                   "1710324100|NONE|support|Agent/2002|PAUSE|call me on 4915112345679\n")
+    done = run_callqa(["ingest", "--format", "asterisk-queue-log", str(log)], callqa_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert stored_numbers(tmp_path / "data") & {"4915112345678", "4915112345679"} == set()
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        agents = {a for (a,) in store.query("SELECT DISTINCT entity_id FROM kpi_windows FINAL WHERE level = 'agent'")[1]}
+    finally:
+        store.close()
+    assert len(agents) == 1 and next(iter(agents)).startswith("phone-")  # 2002 has no interval yet
