@@ -229,18 +229,13 @@ def _sink(config: Config, store):
     """The ClickHouse sink: the input topic's events and every output topic into their tables."""
     from confluent_kafka import Consumer
 
-    from sinks import tables
     from sinks.consumer import KafkaSink, consumer_config
     from sinks.writer import BatchWriter
 
-    return KafkaSink(
-        Consumer(consumer_config(config.kafka_bootstrap_servers, f"{config.app_id}-sink")),
-        {config.topic_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS, config.topic_kpis: tables.KPI_WINDOWS,
-         config.topic_dead_letters: tables.DEAD_LETTERS, config.topic_evaluations: tables.EVALUATIONS,
-         config.topic_alerts: tables.ALERTS, config.topic_sampling: tables.SAMPLING_RATES,
-         config.topic_sampling_decisions: tables.SAMPLING_DECISIONS, config.topic_review_queue: tables.REVIEW_QUEUE},
-        BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds),
-    )
+    from .topics import sink_group, sink_routes
+
+    return KafkaSink(Consumer(consumer_config(config.kafka_bootstrap_servers, sink_group(config))), sink_routes(config),
+                     BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds))
 
 
 def _kafka_config() -> Config:

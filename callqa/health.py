@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 
 from .config import Config
-from .topics import admin_client
+from .topics import admin_client, sink_group, sink_routes
 
 
 @dataclass
@@ -23,18 +23,12 @@ class Backlog:
     oldest_s: float | None  # age of the oldest message not yet stored; None when there is none
 
 
-def sink_topics(config: Config) -> list[str]:
-    return [config.topic_events, config.topic_call_records, config.topic_kpis, config.topic_dead_letters,
-            config.topic_evaluations, config.topic_alerts, config.topic_sampling, config.topic_sampling_decisions,
-            config.topic_review_queue]
-
-
 def sink_backlog(config: Config, timeout_s: float = 10) -> list[Backlog]:
     """The backlog of every partition of the sink's topics; raises KafkaException when Kafka does not answer."""
     admin = admin_client(config.kafka_bootstrap_servers)
     listed = admin.list_topics(timeout=timeout_s).topics
-    partitions = [TopicPartition(topic, p) for topic in sink_topics(config) if topic in listed for p in listed[topic].partitions]
-    group = f"{config.app_id}-sink"
+    partitions = [TopicPartition(topic, p) for topic in sink_routes(config) if topic in listed for p in listed[topic].partitions]
+    group = sink_group(config)
     request = [ConsumerGroupTopicPartitions(group, partitions)]
     committed = {(tp.topic, tp.partition): tp.offset
                  for tp in admin.list_consumer_group_offsets(request)[group].result(timeout_s).topic_partitions}

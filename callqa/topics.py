@@ -23,6 +23,23 @@ def topic_names(config: Config) -> list[str]:
             config.topic_sampling_decisions, config.topic_review_queue]
 
 
+def sink_routes(config: Config) -> dict[str, str]:
+    """The topics the ClickHouse sink reads, each with the table it writes: the input topic's valid events
+    into ``raw_events``, every output topic into its own table."""
+    from sinks import tables
+
+    return {config.topic_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS,
+            config.topic_kpis: tables.KPI_WINDOWS, config.topic_dead_letters: tables.DEAD_LETTERS,
+            config.topic_evaluations: tables.EVALUATIONS, config.topic_alerts: tables.ALERTS,
+            config.topic_sampling: tables.SAMPLING_RATES, config.topic_sampling_decisions: tables.SAMPLING_DECISIONS,
+            config.topic_review_queue: tables.REVIEW_QUEUE}
+
+
+def sink_group(config: Config) -> str:
+    """The sink's consumer group."""
+    return f"{config.app_id}-sink"
+
+
 def admin_client(bootstrap_servers: str) -> AdminClient:
     """An admin client that reports an unreachable cluster by exception only (not by logging each retry)."""
     return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2})

@@ -64,7 +64,7 @@ def validate_dict(event: Any) -> dict:
         raise InvalidEvent(f"{event_type}: {exc.message}") from None
     except ValueError as exc:
         raise InvalidEvent(f"{event_type}: data.event_time is not a real UTC time: {exc}") from None
-    if not EARLIEST_MS <= t <= time.time() * 1000 + MAX_FUTURE_S * 1000:
+    if not plausible_ms(t):
         raise InvalidEvent(f"{event_type}: data.event_time {event['event_time']} is implausible: before 2000, or more "
                            f"than CALLQA_MAX_FUTURE_S ({MAX_FUTURE_S} s) ahead of this machine's clock")
     for name in KEY_PARTS:
@@ -80,6 +80,12 @@ EARLIEST_MS = 946_684_800_000
 MAX_FUTURE_S = 86_400
 MAX_EVENT_BYTES = 1_048_576  # set from CALLQA_MAX_EVENT_BYTES
 KEY_PARTS = ("site_id", "queue_id", "agent_id", "team_id", "from_agent_id", "to_agent_id")  # parts of window and series keys
+
+
+def plausible_ms(t: int) -> bool:
+    """Whether an event time (epoch ms) is one callqa takes: from 2000 on, and at most MAX_FUTURE_S ahead
+    of this machine's clock."""
+    return EARLIEST_MS <= t <= time.time() * 1000 + MAX_FUTURE_S * 1000
 
 
 def time_ms(text: str) -> int:
