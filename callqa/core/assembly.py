@@ -253,6 +253,14 @@ def wait_ms(s: dict, parts: list[dict] | None = None) -> int | None:
     return None if start is None or end is None else max(0, end - start)
 
 
+HANDLING = ("talk_ms", "hold_ms", "hold_count", "acw_ms")
+
+
+def _handling(segs: list[dict]) -> dict:
+    """A call's talk, holds and after-call work: the sums over its agents' segments."""
+    return {name: sum(seg[name] or 0 for seg in segs) for name in HANDLING}
+
+
 def _work(seg: dict) -> dict:
     """The counters of an agent's segment: handled once it ended, its talk, holds and after-call work."""
     return {"handled": int(seg["ended_ms"] is not None), "talk_ms": seg["talk_ms"] or 0, "hold_ms": seg["hold_ms"],
@@ -448,10 +456,8 @@ class CallAssembler:
             return {}
         call = self._call_counters(s, parts, result)
         done = result == "answered"  # the call's handle time counts with it, as AHT's numerator and denominator
-        totals = {"handled": int(done), "talk_ms": sum(x["talk_ms"] or 0 for x in segs) if done else 0,
-                  "hold_ms": sum(x["hold_ms"] for x in segs) if done else 0,
-                  "hold_count": sum(x["hold_count"] for x in segs) if done else 0,
-                  "acw_ms": sum(x["acw_ms"] for x in segs) if done else 0, "transferred": int(bool(s["transfers"]))}
+        totals = {"handled": int(done), **(_handling(segs) if done else dict.fromkeys(HANDLING, 0)),
+                  "transferred": int(bool(s["transfers"]))}
         out: dict = {}
         stint_of = []  # of each segment, when the call visited several queues
         if len(parts) > 1:
@@ -551,8 +557,7 @@ class CallAssembler:
             "ended_at": format_ms(end),
             "outcome": result, "abandon_stage": stage,
             "wait_ms": wait_ms(s, parts) or 0,
-            "talk_ms": sum(x["talk_ms"] or 0 for x in segs), "hold_ms": sum(x["hold_ms"] for x in segs),
-            "hold_count": sum(x["hold_count"] for x in segs), "acw_ms": sum(x["acw_ms"] for x in segs),
+            **_handling(segs),
             "transfer_count": len(s["transfers"]), "disposition": s["disposition"] or "", "resolved": s["resolved"],
             "segment_agent_ids": [x["agent_id"] for x in segs],
             "segment_answered_ms": [x["answered_ms"] for x in segs],
