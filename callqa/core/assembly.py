@@ -363,9 +363,9 @@ class CallAssembler:
             return orjson.loads(state["settled"])
         return state
 
-    def remember(self, call_id: str, event_id: str) -> None:
-        """Note an event of a held call as seen (a recording), so that its repeat is a duplicate."""
-        state = self.view(call_id)
+    def remember(self, call_id: str, state: dict, event_id: str) -> None:
+        """Note an event of a held call (``state``: its ``view``) as seen (a recording), so that its repeat
+        is a duplicate."""
         state["seen"].append(event_id)
         self.states[call_id] = _settle(state) if "settled" in self.states[call_id] else state
 

@@ -203,7 +203,7 @@ class EventsStage:
         if call is not None:
             if event["event_id"] in call["seen"]:
                 return None
-            self.calls.remember(event["call_id"], event["event_id"])
+            self.calls.remember(event["call_id"], call, event["event_id"])
         t = time_ms(event["event_time"])
         answers = (call or {}).get("answers") or []
         return Update(candidates=[{
