@@ -23,7 +23,7 @@ from sinks import rollups, tables
 from sinks.writer import BatchWriter
 
 from .backfill import EventProcesses
-from .core.dead_letters import dead_letter
+from .core.dead_letters import EXPIRY, dead_letter
 from .core.graph import Output
 from .core.kpi import KpiConfig
 from .core.local import EventsHere, LocalGraph
@@ -37,7 +37,8 @@ class RunSummary:
     events: int = 0
     by_type: Counter = field(default_factory=Counter)
     duplicates: int = 0
-    dead_letters: int = 0
+    dead_letters: int = 0  # input refused (an input line each)
+    expired: int = 0  # calls expired with a dead letter (no end, or never reached the ACD): not input lines
     records: int = 0
     kpi_rows: int = 0
     alerts: int = 0
@@ -49,7 +50,9 @@ class RunSummary:
         self.duplicates += duplicates
         self.events += sum(out.counts.values()) - duplicates
         self.by_type.update({k: v for k, v in out.counts.items() if k != "duplicates"})
-        self.dead_letters += len(out.rows.get(tables.DEAD_LETTERS, ()))
+        dead = out.rows.get(tables.DEAD_LETTERS, ())
+        self.expired += sum(d["origin"] == EXPIRY for d in dead)
+        self.dead_letters += sum(d["origin"] != EXPIRY for d in dead)
         self.records += len(out.rows.get(tables.CALL_RECORDS, ()))
         self.kpi_rows += len(out.rows.get(tables.KPI_WINDOWS, ()))
         self.alerts += sum(a["status"] == "open" for a in out.rows.get(tables.ALERTS, ()))

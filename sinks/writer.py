@@ -4,8 +4,9 @@ A batch is due when any table holds ``max_rows`` rows or the oldest buffered row
 ``max_seconds``. Rows stay buffered until a write succeeds, so the caller commits its input offsets
 only after ``flush()`` returned:
 
-- a store that cannot be reached is retried with exponential backoff (``retries`` times; None: until
-  it answers again), with one warning when it goes away and one when it is back;
+- a store that cannot take the rows now (unreachable, disk full, out of memory, too many parts:
+  ``StoreUnavailable``) is retried with exponential backoff (``retries`` times; None: until it takes
+  them), with one warning when it goes away and one when it is back;
 - a batch the store refuses is split to find the rows it refuses: those go to the dead letters with
   the store's reason and the row, the rest is written. When no part of the batch can be written the
   refusal is not about rows, and ``flush()`` raises it.
@@ -23,7 +24,7 @@ from callqa import metrics
 from callqa.core.dead_letters import dead_letter
 
 from . import tables
-from .store import Store, StoreError, StoreUnreachable
+from .store import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class BatchWriter:
         try:
             self._insert(table, rows)
             return 0
-        except StoreUnreachable:
+        except StoreUnavailable:
             raise
         except StoreError as exc:
             if len(rows) == 1:
@@ -101,7 +102,7 @@ class BatchWriter:
         try:
             self._insert(table, rows)
             return True
-        except StoreUnreachable:
+        except StoreUnavailable:
             raise
         except StoreError as exc:
             if len(rows) == 1:
@@ -112,7 +113,7 @@ class BatchWriter:
             return first or second
 
     def _insert(self, table: str, rows: list[dict]) -> None:
-        """One insert; a store that cannot be reached is retried with backoff."""
+        """One insert; a store that cannot take it now is retried with backoff."""
         delay, attempt = self.backoff_s, 0
         while True:
             try:
@@ -122,7 +123,7 @@ class BatchWriter:
                 if attempt:
                     log.warning("the store is back after %d retries", attempt)
                 return
-            except StoreUnreachable as exc:
+            except StoreUnavailable as exc:
                 metrics.STORE_UP.set(0)
                 attempt += 1
                 if self.retries is not None and attempt > self.retries:

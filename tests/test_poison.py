@@ -66,3 +66,36 @@ def test_a_poison_line_is_a_dead_letter_and_changes_nothing_else(tmp_path, clean
     assert (windows, records) == clean[:2]
     probed = [reason for position, reason in dead if position == str(middle + 1)]
     assert len(probed) == 1 and len(dead) == len(clean[2]) + 1, dead
+
+
+def test_calls_that_never_end_or_never_start_expire_as_dead_letters(tmp_path):
+    """Memory stays bounded: a call with no end is closed as incomplete after CALLQA_CALL_TIMEOUT_S, and
+    the events of a call that never reached the ACD are dropped then; each leaves a dead letter (origin
+    ``expiry``) with its reason and event ids, counted apart from refused input."""
+    def event(event_id, kind, at, call, **fields):
+        return json.dumps({"event_id": event_id, "event_type": kind, "schema_version": 1, "event_time": at,
+                           "site_id": "A", "source": "probe", "call_id": call} | fields)
+
+    lines = [event("o1", "call.offered", "2024-03-04T09:00:00.000Z", "open", queue_id="q", direction="inbound"),
+             event("q1", "call.queued", "2024-03-04T09:00:02.000Z", "open", queue_id="q"),
+             event("e2", "call.ended", "2024-03-04T09:05:00.000Z", "headless"),
+             *(event(f"{kind}{i}", f"call.{kind}", f"2024-03-04T12:00:{i:02d}.000Z", f"done-{i}", **fields)
+               for i in range(12)  # later calls on every partition: each partition's event time moves on
+               for kind, fields in (("offered", {"queue_id": "q", "direction": "inbound"}),
+                                    ("abandoned", {"stage": "queue"}), ("ended", {})))]
+    path = tmp_path / "calls.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = run_callqa(["replay", "--json", str(path)], callqa_env(tmp_path, CALLQA_CALL_TIMEOUT_S="3600"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["events"], summary["dead_letters"], summary["expired_calls"]) == (39, 0, 2)
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        dead = store.query("SELECT origin, position, reason, payload FROM dead_letters FINAL ORDER BY position")[1]
+        records = dict(store.query("SELECT call_id, outcome FROM call_records FINAL")[1])
+    finally:
+        store.close()
+    assert [(origin, position) for origin, position, _, _ in dead] == [("expiry", "headless"), ("expiry", "open")]
+    assert "never reached the ACD" in dead[0][2] and "closed as incomplete" in dead[1][2]
+    assert json.loads(dead[1][3])["event_ids"] == ["o1", "q1"]
+    assert records == {"open": "incomplete"} | {f"done-{i}": "abandoned" for i in range(12)}

@@ -49,8 +49,10 @@ class Update:
     signals: list[tuple[str, str, dict, int]] = field(default_factory=list)  # (agent, signal id, signal, at ms)
     sampled: Decisions = field(default_factory=Decisions)
     refused: str | None = None
+    expired: list[tuple[str, str, dict]] = field(default_factory=list)  # (call id, reason, what it held): dead letters
 
     def extend(self, other: "Update") -> None:
+        self.expired += other.expired
         self.records += other.records
         self.deltas += other.deltas
         self.fcr += other.fcr
@@ -126,6 +128,11 @@ def _fold(s: dict, e: dict, t: int) -> None:
 
 def _first(marks: list) -> int | None:
     return min(marks)[0] if marks else None
+
+
+def _held(s: dict) -> dict:
+    """What an expired call's dead letter keeps: its site, events and last event time."""
+    return {"call_id": s["call_id"], "site_id": s["site_id"], "event_ids": s["seen"], "last_event_time": format_ms(s["last_ms"])}
 
 
 def arrival_ms(s: dict) -> int | None:
@@ -349,6 +356,13 @@ class CallAssembler:
             elif not state["consultation_of"] and self._open(state) and arrival_ms(state) is not None:
                 state["incomplete"] = True
                 update.extend(self._commit(state))
+                update.expired.append((key, f"call with no end {self.config.call_timeout_s} s (CALLQA_CALL_TIMEOUT_S) "
+                                            "after its last event: closed as incomplete", _held(state)))
+            elif not state["consultation_of"] and self._open(state):
+                update.expired.append((key, "events of a call that never reached the ACD (no offer, queue entry, answer "
+                                            f"or hang-up) within {self.config.call_timeout_s} s (CALLQA_CALL_TIMEOUT_S): "
+                                            "not counted", _held(state)))
+                del self.states[key]
             elif self.config.redelivery_s > self.config.allowed_lateness_s:
                 self.states[key] = _settle(state)  # kept, packed, to know a re-delivery
                 self.expiry.push(key, self._due(self.states[key]))

@@ -6,6 +6,8 @@ import time
 
 from schemas import format_ms
 
+EXPIRY = "expiry"  # the origin of a call's dead letter when it expired (no end, or never reached the ACD); position: its id
+
 
 def dead_letter(reason: str, payload: bytes | str, origin: str, position: str) -> dict:
     """One dead-letter row; ``origin``/``position`` say where the input came from (topic/partition, offset or file, line)."""

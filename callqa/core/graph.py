@@ -37,7 +37,7 @@ from schemas import InvalidEvent, key_field, time_ms, validate, validate_dict
 
 from .agents import AgentStates
 from .assembly import CallAssembler, Update
-from .dead_letters import dead_letter, raw_event
+from .dead_letters import EXPIRY, dead_letter, raw_event
 from .fcr import FcrTracker
 from .kpi import KpiConfig
 from .monitor import METRICS, QualityMonitor
@@ -221,6 +221,8 @@ class EventsStage:
             self.windows.apply(key, delta, list(tag))
         for record in update.records:
             records[record["call_id"]] = record
+        for call_id, reason, held in update.expired:
+            out.row("dead_letters", dead_letter(reason, orjson.dumps(held), EXPIRY, call_id))
         for row in update.evaluations:
             out.row("evaluations", row)
         for note in update.fcr:
