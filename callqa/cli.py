@@ -17,6 +17,7 @@ from schemas import time_ms as schemas_time
 
 from .config import Config, ConfigError
 from .core.calibration import DEFAULT_THRESHOLD_PCT
+from .kafka_security import librdkafka
 
 console = Console()
 if not console.is_terminal:  # piped: do not squeeze tables to 80 columns
@@ -124,7 +125,7 @@ def _target(config: Config, processes: int = 1):
 
         _ensure_topics(config)
         return run.KafkaTarget(Publisher(config.kafka_bootstrap_servers, config.topic_events,
-                                         config.topic_dead_letters)), None
+                                         config.topic_dead_letters, librdkafka(config))), None
     store = _store(config)
     return run.EmbeddedTarget(_embedded_pipeline(config, store, processes)), store
 
@@ -190,7 +191,7 @@ def check() -> None:
     config = _config()
     if config.kafka_bootstrap_servers:
         try:
-            listed = admin_client(config.kafka_bootstrap_servers).list_topics(timeout=10)
+            listed = admin_client(config.kafka_bootstrap_servers, librdkafka(config)).list_topics(timeout=10)
         except Exception as exc:  # librdkafka reports an unreachable cluster as a KafkaException
             raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers} unreachable: {exc}") from None
         missing = sorted(set(topic_names(config)) - set(listed.topics))
@@ -234,7 +235,8 @@ def _sink(config: Config, store):
 
     from .topics import sink_group, sink_routes
 
-    return KafkaSink(Consumer(consumer_config(config.kafka_bootstrap_servers, sink_group(config))), sink_routes(config),
+    return KafkaSink(Consumer(consumer_config(config.kafka_bootstrap_servers, sink_group(config), librdkafka(config))),
+                     sink_routes(config),
                      BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds))
 
 
@@ -257,6 +259,7 @@ def run(sink: bool) -> None:
     from streams.app import create_app
 
     from . import metrics
+    from .logs import hold_repeats
 
     config = _kafka_config()
     metrics.serve(config.metrics_port)
@@ -268,8 +271,15 @@ def run(sink: bool) -> None:
                                        name="clickhouse-sink", daemon=True)
         sink_thread.start()
     app = create_app(config)
+    class QuietWorker(Worker):
+        def on_setup_root_logger(self, logger, level) -> None:
+            super().on_setup_root_logger(logger, level)
+            import faust.transport.drivers.aiokafka  # noqa: F401 - its loggers exist before they are filtered
+
+            hold_repeats()  # a broker outage is a few lines, not one per 50 ms retry
+
     try:
-        worker = Worker(app, loglevel=config.log_level, quiet=True)
+        worker = QuietWorker(app, loglevel=config.log_level, quiet=True)
         worker.spinner = None  # faust's terminal spinner lowers the root logger to DEBUG (about 10 % of the time)
         worker.execute_from_commandline()
     finally:
@@ -303,9 +313,11 @@ def sink_command() -> None:
     import signal as signals
 
     from . import metrics
+    from .logs import hold_repeats
 
     config = _kafka_config()
     logging.basicConfig(level=config.log_level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    hold_repeats()
     metrics.serve(config.metrics_port)
     store = _store(config)
     stop = threading.Event()
@@ -354,7 +366,7 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
         _ensure_topics(config)
         try:
             with file.open("rb") as lines:
-                sent = publish(lines, config.kafka_bootstrap_servers, config.topic_events)
+                sent = publish(lines, config.kafka_bootstrap_servers, config.topic_events, security=librdkafka(config))
         except KafkaException as exc:
             raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
         console.print(f"published {sent} events to {config.topic_events}")
@@ -375,13 +387,15 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
     store.close()
     if as_json:
         click.echo(json.dumps({"events": summary.events, "duplicates": summary.duplicates,
-                               "dead_letters": summary.dead_letters, "call_record_versions": summary.records,
+                               "dead_letters": summary.dead_letters, "expired_calls": summary.expired,
+                               "call_record_versions": summary.records,
                                "kpi_row_versions": summary.kpi_rows, "alerts_opened": summary.alerts,
                                "rate_changes": summary.rate_changes, "selected_for_review": summary.selected,
                                "sites": [dict(zip(sites[0], r)) for r in sites[1]]}, indent=1))
         return
     console.print(f"{summary.events} events ({summary.duplicates} duplicates), {summary.dead_letters} dead letters, "
-                  f"{summary.records} call-record versions, {summary.kpi_rows} KPI row versions")
+                  f"{summary.records} call-record versions, {summary.kpi_rows} KPI row versions"
+                  + (f", {summary.expired} calls expired (dead letters of origin 'expiry')" if summary.expired else ""))
     print_table(*sites, title=f"KPIs per site ({config.kpi_windows[0]} s windows, all time)")
     print_table(*outcomes, title="Call records")
 

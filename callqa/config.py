@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from sinks import retention
@@ -31,7 +31,14 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("KAFKA_BOOTSTRAP_SERVERS", None, "Kafka brokers (host:port,...). Unset: no Kafka; `replay` runs embedded."),
-    Setting("CLICKHOUSE_URL", None, "ClickHouse server, native protocol (clickhouse://user:pass@host:9000/db). Unset: the embedded chdb store."),
+    Setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How every Kafka client of callqa (confluent-kafka and faust's aiokafka) connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS)."),
+    Setting("KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism with SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),
+    Setting("KAFKA_SASL_USERNAME", None, "SASL user name (required with SASL_PLAINTEXT and SASL_SSL)."),
+    Setting("KAFKA_SASL_PASSWORD", None, "SASL password (required with SASL_PLAINTEXT and SASL_SSL; never logged)."),
+    Setting("KAFKA_SSL_CA_FILE", None, "PEM file of the CA certificates the brokers' certificates are checked against (SSL, SASL_SSL). Unset: the system's trust store."),
+    Setting("KAFKA_SSL_CERT_FILE", None, "Client certificate (PEM) for mutual TLS, with KAFKA_SSL_KEY_FILE (SSL, SASL_SSL)."),
+    Setting("KAFKA_SSL_KEY_FILE", None, "Private key (PEM, not encrypted) of KAFKA_SSL_CERT_FILE."),
+    Setting("CLICKHOUSE_URL", None, "ClickHouse server, native protocol (clickhouse://user:pass@host:9000/db; TLS: port 9440 and ?secure=True&ca_certs=/path/ca.pem). Unset: the embedded chdb store."),
     Setting("CALLQA_DATA_DIR", ".callqa", "Folder of the embedded store (chdb data lives in DATA_DIR/chdb)."),
     Setting("CALLQA_APP_ID", "callqa", "faust application id: consumer group and prefix of its internal topics."),
     Setting("CALLQA_TOPIC_EVENTS", "callqa.events", "Canonical events in (JSON, keyed by call or agent id)."),
@@ -59,7 +66,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
-    Setting("CALLQA_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (/metrics) of `callqa run` and `callqa sink` (rows written per table, events by type, dead letters by reason, insert latency, last write, store up, consumer lag). 0: not served."),
+    Setting("CALLQA_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (/metrics) of `callqa run` and `callqa sink`: the sink's rows written per table, events by type, dead letters by reason, insert latency, last write, store up and consumer lag; the worker's messages applied and lag per stage, open incidents and review-queue size (README, Operating callqa). 0: not served."),
     Setting("CALLQA_SINK_STALE_S", "20", "`callqa check` fails (exit 2) when a message has waited longer than this in the sink's topics without being stored."),
     Setting("CALLQA_LOG_LEVEL", "WARN", "Log level of `callqa run` and `callqa sink` (DEBUG, INFO, WARN, ERROR)."),
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and checkpoints each stage partition (state to its changelog, input offsets committed) as often."),
@@ -163,6 +170,78 @@ def _policy(raw: dict) -> PolicyConfig:
         raise ConfigError(f"CALLQA_SAMPLING_POLICY: {exc}") from None
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _pem(name: str, path: str, load=None) -> str:
+    """``path``, a file that exists and that ``load`` (an ssl loader) reads; else a one-line ConfigError."""
+    import ssl
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{name}={path}: no such file")
+    try:
+        if load is not None:
+            load(path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"{name}={path}: not a usable PEM file ({exc})") from None
+    return path
+
+
+def _kafka_security(raw: dict) -> dict:
+    """The Kafka security fields of Config, checked: a known protocol and mechanism, SASL with a user
+    and a password, TLS files that exist and load. Settings the protocol would ignore are refused, so
+    that a forgotten KAFKA_SECURITY_PROTOCOL cannot leave the clients silently unauthenticated."""
+    import ssl
+
+    protocol = _choice("KAFKA_SECURITY_PROTOCOL", raw["KAFKA_SECURITY_PROTOCOL"].upper(), KAFKA_SECURITY_PROTOCOLS)
+    mechanism = _choice("KAFKA_SASL_MECHANISM", raw["KAFKA_SASL_MECHANISM"].upper(), KAFKA_SASL_MECHANISMS)
+    user, password = raw["KAFKA_SASL_USERNAME"], raw["KAFKA_SASL_PASSWORD"]
+    ca, cert, key = raw["KAFKA_SSL_CA_FILE"], raw["KAFKA_SSL_CERT_FILE"], raw["KAFKA_SSL_KEY_FILE"]
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if sasl and not (user and password):
+        raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    if not sasl and (user or password):
+        raise ConfigError(f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL={protocol} "
+                          "does not use SASL (SASL_PLAINTEXT or SASL_SSL)")
+    if not tls and (ca or cert or key):
+        raise ConfigError(f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                          "(SSL or SASL_SSL)")
+    if bool(cert) != bool(key):
+        raise ConfigError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together (mutual TLS): set both or neither")
+    if ca:
+        _pem("KAFKA_SSL_CA_FILE", ca, lambda path: ssl.create_default_context(cafile=path))
+    if cert:
+        _pem("KAFKA_SSL_KEY_FILE", key)
+        _pem("KAFKA_SSL_CERT_FILE", cert, lambda path: ssl.create_default_context().load_cert_chain(path, key))
+    return {"kafka_security_protocol": protocol, "kafka_sasl_mechanism": mechanism, "kafka_sasl_username": user,
+            "kafka_sasl_password": password, "kafka_ssl_ca_file": ca, "kafka_ssl_cert_file": cert,
+            "kafka_ssl_key_file": key}
+
+
+def _clickhouse_url(url: str | None) -> str | None:
+    """The URL, its TLS options checked: ``ca_certs`` (``certfile``, ``keyfile``) only with ``secure=True``
+    (or a ``clickhouses://`` URL), and naming a file that exists. Messages never repeat the URL (it may
+    hold the password)."""
+    if not url:
+        return None
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    flag = query.get("secure", "false").strip().lower()
+    if flag not in ("true", "yes", "on", "y", "t", "1", "false", "no", "off", "n", "f", "0"):
+        raise ConfigError(f"CLICKHOUSE_URL: secure={query['secure']} must be True or False")
+    secure = parts.scheme == "clickhouses" or flag in ("true", "yes", "on", "y", "t", "1")
+    for option in ("ca_certs", "certfile", "keyfile"):
+        if option in query:
+            if not secure:
+                raise ConfigError(f"CLICKHOUSE_URL has {option}= but not secure=True: the connection would not use TLS")
+            if not Path(query[option]).is_file():
+                raise ConfigError(f"CLICKHOUSE_URL: {option}={query[option]}: no such file")
+    return url
+
+
 @dataclass(frozen=True)
 class Config:
     kafka_bootstrap_servers: str | None
@@ -198,6 +277,13 @@ class Config:
     metrics_port: int = 0
     max_event_bytes: int = 1_048_576
     sink_stale_s: int = 20
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_ca_file: str | None = None
+    kafka_ssl_cert_file: str | None = None
+    kafka_ssl_key_file: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -226,7 +312,7 @@ class Config:
             raise ConfigError("CALLQA_KPI_WINDOWS must include 3600: the hourly windows feed the day and month rollups")
         return cls(
             kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
-            clickhouse_url=raw["CLICKHOUSE_URL"],
+            clickhouse_url=_clickhouse_url(raw["CLICKHOUSE_URL"]),
             data_dir=Path(raw["CALLQA_DATA_DIR"]),
             app_id=raw["CALLQA_APP_ID"],
             topic_events=raw["CALLQA_TOPIC_EVENTS"],
@@ -258,6 +344,7 @@ class Config:
             metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
             max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
+            **_kafka_security(raw),
         )
 
 

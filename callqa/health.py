@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 
 from .config import Config
+from .kafka_security import librdkafka
 from .topics import admin_client, sink_group, sink_routes
 
 
@@ -25,7 +26,7 @@ class Backlog:
 
 def sink_backlog(config: Config, timeout_s: float = 10) -> list[Backlog]:
     """The backlog of every partition of the sink's topics; raises KafkaException when Kafka does not answer."""
-    admin = admin_client(config.kafka_bootstrap_servers)
+    admin = admin_client(config.kafka_bootstrap_servers, librdkafka(config))
     listed = admin.list_topics(timeout=timeout_s).topics
     partitions = [TopicPartition(topic, p) for topic in sink_routes(config) if topic in listed for p in listed[topic].partitions]
     group = sink_group(config)
@@ -33,7 +34,8 @@ def sink_backlog(config: Config, timeout_s: float = 10) -> list[Backlog]:
     committed = {(tp.topic, tp.partition): tp.offset
                  for tp in admin.list_consumer_group_offsets(request)[group].result(timeout_s).topic_partitions}
     reader = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": f"{group}-check",
-                       "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 2})
+                       "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 2,
+                       **librdkafka(config)})
     out = []
     try:
         for tp in partitions:

@@ -20,6 +20,7 @@ import re
 import time
 
 _NUMBERS = re.compile(r"\d+")
+KAFKA_LOG = logging.getLogger("callqa.kafka")  # librdkafka's lines of the worker's own consumers (``logger`` key)
 
 
 class Repeats(logging.Filter):

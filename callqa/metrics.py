@@ -9,6 +9,19 @@
 - ``callqa_store_up``: 1 while the store answers, 0 while the writer retries;
 - ``callqa_rows_refused_total{table}``: rows the store refused (now dead letters);
 - ``callqa_consumer_lag{topic,partition}``: messages behind the end of each partition the sink reads.
+
+Of the faust worker (``callqa run``; ``streams.app``, counts kept by ``streams.gauges``):
+
+- ``callqa_stage_messages_total{stage}``: input messages a stage applied (events for ``events``, bundles
+  from the stages upstream for the others);
+- ``callqa_stage_lag{stage,partition}``: messages of a stage partition's input not yet applied (the
+  partitions this worker has);
+- ``callqa_open_incidents{level}``: quality incidents open in this worker's monitor partitions, by the
+  scope level they are at (agent, team, site);
+- ``callqa_review_queue``: calls this worker's sampler partitions queued for review and that were
+  neither dropped nor evaluated since (see ``streams.gauges``).
+
+Summed over the workers (``sum(...)``) they are the pipeline's.
 """
 from __future__ import annotations
 
@@ -24,6 +37,11 @@ BATCH_ROWS = Histogram("callqa_batch_rows", "Rows in one insert", ["table"],
 LAST_WRITE = Gauge("callqa_last_write_timestamp_seconds", "Unix time of the last successful write")
 STORE_UP = Gauge("callqa_store_up", "1 while the store answers, 0 while writes are being retried")
 LAG = Gauge("callqa_consumer_lag", "Messages behind the end of an input partition", ["topic", "partition"])
+STAGE_MESSAGES = Counter("callqa_stage_messages", "Input messages a worker stage applied", ["stage"])
+STAGE_LAG = Gauge("callqa_stage_lag", "Messages of a worker stage partition's input not yet applied",
+                  ["stage", "partition"])
+OPEN_INCIDENTS = Gauge("callqa_open_incidents", "Quality incidents open in this worker, by scope level", ["level"])
+REVIEW_QUEUE = Gauge("callqa_review_queue", "Calls queued for review in this worker, not dropped nor evaluated since")
 
 
 def reason_kind(reason: str) -> str:
@@ -39,6 +57,13 @@ def reason_kind(reason: str) -> str:
     if reason.split(":", 1)[0].count(".") == 1 and " " not in reason.split(":", 1)[0]:
         return "schema"  # "call.queued: data... must ..."
     return "store" if reason.startswith(("embedded ClickHouse", "ClickHouse server")) else "source"
+
+
+def publish_worker(gauges) -> None:
+    """Set the worker's gauges from a ``streams.gauges.WorkerGauges``."""
+    for level, n in gauges.open_incidents().items():
+        OPEN_INCIDENTS.labels(level).set(n)
+    REVIEW_QUEUE.set(gauges.review_queue())
 
 
 def serve(port: int) -> None:

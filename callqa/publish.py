@@ -21,13 +21,16 @@ def event_key(line: bytes) -> bytes | None:
 class Publisher:
     """A producer that partitions like the Java client (murmur2), as faust and Kafka Streams do."""
 
-    def __init__(self, bootstrap_servers: str, events_topic: str, dead_letters_topic: str | None = None):
+    def __init__(self, bootstrap_servers: str, events_topic: str, dead_letters_topic: str | None = None,
+                 security: dict | None = None):
+        """``security``: the TLS and SASL keys of the producer (``kafka_security.librdkafka``)."""
         self.events_topic = events_topic
         self.dead_letters_topic = dead_letters_topic
         self.sent = 0
         self._failures: list = []
         self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
-                                   "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random"})
+                                   "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random",
+                                   **(security or {})})
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
@@ -56,9 +59,10 @@ class Publisher:
             raise KafkaException(self._failures[0] if self._failures else f"{left} messages not delivered in {timeout_s}s")
 
 
-def publish(lines: Iterable[bytes], bootstrap_servers: str, topic: str, timeout_s: float = 60) -> int:
+def publish(lines: Iterable[bytes], bootstrap_servers: str, topic: str, timeout_s: float = 60,
+            security: dict | None = None) -> int:
     """Send every non-blank line as an event; returns how many were sent."""
-    publisher = Publisher(bootstrap_servers, topic)
+    publisher = Publisher(bootstrap_servers, topic, security=security)
     for line in lines:
         line = line.rstrip(b"\r\n")
         if line.strip():

@@ -1,10 +1,13 @@
 """Create callqa's Kafka topics (idempotent) before anything produces to or consumes from them."""
 from __future__ import annotations
 
+from collections import deque
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import Config
+from .kafka_security import librdkafka
 
 
 def internal_topic(config: Config, name: str) -> str:
@@ -40,15 +43,37 @@ def sink_group(config: Config) -> str:
     return f"{config.app_id}-sink"
 
 
-def admin_client(bootstrap_servers: str) -> AdminClient:
-    """An admin client that reports an unreachable cluster by exception only (not by logging each retry)."""
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2})
+class _AdminClient(AdminClient):
+    """An AdminClient whose failed ``list_topics`` gives the broker's reason when there is one: librdkafka
+    tells a refused login (wrong SASL password) or an untrusted certificate to its error callback only,
+    and ``list_topics`` just says "Broker transport failure"."""
+
+    def __init__(self, conf: dict):
+        self._errors: deque = deque(maxlen=8)
+        super().__init__({**conf, "error_cb": self._errors.append})
+
+    def list_topics(self, *args, **kwargs):
+        try:
+            return super().list_topics(*args, **kwargs)
+        except KafkaException:
+            self.poll(0)  # serves the error callback
+            reason = next((e for e in reversed(self._errors)
+                           if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)), None)
+            if reason is None:
+                raise
+            raise KafkaException(reason) from None
+
+
+def admin_client(bootstrap_servers: str, security: dict | None = None) -> AdminClient:
+    """An admin client that reports an unreachable cluster (or a refused login) by exception only (not by
+    logging each retry); ``security``: the TLS and SASL keys (``kafka_security.librdkafka``)."""
+    return _AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2, **(security or {})})
 
 
 def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) -> None:
     """Create the missing topics with ``CALLQA_TOPIC_PARTITIONS`` partitions; raises KafkaException
     (also when no broker answers within ``probe_s``)."""
-    admin = admin_client(config.kafka_bootstrap_servers)
+    admin = admin_client(config.kafka_bootstrap_servers, librdkafka(config))
     admin.list_topics(timeout=probe_s)  # KafkaException when the cluster cannot be reached
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1) for name in topic_names(config)],

@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from grafana_foundation_sdk.builders import alerting, bargauge, dashboard, expr, piechart, stat, table, timeseries
+from grafana_foundation_sdk.builders import (
+    alerting,
+    bargauge,
+    dashboard,
+    expr,
+    piechart,
+    prometheus,
+    stat,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.builders.common import ReduceDataOptions, StackingConfig
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants
@@ -14,7 +24,13 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.alerting import RelativeTimeRange
 from grafana_foundation_sdk.models.dashboard import (
-    DataSourceRef, DynamicConfigValue, MatcherConfig, VariableOption, VariableRefresh, VariableSort)
+    DataSourceRef,
+    DynamicConfigValue,
+    MatcherConfig,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
 
 from callqa.core.thresholds import RULES
 from sinks import queries as q
@@ -23,6 +39,8 @@ DATASOURCE_UID = "callqa-clickhouse"
 PLUGIN = "grafana-clickhouse-datasource"
 DATASOURCE = DataSourceRef(type_val=PLUGIN, uid=DATASOURCE_UID)
 TABLE, TIME_SERIES = 1, 0  # the plugin's result formats
+PROMETHEUS_UID = "prometheus"  # provisioning/datasources/prometheus.yaml: the Prometheus of docker-compose.yml
+PROMETHEUS = DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
 
 
 @dataclass
@@ -98,7 +116,9 @@ def _dashboard(uid: str, title: str, description: str, time_from: str, variables
         board = board.with_variable(_variable(name, *VARIABLES[name]))
     for panel in panels:
         board = board.with_panel(panel)
-    return _plain(board.build())
+    out = _plain(board.build())
+    out.setdefault("templating", {}).setdefault("list", [])  # none, as Grafana saves a board without variables
+    return out
 
 
 def _plain(model) -> dict:
@@ -185,8 +205,81 @@ def site_comparison() -> dict:
     ])
 
 
+def promql(query: str, legend: str = "", ref_id: str = "A"):
+    return prometheus.Dataquery().expr(query).legend_format(legend).range().ref_id(ref_id).datasource(PROMETHEUS)
+
+
+def prom_series(title: str, queries: list[tuple[str, str]], unit: str = "short", width: int = 12,
+                description: str = ""):
+    """A time series of PromQL queries, each (expression, legend)."""
+    panel = (timeseries.Panel().title(title).description(description).datasource(PROMETHEUS).unit(unit)
+             .span(width).height(8))
+    for ref_id, (query, legend) in zip("ABCDEFGH", queries):
+        panel = panel.with_target(promql(query, legend, ref_id))
+    return panel
+
+
+def prom_number(title: str, query: str, legend: str = "", unit: str = "none", width: int = 4, description: str = ""):
+    return (stat.Panel().title(title).description(description).datasource(PROMETHEUS).with_target(promql(query, legend))
+            .unit(unit).span(width).height(5).reduce_options(ReduceDataOptions().values(False).calcs(["lastNotNull"])))
+
+
+# Pipeline alert thresholds (the rules below; README "Operating callqa").
+LAG_LIMIT = 10_000  # messages a partition may be behind for LAG_FOR before the lag alerts fire
+LAG_FOR = "5m"
+STALE_AFTER_S = 120  # a sink with input waiting and no successful write for this long is stale ...
+STALE_FOR = "1m"  # ... once that has lasted this long
+RATE = "[$__rate_interval]"
+SINK_LAG = "max by (topic, partition) (callqa_consumer_lag)"
+STAGE_LAG = "max by (stage, partition) (callqa_stage_lag)"
+SINK_STALE = ("(time() - callqa_last_write_timestamp_seconds) and on (instance) "
+              "(sum by (instance) (callqa_consumer_lag) > 0)")
+
+
+def pipeline() -> dict:
+    return _dashboard("callqa-pipeline", "callqa · pipeline health",
+                      "The worker and the sink from their Prometheus metrics (callqa.metrics), and the store's own view "
+                      "of what was written (panels marked 'store': they work without Prometheus).",
+                      "now-6h", (), [
+        prom_series("Consumer lag per partition (messages)", [(SINK_LAG, "sink {{topic}}/{{partition}}"),
+                                                              (STAGE_LAG, "stage {{stage}}/{{partition}}")],
+                    description=f"Messages behind the end of each partition: the sink's topics and the worker stages' "
+                                f"inputs. Alerts above {LAG_LIMIT} for {LAG_FOR}."),
+        prom_series("Seconds since the last successful write", [
+            ("time() - (callqa_last_write_timestamp_seconds > 0)", "{{instance}}")], "s",
+                    description=f"Per sink process. Alerts above {STALE_AFTER_S} s while its lag is above 0."),
+        prom_series("Events stored per second, by type", [
+            (f"sum by (type) (rate(callqa_events_total{RATE}))", "{{type}}")], "ops", width=8),
+        prom_series("Dead letters per second, by reason", [
+            (f"sum by (reason) (rate(callqa_dead_letters_total{RATE}))", "{{reason}}")], "ops", width=8),
+        prom_series("Rows written per second, per table", [
+            (f"sum by (table) (rate(callqa_rows_written_total{RATE}))", "{{table}}"),
+            (f"sum by (table) (rate(callqa_rows_refused_total{RATE}))", "refused {{table}}")], "ops", width=8,
+                    description="Rows stored, and rows the store refused (kept as dead letters)."),
+        prom_series("Insert latency p95", [
+            (f"histogram_quantile(0.95, sum by (table, le) (rate(callqa_insert_seconds_bucket{RATE})))", "{{table}}")],
+                    "s", width=8),
+        prom_series("Rows per insert (mean)", [
+            (f"sum by (table) (rate(callqa_batch_rows_sum{RATE})) / sum by (table) (rate(callqa_batch_rows_count{RATE}))",
+             "{{table}}")], width=8),
+        prom_series("Input messages applied per second, per worker stage", [
+            (f"sum by (stage) (rate(callqa_stage_messages_total{RATE}))", "{{stage}}")], "ops", width=8),
+        prom_number("Store up (all sinks)", "min(callqa_store_up)", width=6,
+                    description="1 while every sink's store answers; 0 while one retries its writes."),
+        prom_number("Open incidents, by level", "sum by (level) (callqa_open_incidents)", "{{level}}", width=12),
+        prom_number("Review queue", "sum(callqa_review_queue)", width=6,
+                    description="Calls queued for review, neither dropped nor evaluated since (the workers' count)."),
+        series("Dead letters by reason (store)", q.DEAD_LETTERS_BY_REASON, bars=True),
+        series("Rows stored per table (store)", q.ROWS_STORED, bars=True),
+        grid("Tables: rows stored in the range, and freshness (store)", q.TABLE_FRESHNESS, width=12,
+             units={"seconds_since_last": "s"}),
+        big_number("Review backlog (store)", q.REVIEW_BACKLOG, "review_backlog", "none", width=4),
+        grid("Open incidents by level (store)", q.OPEN_INCIDENTS_BY_LEVEL, width=8, height=5),
+    ], refresh="30s")
+
+
 DASHBOARDS = {"callqa-live": live, "callqa-agent-quality": agent_quality, "callqa-drift": drift_and_plan,
-              "callqa-calibration": calibration, "callqa-sites": site_comparison}
+              "callqa-calibration": calibration, "callqa-sites": site_comparison, "callqa-pipeline": pipeline}
 
 
 # Alert rules -------------------------------------------------------------------------------------
@@ -207,8 +300,25 @@ def _rule(uid: str, title: str, sql: str, op: str, limit: float, summary: str, s
             ]))
 
 
+def _prom_rule(uid: str, title: str, query: str, limit: float, summary: str, for_: str, severity: str):
+    """A pipeline rule: a PromQL instant query (its series the alert instances) above ``limit`` for ``for_``."""
+    return (alerting.Rule(title).uid(uid).condition("C").for_val(for_).no_data_state("OK").exec_err_state("Error")
+            .labels({"severity": severity, "team": "operations"})
+            .annotations({"summary": summary, "__dashboardUid__": "callqa-pipeline"})
+            .queries([
+                alerting.Query("A").datasource_uid(PROMETHEUS_UID).relative_time_range(RelativeTimeRange(from_val=600, to=0))
+                .model(prometheus.Dataquery().expr(query).instant().ref_id("A").datasource(PROMETHEUS)),
+                alerting.Query("C").datasource_uid("__expr__").model(
+                    expr.TypeThreshold().ref_id("C").datasource(DataSourceRef(type_val="__expr__", uid="__expr__"))
+                    .expression("A").conditions([
+                        expr.ExprTypeThresholdConditions().evaluator(
+                            expr.ExprTypeThresholdConditionsEvaluator().type("gt").params([limit]))])),
+            ]))
+
+
 def alert_rules() -> dict:
-    """Grafana alerting file provisioning: the service KPIs at their warning limits, and open quality drifts."""
+    """Grafana alerting file provisioning: the service KPIs at their warning limits, open quality drifts,
+    and the pipeline's lag and freshness (Prometheus)."""
     words = {"service_level": "Service level", "abandon_rate": "Abandonment", "asa_s": "Average speed of answer"}
     limit = lambda r: f"{r.warning:.0%}" if r.metric != "asa_s" else f"{r.warning:g} s"
     rules = [
@@ -223,6 +333,17 @@ def alert_rules() -> dict:
                        "quality (incident {{ $labels.alert_id }}: one per root cause, its scope may have changed since); "
                        "its agents' review rates are raised", "warning", 86400,
                        "callqa-drift"))
+    rules += [
+        _prom_rule("callqa-sink-lag", f"Sink over {LAG_LIMIT} messages behind", SINK_LAG, LAG_LIMIT,
+                   f"The sink is {{{{ $values.A }}}} messages behind on {{{{ $labels.topic }}}}/{{{{ $labels.partition }}}} "
+                   f"(over {LAG_LIMIT} for {LAG_FOR})", LAG_FOR, "warning"),
+        _prom_rule("callqa-stage-lag", f"Worker stage over {LAG_LIMIT} messages behind", STAGE_LAG, LAG_LIMIT,
+                   f"Worker stage {{{{ $labels.stage }}}} partition {{{{ $labels.partition }}}} is {{{{ $values.A }}}} "
+                   f"messages behind its input (over {LAG_LIMIT} for {LAG_FOR})", LAG_FOR, "warning"),
+        _prom_rule("callqa-sink-stale", f"Sink stale: no write for {STALE_AFTER_S} s with input waiting", SINK_STALE,
+                   STALE_AFTER_S, "The sink {{ $labels.instance }} has stored nothing for {{ $values.A }} s while its "
+                   "topics hold messages not yet stored (is ClickHouse answering? `callqa check`)", STALE_FOR, "critical"),
+    ]
     group = []
     for rule in rules:
         body = _plain(rule.build())

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 missing=()
 if ! command -v clickhouse-server >/dev/null && [ ! -x /usr/sbin/clickhouse-server ]; then missing+=(clickhouse-server); fi
 if ! command -v chromium >/dev/null; then missing+=(chromium); fi  # the HTML report is tested in headless Chromium
+if ! command -v openssl >/dev/null; then missing+=(openssl); fi  # test certificates of the TLS brokers and servers
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

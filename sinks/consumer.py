@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, Message
 
 from callqa import metrics
 from callqa.core.dead_letters import dead_letter, raw_event
+from callqa.logs import KAFKA_LOG
 from schemas import InvalidEvent, validate
 
 from . import tables
@@ -31,6 +32,7 @@ class KafkaSink:
         self.consumer = consumer
         self.routes = routes
         self.writer = writer
+        self._reported: set[tuple[str, str]] = set()  # (topic, partition) of the lag metric set here
         consumer.subscribe(list(routes))
 
     def submit(self, message: Message) -> None:
@@ -79,15 +81,31 @@ class KafkaSink:
                 log.warning("sink commit failed (%s): the next commit covers it", error)
 
     def lag(self) -> None:
-        """Messages behind the end of each assigned partition, as the ``callqa_consumer_lag`` metric."""
+        """Messages behind the end of each assigned partition, as the ``callqa_consumer_lag`` metric (a
+        partition not yet read: from its committed offset). A partition Kafka does not answer for keeps
+        its last value; one moved to another sink stops reporting here."""
         try:
-            assigned = self.consumer.assignment()
-            for tp in self.consumer.position(assigned):
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                if tp.offset >= 0:
-                    metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-        except KafkaException as exc:  # a broker away: the metric keeps its last value
+            positions = self.consumer.position(self.consumer.assignment())
+            unread = [tp for tp in positions if tp.offset < 0]
+            starts = {(tp.topic, tp.partition): tp.offset
+                      for tp in [*positions, *(self.consumer.committed(unread, timeout=1.0) if unread else [])]
+                      if tp.offset >= 0}
+        except KafkaException as exc:  # a broker away
             log.debug("consumer lag not measured: %s", exc)
+            return
+        reported = set()
+        for tp in positions:
+            labels = (tp.topic, str(tp.partition))
+            reported.add(labels)
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException as exc:
+                log.debug("consumer lag of %s not measured: %s", labels, exc)
+                continue
+            metrics.LAG.labels(*labels).set(max(0, high - starts.get((tp.topic, tp.partition), low)))
+        for labels in self._reported - reported:
+            metrics.LAG.remove(*labels)
+        self._reported = reported
 
     def run(self, stop: threading.Event, poll_timeout: float = 0.2, lag_every_s: float = 5.0) -> None:
         """Loop until ``stop`` is set; then write and commit what is buffered and close."""
@@ -111,7 +129,8 @@ class KafkaSink:
             self.consumer.close()
 
 
-def consumer_config(bootstrap_servers: str, group_id: str) -> dict:
+def consumer_config(bootstrap_servers: str, group_id: str, security: dict | None = None) -> dict:
+    """The sink consumer's configuration; ``security``: the TLS and SASL keys (``callqa.kafka_security.librdkafka``)."""
     return {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
@@ -119,4 +138,6 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict:
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "enable.partition.eof": False,
+        "logger": KAFKA_LOG,  # librdkafka's lines through Python logging: repeats held back (callqa.logs)
+        **(security or {}),
     }

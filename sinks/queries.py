@@ -4,6 +4,7 @@ from __future__ import annotations
 from callqa.core.calibration import DEFAULT_THRESHOLD_PCT
 from callqa.core.sampling import PolicyConfig
 from callqa.core.thresholds import RULES
+from streams.gauges import REVIEW_DAYS
 
 # Hourly service level, ASA, abandonment and AHT of one site and day (callqa query; README).
 SITE_HOURLY = """
@@ -466,4 +467,70 @@ SELECT alert_id, kind, status, level, entity_id, metric, concat(replaceOne(toStr
 FROM alerts FINAL
 WHERE kind IN ('drift', 'incident') AND status IN ('open', 'widened', 'narrowed') AND {SITES} AND $__timeFilter(at)
 ORDER BY at
+"""
+
+# (6) Pipeline health: what the store itself says of the pipeline (the dashboard works without Prometheus).
+# The tables the sink writes, each with ``ingested_at`` (when the row was stored).
+PIPELINE_TABLES = ("raw_events", "call_records", "kpi_windows", "evaluations", "alerts", "sampling_rates",
+                   "sampling_decisions", "review_queue", "dead_letters")
+
+# A dead letter's kind of reason, as ``callqa.metrics.reason_kind`` labels ``callqa_dead_letters_total``.
+DEAD_LETTER_KIND = """multiIf(
+    startsWith(reason, 'late event'), 'late event', startsWith(reason, 'not valid JSON'), 'not valid JSON',
+    startsWith(reason, 'unknown event_type'), 'unknown event_type',
+    startsWith(reason, 'event must be a JSON object'), 'event must be a JSON object',
+    startsWith(reason, 'event of ') AND position(reason, 'CALLQA_MAX_EVENT_BYTES') > 0, 'too large',
+    countSubstrings(splitByChar(':', reason)[1], '.') = 1 AND position(splitByChar(':', reason)[1], ' ') = 0, 'schema',
+    startsWith(reason, 'embedded ClickHouse') OR startsWith(reason, 'ClickHouse server'), 'store',
+    'source')"""
+
+_UNION = "\n    UNION ALL "
+
+# Dead letters per interval by kind of reason, when callqa received them.
+DEAD_LETTERS_BY_REASON = f"""
+SELECT $__timeInterval(received_at) AS time, {DEAD_LETTER_KIND} AS reason_kind, count() AS dead_letters
+FROM dead_letters FINAL
+WHERE $__timeFilter(received_at)
+GROUP BY time, reason_kind ORDER BY time, reason_kind
+"""
+
+# Rows stored per table and interval (every stored version of a row: what the sink wrote).
+ROWS_STORED = f"""
+SELECT time, table, rows
+FROM ({_UNION.join(f"SELECT $__timeInterval(ingested_at) AS time, '{t}' AS table, count() AS rows "
+                          f"FROM {t} WHERE $__timeFilter(ingested_at) GROUP BY time" for t in PIPELINE_TABLES)})
+ORDER BY time, table
+"""
+
+# Per table: rows stored in the range, the last time a row was stored by the range's end, and how long
+# before the range's end that was (empty when the table has none).
+TABLE_FRESHNESS = f"""
+SELECT table, rows_in_range, last_stored, dateDiff('second', last_stored, $__toTime) AS seconds_since_last
+FROM ({_UNION.join(f"SELECT '{t}' AS table, countIf($__timeFilter(ingested_at)) AS rows_in_range, "
+                          f"nullIf(maxIf(ingested_at, ingested_at <= $__toTime), toDateTime(0)) AS last_stored "
+                          f"FROM {t}" for t in PIPELINE_TABLES)})
+ORDER BY table
+"""
+
+# Calls queued for review in the week to the range's end (queue days), neither dropped since nor
+# evaluated by a person: what the worker's ``callqa_review_queue`` gauge counts, from the store.
+REVIEW_BACKLOG = f"""
+SELECT count() AS review_backlog
+FROM review_queue FINAL
+WHERE status = 'queued' AND day > toDate($__toTime) - {REVIEW_DAYS} AND day <= toDate($__toTime)
+  AND call_id NOT IN (SELECT call_id FROM evaluations WHERE kind != 'auto' AND call_id != '')
+"""
+
+# Quality incidents open at the range's end (not closed or merged), per the scope level they are at now
+# (their latest row's): what the workers' ``callqa_open_incidents`` gauge counts, from the store.
+OPEN_INCIDENTS_BY_LEVEL = """
+SELECT level, count() AS open_incidents
+FROM (
+    SELECT alert_id, argMax(status, at) AS status, argMax(level, at) AS level
+    FROM alerts FINAL
+    WHERE kind = 'incident' AND at <= $__toTime
+    GROUP BY alert_id
+)
+WHERE status NOT IN ('closed', 'merged')
+GROUP BY level ORDER BY level
 """

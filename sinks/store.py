@@ -5,6 +5,7 @@ contract's text (``2024-03-04T09:15:02.120Z``); each store converts them for its
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -16,8 +17,33 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused a statement."""
 
 
-class StoreUnreachable(StoreError):
+class StoreUnavailable(StoreError):
+    """The store cannot take the statement now, for a reason that passes: it does not answer, or it
+    answers with one of ``TRANSIENT`` (disk full, memory, too many parts, timeouts). Writers retry."""
+
+
+class StoreUnreachable(StoreUnavailable):
     """The ClickHouse server did not answer."""
+
+
+# ClickHouse error codes (src/Common/ErrorCodes.cpp) of a store that is short of a resource, not of a
+# statement or a row that is wrong: the same insert succeeds once the resource is back.
+TRANSIENT = {
+    159: "TIMEOUT_EXCEEDED", 173: "CANNOT_ALLOCATE_MEMORY", 202: "TOO_MANY_SIMULTANEOUS_QUERIES",
+    209: "SOCKET_TIMEOUT", 210: "NETWORK_ERROR", 241: "MEMORY_LIMIT_EXCEEDED", 242: "TABLE_IS_READ_ONLY",
+    243: "NOT_ENOUGH_SPACE", 252: "TOO_MANY_PARTS",
+}
+_CODE = re.compile(r"Code: (\d+)")
+
+
+def _refusal(message: str, code: int | None = None) -> StoreError:
+    """The error for a statement the store refused: ``StoreUnavailable`` when the cause passes (a
+    ``TRANSIENT`` code, or the disk is full), else ``StoreError``."""
+    if code is None:
+        found = _CODE.search(message)
+        code = int(found.group(1)) if found else None
+    passes = code in TRANSIENT or "No space left on device" in message
+    return (StoreUnavailable if passes else StoreError)(message)
 
 
 class Store(Protocol):
@@ -64,7 +90,7 @@ class EmbeddedStore:
         try:
             return self._session.query(sql, fmt)
         except Exception as exc:  # chdb raises its own RuntimeError subclasses
-            raise StoreError(f"embedded ClickHouse: {exc}") from exc
+            raise _refusal(f"embedded ClickHouse: {exc}") from exc
 
     def close(self) -> None:
         self._session.close()
@@ -76,11 +102,10 @@ class ServerStore:
     def __init__(self, url: str):
         from clickhouse_driver import Client
 
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        self.address = f"{parts.hostname}:{parts.port or 9000}"  # for messages: the URL may hold a password
-        self._client = Client.from_url(url)
+        self._client = Client.from_url(url)  # the URL's query too: secure=True, ca_certs=..., verify=...
+        host, port = self._client.connection.hosts[0]  # 9440 when secure and no port is given
+        tls = " (TLS)" if self._client.connection.secure_socket else ""
+        self.address = f"{host}:{port}{tls}"  # for messages: the URL may hold a password
         self._time_columns: dict[str, set[str]] = {}
         self._settings: dict = {}
 
@@ -117,7 +142,7 @@ class ServerStore:
             self._client.disconnect()
             raise StoreUnreachable(f"ClickHouse server {self.address} unreachable: {exc}") from exc
         except errors.Error as exc:
-            raise StoreError(f"ClickHouse server: {exc}") from exc
+            raise _refusal(f"ClickHouse server: {exc}", getattr(exc, "code", None)) from exc
 
     def close(self) -> None:
         self._client.disconnect()

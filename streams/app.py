@@ -33,11 +33,13 @@ import orjson
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP
 
+from callqa import kafka_security, metrics
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
 from callqa.partitions import partition_of
 from callqa.topics import internal_topic
 from streams.continuity import Continuity, LogProbe
+from streams.gauges import WorkerGauges
 from streams.replica import ChangelogReplica
 
 SEP = b"\x1f"
@@ -264,11 +266,13 @@ def create_app(config: Config) -> faust.App:
     if not config.kafka_bootstrap_servers:
         raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set: the faust worker needs Kafka")
     brokers = ";".join(f"kafka://{b.strip()}" for b in config.kafka_bootstrap_servers.split(","))
+    security = kafka_security.librdkafka(config)  # the worker's own confluent-kafka readers (replica, probe)
     n = config.topic_partitions
     config.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes its folder in it, not the parents
     app = App(
         config.app_id,
         broker=brokers,
+        broker_credentials=kafka_security.faust_credentials(config),  # TLS and SASL of every aiokafka client
         store="memory://",
         datadir=str(config.data_dir / "faust"),  # faust's own files (nothing of callqa's state: that is in Kafka)
         processing_guarantee="at_least_once",
@@ -297,11 +301,12 @@ def create_app(config: Config) -> faust.App:
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}
     profiles_table = app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes)
     replica = ChangelogReplica(config.kafka_bootstrap_servers, profiles_table.changelog_topic.get_topic_name(),
-                               f"{config.app_id}-replica", n)
+                               f"{config.app_id}-replica", n, security)
     profiles = Profiles(profiles_table, n, replica)
     ctx = Context(config.kpi, config.policy, config.sampling_key, n, partition_of, profiles)
     working: dict[tuple[str, int], StagePartition] = {}
-    probe = LogProbe(config.kafka_bootstrap_servers, f"{config.app_id}-probe")
+    gauges = WorkerGauges()  # open incidents and the review queue, from the rows sent (callqa.metrics)
+    probe = LogProbe(config.kafka_bootstrap_servers, f"{config.app_id}-probe", security)
 
     @app.on_before_shutdown.connect
     async def close_readers(app, **kwargs) -> None:  # noqa: ARG001
@@ -313,14 +318,22 @@ def create_app(config: Config) -> faust.App:
         """Whatever was built before this assignment (a partition that left may come back with newer
         state) is rebuilt from the restored tables."""
         working.clear()
+        metrics.STAGE_LAG.clear()  # the partitions given away report no more
+        gauges.keep(*({tp.partition for tp in assigned if tp.topic == inputs[stage].get_topic_name()}
+                      for stage in ("monitor", "sampler")))
+        metrics.publish_worker(gauges)
 
     def stage_partition(name: str, p: int) -> StagePartition:
         sp = working.get((name, p))
         if sp is None:
             sp = working[(name, p)] = StagePartition(name, p, tables[name], ctx)
+            gauges.seed(name, p, sp.stage)
+            metrics.publish_worker(gauges)
         return sp
 
     async def send(source: str, out: Output) -> list:
+        if gauges.observe(source, out.rows):
+            metrics.publish_worker(gauges)
         futures = []
         for table, rows in out.rows.items():
             for start in range(0, len(rows), ROWS_PER_MESSAGE):
@@ -428,6 +441,7 @@ def create_app(config: Config) -> faust.App:
                         else:
                             batch = [(m.offset, orjson.loads(m.value)) for m in messages]
                         sp.sent += await send(f"{name}/{p}", sp.stage.process(batch))
+                        metrics.STAGE_MESSAGES.labels(name).inc(len(messages))
                         sp.taken += messages
                     if sp.due(config.flush_interval_s):
                         await checkpoint(sp)
@@ -466,6 +480,7 @@ def create_app(config: Config) -> faust.App:
             committed = consumer._committed_offset.get(tp) or 0  # faust keeps no public accessor
             through = sp.parts["meta"].get("through", -1)
             applied = through + 1 if through >= 0 else committed
+            metrics.STAGE_LAG.labels(name, str(tp.partition)).set(max(0, high - applied))
             start = min(committed, applied)
             sp.waiting = sp.waiting + 1 if start < high else 0
             waited = min(quiet, sp.waiting * WATCH_EVERY_S)

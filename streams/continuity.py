@@ -26,6 +26,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from callqa.logs import KAFKA_LOG
+
 
 class Continuity:
     """One stage partition's check that its input has no holes."""
@@ -52,9 +54,10 @@ class LogProbe:
     """Asks Kafka for the first offset present in a partition at or after a given one (a plain
     consumer with no group commits: it only reads). Safe to call from several threads."""
 
-    def __init__(self, bootstrap_servers: str, group: str):
+    def __init__(self, bootstrap_servers: str, group: str, security: dict | None = None):
         self.config = {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
-                       "auto.offset.reset": "earliest", "enable.partition.eof": True}
+                       "auto.offset.reset": "earliest", "enable.partition.eof": True, "logger": KAFKA_LOG,
+                       **(security or {})}
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
 

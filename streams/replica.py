@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from callqa.logs import KAFKA_LOG
+
 
 class ChangelogReplica:
     """Reads a topic's records (key, value) from where it stopped, until every partition's end."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, partitions: int):
+    def __init__(self, bootstrap_servers: str, topic: str, group: str, partitions: int, security: dict | None = None):
         self.topic, self.partitions = topic, partitions
         self.config = {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False,
-                       "auto.offset.reset": "earliest", "enable.partition.eof": False}
+                       "auto.offset.reset": "earliest", "enable.partition.eof": False, "logger": KAFKA_LOG,
+                       **(security or {})}
         self.next: dict[int, int] = {}  # partition -> next offset to read
         self._consumer: Consumer | None = None
 

@@ -50,10 +50,10 @@ def mounts(service: str) -> dict[str, str]:
 
 
 def test_the_stack_has_every_service_pinned_and_health_checked():
-    assert set(SERVICES) == {"kafka", "clickhouse", "grafana", "migrate", "worker", "simulator"}
+    assert set(SERVICES) == {"kafka", "clickhouse", "grafana", "prometheus", "migrate", "worker", "simulator"}
     for name, service in SERVICES.items():
         image = service["image"]
-        assert re.search(r":\d+\.\d+\.\d+", image), f"{name}: image {image} is not pinned to a version"
+        assert re.search(r":v?\d+\.\d+\.\d+", image), f"{name}: image {image} is not pinned to a version"
         if name not in ("migrate", "simulator"):  # one-shot jobs
             assert service["healthcheck"]["test"], name
         for dependency in service.get("depends_on", {}):
@@ -110,12 +110,46 @@ def test_grafana_gets_the_plugin_and_the_provisioning():
     dashboards = ROOT / grafana[provider["options"]["path"]]
     assert sorted(p.name for p in dashboards.glob("*.json")) == [
         "callqa-agent-quality.json", "callqa-calibration.json", "callqa-drift.json", "callqa-live.json",
-        "callqa-sites.json"]
+        "callqa-pipeline.json", "callqa-sites.json"]
     home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (dashboards / home.removeprefix(provider["options"]["path"] + "/")).exists()
-    for service in ("clickhouse", "grafana"):
+    for service in ("clickhouse", "grafana", "prometheus"):
         for host in mounts(service).values():
             assert (ROOT / host).exists(), f"{service} mounts missing {host}"
+
+
+def test_prometheus_scrapes_every_metrics_endpoint_and_grafana_reads_it():
+    """Every callqa service that serves /metrics (`run`: the worker and its in-process sink; `sink`) is
+    scraped on the port its CALLQA_METRICS_PORT says, by its compose name (one address per replica), and
+    Grafana's Prometheus datasource is the prometheus service."""
+    config = yaml.safe_load((ROOT / mounts("prometheus")["/etc/prometheus/prometheus.yml"]).read_text())
+    assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:v3.")
+    command = SERVICES["prometheus"]["command"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+    assert any(v.split(":")[0] == "prometheus-data" and v.split(":")[1] == "/prometheus" for v in SERVICES["prometheus"]["volumes"])
+    scraped = {}
+    for job in config["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            assert sd["type"] == "A"  # compose's DNS: the service name answers every replica's address
+            scraped.update({name: sd["port"] for name in sd["names"]})
+        for static in job.get("static_configs", []):
+            scraped.update(dict(t.split(":") for t in static["targets"]))
+    serving = {name for name in CALLQA if SERVICES[name]["command"][0] in ("run", "sink")}
+    assert serving == {"worker"} and serving <= set(scraped)
+    for name in serving:
+        port = int(default(env(name)["CALLQA_METRICS_PORT"]))
+        assert port and scraped[name] == port, name
+        assert "--no-sink" not in SERVICES[name]["command"]  # its sink's metrics are served beside the worker's
+    assert {name for name in scraped if name in SERVICES} == serving  # nothing scraped that serves no metrics
+    assert scraped.get("localhost") == "9090"  # Prometheus itself
+
+    # Grafana's datasource is that Prometheus, at the port it listens on and its health check asks
+    source = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yaml").read_text())["datasources"][0]
+    url = urlsplit(source["url"])
+    assert (url.scheme, url.hostname, url.port) == ("http", "prometheus", 9090)
+    assert f"{url.port}:{url.port}" in SERVICES["prometheus"]["ports"]
+    assert f"http://localhost:{url.port}/-/ready" in SERVICES["prometheus"]["healthcheck"]["test"]
+    assert SERVICES["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
 
 def test_the_image_holds_what_the_commands_import():

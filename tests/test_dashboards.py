@@ -7,15 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from callqa.core.dead_letters import dead_letter
 from callqa.core.sampling import PolicyConfig
 from dashboards import __main__ as generate
-from dashboards.build import DASHBOARDS, DATASOURCE_UID, PLUGIN
+from dashboards.build import DASHBOARDS, DATASOURCE_UID, PLUGIN, PROMETHEUS_UID
 from sinks import macros
 from sinks import queries as q
 from sinks.store import EmbeddedStore
 from tests.conftest import ROOT, callqa_env, run_callqa
 
 PROVISIONING = ROOT / "dashboards" / "provisioning"
+PIPELINE = "callqa-pipeline"  # tests/test_pipeline_dashboard.py: its Prometheus queries, and its store panels on rows of known counts
+CLICKHOUSE_REF, PROMETHEUS_REF = {"type": PLUGIN, "uid": DATASOURCE_UID}, {"type": "prometheus", "uid": PROMETHEUS_UID}
 START, END = datetime(2024, 3, 4, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC)
 
 
@@ -31,12 +34,14 @@ def test_committed_dashboards_and_rules_are_what_the_code_builds():
     for path, text in generate.rendered().items():
         assert path.read_text() == text, f"{path} is stale: run python -m dashboards"
     assert set(boards()) == set(DASHBOARDS) == {"callqa-live", "callqa-agent-quality", "callqa-drift",
-                                                 "callqa-calibration", "callqa-sites"}
+                                                 "callqa-calibration", "callqa-sites", PIPELINE}
 
 
 def test_provisioning_points_at_a_datasource_and_dashboards_that_exist():
     sources = yaml.safe_load((PROVISIONING / "datasources" / "clickhouse.yaml").read_text())["datasources"]
     assert [(s["uid"], s["type"], s["jsonData"]["protocol"]) for s in sources] == [(DATASOURCE_UID, PLUGIN, "native")]
+    sources = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    assert [(s["uid"], s["type"]) for s in sources] == [(PROMETHEUS_UID, "prometheus")]
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "callqa.yaml").read_text())["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"].endswith("/callqa")
     uids = set()
@@ -46,16 +51,22 @@ def test_provisioning_points_at_a_datasource_and_dashboards_that_exist():
         used = [p["datasource"] for p in board["panels"]] + [t["datasource"] for p in board["panels"] for t in p["targets"]]
         used += [v["datasource"] for v in board["templating"]["list"]]
         used += [a["datasource"] for a in board.get("annotations", {}).get("list", [])]
-        assert used and all(d == {"type": PLUGIN, "uid": DATASOURCE_UID} for d in used), uid
-        assert "site" in {v["name"] for v in board["templating"]["list"]}
+        # the pipeline board reads Prometheus and the store; the others the store only
+        assert used and all(d in ((CLICKHOUSE_REF, PROMETHEUS_REF) if uid == PIPELINE else (CLICKHOUSE_REF,))
+                            for d in used), uid
+        for panel in board["panels"]:  # one datasource per panel, as Grafana runs it
+            assert {t["datasource"]["uid"] for t in panel["targets"]} == {panel["datasource"]["uid"]}, panel["title"]
+        assert uid == PIPELINE or "site" in {v["name"] for v in board["templating"]["list"]}
+    assert {d["uid"] for p in boards()[PIPELINE]["panels"] for d in [p["datasource"]]} == {DATASOURCE_UID, PROMETHEUS_UID}
     variables = {v["name"] for b in boards().values() for v in b["templating"]["list"]}
     assert variables == {"site", "queue", "team", "agent"}
     for rule in rules():
         refs = {d["refId"] for d in rule["data"]}
         assert rule["condition"] in refs and rule["annotations"]["__dashboardUid__"] in uids
-        assert {d["datasourceUid"] for d in rule["data"]} == {DATASOURCE_UID, "__expr__"}
+        assert {d["datasourceUid"] for d in rule["data"]} in ({DATASOURCE_UID, "__expr__"}, {PROMETHEUS_UID, "__expr__"})
     assert {r["uid"] for r in rules()} == {"callqa-service-level", "callqa-abandon-rate", "callqa-asa-s",
-                                           "callqa-quality-drift"}
+                                           "callqa-quality-drift", "callqa-sink-lag", "callqa-stage-lag",
+                                           "callqa-sink-stale"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +79,9 @@ def week(tmp_path_factory):
                       env, timeout=300)
     assert done.returncode == 0, done.stderr
     store = EmbeddedStore(tmp / "data" / "chdb")
+    # and a line that is not an event, as the sink stores it (the simulator writes none): the pipeline board's
+    # dead letters have a row to show
+    store.insert("dead_letters", [dead_letter("not valid JSON: unexpected character", b"{oops", "events/0", "7")])
     yield store
     store.close()
 
@@ -100,8 +114,11 @@ def test_every_panel_runs_on_a_simulated_week_with_its_columns_and_rows(week):
     failures = []
     for uid, board in boards().items():
         start, end = (now - timedelta(hours=6), now) if uid == "callqa-live" else (START, END)
+        if uid == PIPELINE:  # the pipeline's time is the clock's: the week was stored (and dead-lettered) just now
+            end = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+            start = end - timedelta(hours=6)
         values = resolve_variables(week, board, start, end)
-        targets = [(p["title"], p, t) for p in board["panels"] for t in p["targets"]]
+        targets = [(p["title"], p, t) for p in board["panels"] for t in p["targets"] if "rawSql" in t]
         targets += [(a["name"], {}, a["target"]) for a in board.get("annotations", {}).get("list", [])]
         for title, panel, target in targets:
             columns, rows = run_panel(week, target["rawSql"], start, end, values)
@@ -123,6 +140,8 @@ def test_alert_rules_query_the_kpis_and_open_drifts(week):
     values = {}
     for rule in rules():
         query = next(d for d in rule["data"] if d["refId"] == "A")
+        if query["datasourceUid"] == PROMETHEUS_UID:  # PromQL: tests/test_pipeline_dashboard.py
+            continue
         at = datetime(2024, 3, 4, 11, 0, tzinfo=UTC) if rule["uid"] != "callqa-quality-drift" else END
         columns, rows = run_panel(week, query["model"]["rawSql"], at - timedelta(seconds=query["relativeTimeRange"]["from"]),
                                   at, values)
