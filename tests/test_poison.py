@@ -69,9 +69,10 @@ def test_a_poison_line_is_a_dead_letter_and_changes_nothing_else(tmp_path, clean
 
 
 def test_calls_that_never_end_or_never_start_expire_as_dead_letters(tmp_path):
-    """Memory stays bounded: a call with no end is closed as incomplete after CALLQA_CALL_TIMEOUT_S, and
-    the events of a call that never reached the ACD are dropped then; each leaves a dead letter (origin
-    ``expiry``) with its reason and event ids, counted apart from refused input."""
+    """Memory stays bounded: a call with no end is closed as incomplete after CALLQA_CALL_TIMEOUT_S and
+    forgotten after CALLQA_REDELIVERY_S more; the events of a call that never reached the ACD are
+    dropped after the timeout. Each leaves a dead letter (origin ``expiry``) with its reason and event
+    ids, counted apart from refused input."""
     def event(event_id, kind, at, call, **fields):
         return json.dumps({"event_id": event_id, "event_type": kind, "schema_version": 1, "event_time": at,
                            "site_id": "A", "source": "probe", "call_id": call} | fields)
@@ -85,7 +86,8 @@ def test_calls_that_never_end_or_never_start_expire_as_dead_letters(tmp_path):
                                     ("abandoned", {"stage": "queue"}), ("ended", {})))]
     path = tmp_path / "calls.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    done = run_callqa(["replay", "--json", str(path)], callqa_env(tmp_path, CALLQA_CALL_TIMEOUT_S="3600"))
+    done = run_callqa(["replay", "--json", str(path)], callqa_env(tmp_path, CALLQA_CALL_TIMEOUT_S="3600",
+                                                                      CALLQA_REDELIVERY_S="3600"))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["events"], summary["dead_letters"], summary["expired_calls"]) == (39, 0, 2)
@@ -96,6 +98,6 @@ def test_calls_that_never_end_or_never_start_expire_as_dead_letters(tmp_path):
     finally:
         store.close()
     assert [(origin, position) for origin, position, _, _ in dead] == [("expiry", "headless"), ("expiry", "open")]
-    assert "never reached the ACD" in dead[0][2] and "closed as incomplete" in dead[1][2]
+    assert "never reached the ACD" in dead[0][2] and "closed as incomplete" in dead[1][2] and "forgotten" in dead[1][2]
     assert json.loads(dead[1][3])["event_ids"] == ["o1", "q1"]
     assert records == {"open": "incomplete"} | {f"done-{i}": "abandoned" for i in range(12)}

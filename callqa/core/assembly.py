@@ -10,7 +10,8 @@ answer opens the next agent's.
 State leaves when the watermark (the latest event time seen) passes: a complete call is *settled*
 ``allowed_lateness`` after its last event (its contribution is dropped, its events are kept) and
 forgotten ``redelivery`` after it; a call with no end is first closed as ``incomplete``
-``call_timeout`` after its last event. Sources that deliver at least once (Amazon Connect) re-send a
+``call_timeout`` after its last event, and has a dead letter (origin ``expiry``) if it is forgotten so;
+the events of a call that never reached the ACD are dropped with one after ``call_timeout``. Sources that deliver at least once (Amazon Connect) re-send a
 record: an event already seen is a duplicate, whenever it comes, and an event new to a settled call
 (a newer version of its record) reopens and updates it. An event for a call no longer held that is
 older than the watermark minus the allowed lateness is late: it is refused (dead letter), never
@@ -73,7 +74,10 @@ def _new_state(call_id: str, site_id: str) -> dict:
 def _settle(s: dict) -> dict:
     """A finished call's state as one string (few objects to keep) without its contribution: what a
     re-delivery or a newer version of its record needs."""
-    return {"settled": orjson.dumps({k: v for k, v in s.items() if k != "contrib"}).decode(), "last_ms": s["last_ms"]}
+    packed = {"settled": orjson.dumps({k: v for k, v in s.items() if k != "contrib"}).decode(), "last_ms": s["last_ms"]}
+    if s.get("result") == "incomplete":
+        packed["held"] = _held(s)  # for its dead letter when it is forgotten still incomplete
+    return packed
 
 
 def _upgraded(s: dict) -> dict:
@@ -352,12 +356,12 @@ class CallAssembler:
             if due > watermark_ms:
                 self.expiry.push(key, due)
             elif "settled" in state:  # past the re-delivery time
+                if "held" in state:
+                    update.expired.append((key, self._no_end, state["held"]))
                 del self.states[key]
             elif not state["consultation_of"] and self._open(state) and arrival_ms(state) is not None:
-                state["incomplete"] = True
+                state["incomplete"] = True  # its record says so; a later event still completes it
                 update.extend(self._commit(state))
-                update.expired.append((key, f"call with no end {self.config.call_timeout_s} s (CALLQA_CALL_TIMEOUT_S) "
-                                            "after its last event: closed as incomplete", _held(state)))
             elif not state["consultation_of"] and self._open(state):
                 update.expired.append((key, "events of a call that never reached the ACD (no offer, queue entry, answer "
                                             f"or hang-up) within {self.config.call_timeout_s} s (CALLQA_CALL_TIMEOUT_S): "
@@ -367,8 +371,16 @@ class CallAssembler:
                 self.states[key] = _settle(state)  # kept, packed, to know a re-delivery
                 self.expiry.push(key, self._due(self.states[key]))
             else:
+                if state.get("result") == "incomplete":
+                    update.expired.append((key, self._no_end, _held(state)))
                 del self.states[key]
         return update
+
+    @property
+    def _no_end(self) -> str:
+        """The reason of a forgotten incomplete call's dead letter."""
+        return (f"call with no end: closed as incomplete {self.config.call_timeout_s} s (CALLQA_CALL_TIMEOUT_S) after its "
+                "last event, and forgotten with no later event")
 
     def view(self, call_id: str) -> dict | None:
         """The call's state (a settled call's unpacked, without its contribution), or None."""
