@@ -142,9 +142,19 @@ def _ensure_topics(config: Config) -> None:
                           "Check KAFKA_BOOTSTRAP_SERVERS and that Kafka is up, or unset it to run embedded.") from None
 
 
-def print_table(columns: list[str], rows: list[tuple], title: str | None = None, always: bool = False) -> None:
-    """A table on stdout (left out under --quiet unless it is the command's result itself)."""
-    if _quiet() and not always:
+_plain_tables: list = []  # the tables printed under --quiet so far
+
+
+def print_table(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
+    """A table on stdout. Under --quiet the same rows without decoration: tab-separated lines (the header,
+    then one per row; no title, borders or colour), a blank line between two tables. A title is
+    decoration: what a reader needs from it is printed as a result line first."""
+    if _quiet():
+        cell = lambda v: "" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+        if _plain_tables:
+            click.echo()
+        _plain_tables.append(title)
+        click.echo("\n".join("\t".join(cell(v) for v in line) for line in [columns, *rows]))
         return
     table = Table(*columns, title=title)
     for row in rows:
@@ -154,7 +164,8 @@ def print_table(columns: list[str], rows: list[tuple], title: str | None = None,
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables: errors, and the one-line results.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Results only: no progress bars, no table borders or titles (tables as tab-separated lines).")
 def main(verbose: bool, quiet: bool) -> None:
     """callqa: contact-center quality monitoring on Kafka and ClickHouse.
 
@@ -479,7 +490,8 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
 @click.option("--sites", default=3, show_default=True, type=click.IntRange(1, 50))
 @click.option("--agents-per-site", default=200, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
-@click.option("--start", default="2024-03-04", show_default=True, help="First day (YYYY-MM-DD, UTC), or 'today'.")
+@click.option("--start", default="2024-03-04", show_default=True,
+              help="First day (YYYY-MM-DD, each site's local day: CALLQA_SITE_TIMEZONES), or 'today'.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--speed", default="max", show_default=True,
               help="'max' (as fast as possible), simulated seconds per wall-clock second (e.g. 60), or 'live': "
@@ -510,7 +522,8 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
             raise UserError(f"--speed {speed!r}: use 'max', 'live' or a positive number of simulated seconds "
                             "per second") from None
     specs = _drift_specs(drifts, first_day)
-    sim = _simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key))
+    sim = _simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key,
+                               clock=config.kpi.clock, reviewers=config.reviewers))
     from .ingest import FileTarget
 
     target, store = (FileTarget(out), None) if out else _target(config)
@@ -662,7 +675,8 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     local = dataclasses.replace(config, data_dir=folder, clickhouse_url=None, kafka_bootstrap_servers=None)
     specs = _drift_specs(_demo_drifts(sites), DEMO_START)
-    sim = _simulator(SimConfig(sites, agents_per_site, days, DEMO_START, seed, specs, config.caller_hash_key))
+    sim = _simulator(SimConfig(sites, agents_per_site, days, DEMO_START, seed, specs, config.caller_hash_key,
+                               clock=config.kpi.clock, reviewers=config.reviewers))
     store = _store(local)
     target = EmbeddedTarget(_embedded_pipeline(local, store))
     with _progress(disable=as_json) as progress:
@@ -678,7 +692,8 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
         start, end = reporting.bounds(DEMO_START, date.fromordinal(DEMO_START.toordinal() + days - 1))
         path = report_path or folder / "report.html"
         try:
-            figures = reporting.write(store, start, end, path, f"callqa demo: {sites} sites, {days} days")
+            figures = reporting.write(store, start, end, path, f"callqa demo: {sites} sites, {days} days",
+                                      reporting.Options.from_config(config))
             opened = reporting.rows(store, queries.DRIFTS_OPENED, start, end,
                                     {"site": [f["site_id"] for f in figures["sites"]]})
         finally:
@@ -719,22 +734,27 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("callqa-report.html"),
               show_default=True)
 @click.option("--title", default="callqa report", show_default=True)
-def report(first, last, out, title) -> None:
-    """Write the HTML report (KPIs by hour, QA control chart and drifts, review rates, coverage,
-    calibration) for a period, from the configured store (embedded or server)."""
+@click.option("--day", "today", metavar="YYYY-MM-DD",
+              help="The day the report opens with (Today: incidents, who to review and why) [default: the last day].")
+def report(first, last, out, title, today) -> None:
+    """Write the HTML report for a period from the configured store (embedded or server): Today first
+    (open incidents with their drift charts, who to review and why, agents behind target, calibration
+    outliers), then KPIs by hour, quality and drift, review rates, coverage, calibration and the agents."""
     from . import report as reporting
 
     config = _config()
     store = _store(config)
     try:
         first_day, last_day = (_day(first, "--from") if first else None), (_day(last, "--to") if last else None)
+        today_day = _day(today, "--day") if today else None
+        last_day = last_day or today_day
         if not (first_day and last_day):
             default_first, default_last = reporting.data_period(store)
             first_day, last_day = first_day or default_first, last_day or default_last
         if last_day < first_day:
             raise UserError(f"--to {last_day} is before --from {first_day}")
         start, end = reporting.bounds(first_day, last_day)
-        figures = reporting.write(store, start, end, out, title)
+        figures = reporting.write(store, start, end, out, title, reporting.Options.from_config(config, today_day))
     except reporting.EmptyStore as exc:
         raise UserError(str(exc)) from None
     finally:
@@ -764,35 +784,58 @@ def _day(text: str, option: str) -> date:
 
 
 @main.command()
-@click.option("--day", required=True, help="YYYY-MM-DD: the day whose selected calls are to be reviewed.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+@click.option("--day", required=True, help="YYYY-MM-DD: the day whose selected calls are to be reviewed (each "
+                                           "site's local day, CALLQA_SITE_TIMEZONES).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plans, the reviewers and the unassigned calls as JSON.")
 def plan(day: str, as_json: bool) -> None:
-    """Each reviewer's plan for a day's review queue: focus agents, why, target count
-    (CALLQA_QA_REVIEWERS reviewers, each CALLQA_QA_REVIEWS_PER_HOUR × CALLQA_QA_REVIEW_HOURS reviews)."""
-    from sinks import queries
-
-    from .core.plans import reviewer_plans
+    """Each reviewer's plan for a day's review queue: focus agents, why, target count, and whom each goes to
+    and why them; then each reviewer's reviews, coaching sessions, capacity and calibration standing, and
+    what no reviewer could take. Reviewers: CALLQA_REVIEWERS_FILE (named, by site and language), else
+    CALLQA_QA_REVIEWERS reviewers qa-01..., each CALLQA_QA_REVIEWS_PER_HOUR × CALLQA_QA_REVIEW_HOURS reviews."""
+    from .review_plan import daily_plan
 
     config = _config()
+    plan_day = _day(day, "--day").isoformat()
     store = _store(config)
     try:
-        columns, rows = store.query(queries.REVIEW_QUEUE_DAY.format(day=_day(day, "--day").isoformat()))
+        out = daily_plan(store, config, plan_day)
     finally:
         store.close()
-    p = config.policy
-    reviewers = [f"qa-{i:02d}" for i in range(1, p.reviewers + 1)]
-    plans = reviewer_plans([dict(zip(columns, r)) for r in rows], reviewers, int(p.reviews_per_hour * p.review_hours))
+    result, queued, capacity, source = out, out["queued"], out["capacity"]["reviews"], out["capacity"]["words"]
+    planned, left = out["planned"], out["unassigned_calls"]
+    barred = [r["reviewer"] for r in result["reviewers"] if (r["standing"] or {}).get("outside")]
     if as_json:
-        click.echo(json.dumps(plans, indent=1))
+        click.echo(json.dumps(out, indent=1))
         return
-    planned = sum(x["target"] for x in plans)
-    print_table(["reviewer", "agent", "team", "risk", "target", "why"],
-                [(x["reviewer"], x["agent_id"], x["team_id"], x["risk"], x["target"], x["why"]) for x in plans],
-                title=f"Review plans for {day}: {planned} of {len(rows)} queued calls")
+    console.print(f"Review plans for {day}: {planned} of {queued} queued calls planned for "
+                  f"{len({x['reviewer'] for x in result['plans']})} reviewers; {left} unassigned", soft_wrap=True)
+    console.print(f"capacity: {capacity} reviews a day, {source}", soft_wrap=True)
+    console.print(f"coaching (side by side): none for reviewers outside the calibration limit "
+                  f"({', '.join(barred) if barred else 'none now'})", soft_wrap=True)
+    print_table(["reviewer", "agent", "team", "site", "time zone", "language", "risk", "target", "why"],
+                [(x["reviewer"], x["agent_id"], x["team_id"], x["site_id"], x["timezone"], x["language"], x["risk"],
+                  x["target"], x["why"]) for x in result["plans"]],
+                title=f"Review plans for {day} (each site's local day): {planned} of {queued} queued calls")
+    print_table(["reviewer", "name", "sites", "languages", "capacity", "reviews", "coaching sessions", "free",
+                 "calibration standing"],
+                [(r["reviewer"], r["name"], ", ".join(r["sites"]) if isinstance(r["sites"], list) else r["sites"],
+                  ", ".join(r["languages"]) if isinstance(r["languages"], list) else r["languages"], r["capacity"],
+                  r["reviews"], r["coaching_sessions"], r["free"],
+                  r["standing_words"] + ("" if r["coaches"] else ": no coaching until recalibrated inside"
+                                         if (r["standing"] or {}).get("outside") else "; does not coach (coaching: false)"))
+                 for r in result["reviewers"]],
+                title=f"Reviewers ({capacity} reviews a day)")
+    if result["unassigned"]:
+        print_table(["agent", "team", "site", "language", "method", "calls", "reason"],
+                    [(u["agent_id"], u["team_id"], u["site_id"], u["language"], ", ".join(u["methods"]), u["calls"],
+                      u["reason"]) for u in result["unassigned"]],
+                    title=f"Unassigned: {left} calls")
 
 
 @main.command("test-calls")
-@click.option("--week", required=True, help="YYYY-MM-DD: the first day of the week to plan.")
+@click.option("--week", required=True, help="YYYY-MM-DD: the first day of the week to plan (slots in each site's "
+                                            "local time, CALLQA_SITE_TIMEZONES).")
 @click.option("--new-business", "new_business", multiple=True, metavar="TOPIC",
               help="A new product or service the test calls should ask about (repeatable).")
 @click.option("--seed", default=1, show_default=True, type=int)
@@ -808,20 +851,25 @@ def test_calls(week: str, new_business: tuple[str, ...], seed: int, as_json: boo
     first = _day(week, "--week")
     store = _store(config)
     try:
-        columns, rows = store.query(queries.ACTIVE_AGENTS.format(week=first.isoformat()))
+        columns, rows = store.query(queries.ACTIVE_AGENTS.format(
+            week=first.isoformat(), local_hour=queries.local_hour("answered_at", config.kpi.clock)))
         items = [item for item, _ in store.query(queries.FAILING_ITEMS.format(week=first.isoformat(), limit=5))[1]]
     finally:
         store.close()
     if not rows:
         raise UserError(f"no agent took calls in the four weeks before {first}: nothing to plan from")
     agents = [dict(zip(columns, r)) for r in rows]
-    calls = weekly_test_calls(first, agents, list(new_business), items, config.test_calls_per_week, seed)
+    calls = weekly_test_calls(first, agents, list(new_business), items, config.test_calls_per_week, seed,
+                              config.kpi.clock)
     if as_json:
         click.echo(json.dumps(calls, indent=1))
         return
-    print_table(["id", "at", "slot", "agent", "site", "topic"],
-                [(c["test_call_id"], c["at"], c["slot"], c["agent_id"], c["site_id"], f"{c['topic_kind']}: {c['topic']}")
-                 for c in calls], title=f"Test calls for the week of {first}: {len(calls)}")
+    console.print(f"Test calls for the week of {first}: {len(calls)} calls to {len({c['agent_id'] for c in calls})} "
+                  f"agents", soft_wrap=True)
+    print_table(["id", "at (UTC)", "local time", "time zone", "slot", "agent", "site", "topic"],
+                [(c["test_call_id"], c["at"], c["local"], c["timezone"], c["slot"], c["agent_id"], c["site_id"],
+                  f"{c['topic_kind']}: {c['topic']}") for c in calls],
+                title=f"Test calls for the week of {first} (slots in each site's local time): {len(calls)}")
 
 
 def _month(month: str) -> str:
@@ -834,28 +882,47 @@ def _month(month: str) -> str:
 
 @main.command()
 @click.option("--month", required=True, help="YYYY-MM")
-def evaluations(month: str) -> None:
-    """Human evaluations (and internal test calls) per agent in a month, against CALLQA_QA_MONTHLY_TARGET."""
+@click.option("--json", "as_json", is_flag=True, help="Print the totals and the counts per agent as JSON.")
+def evaluations(month: str, as_json: bool) -> None:
+    """Human evaluations (and internal test calls) per agent in a month, against CALLQA_QA_MONTHLY_TARGET:
+    the totals first, then the agents, the furthest behind first."""
     from sinks import queries
 
     config = _config()
+    target = config.qa_monthly_target
     store = _store(config)
     try:
-        print_table(*store.query(queries.EVALUATIONS_THIS_MONTH.format(target=config.qa_monthly_target,
-                                                                       month=_month(month))),
-                    title=f"Evaluations in {month} (target {config.qa_monthly_target} per agent)")
+        columns, rows = store.query(queries.EVALUATIONS_THIS_MONTH.format(target=target, month=_month(month)))
     finally:
         store.close()
+    agents = [{**dict(zip(columns, r)), "on_target": bool(dict(zip(columns, r))["on_target"])} for r in rows]
+    on_target = sum(a["on_target"] for a in agents)
+    summary = {"month": month, "target": target, "human": sum(a["human"] for a in agents),
+               "test_calls": sum(a["test_calls"] for a in agents), "agents_on_target": on_target,
+               "agents_behind_target": len(agents) - on_target, "agents": agents}
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    console.print(f"Evaluations in {month}: {summary['human']} human evaluations and {summary['test_calls']} test "
+                  f"calls of {len(agents)} agents evaluated; {on_target} reached the target of {target} per agent, "
+                  f"{len(agents) - on_target} are behind", soft_wrap=True)
+    print_table(columns, [(*r[:-1], "yes" if a["on_target"] else "no") for r, a in zip(rows, agents)],
+                title=f"Evaluations in {month} (target {target} per agent)")
 
 
 @main.command()
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--expert", "experts", multiple=True, help="Evaluator id whose score is the reference (else the mean).")
 @click.option("--threshold", default=DEFAULT_THRESHOLD_PCT, show_default=True, help="Flag deviations over this many percentage points.")
-def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
-    """Calibration report of a month: each evaluator's deviation from the reference, and agreement
-    (kappa per item, ICC of totals) per form version."""
-    from callqa.core.calibration import calibrate
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary, each evaluator, agreement per form version and every deviation as JSON.")
+def calibration(month: str, experts: tuple[str, ...], threshold: float, as_json: bool) -> None:
+    """Calibration report of a month: the summary and agreement (kappa per item, ICC of totals) per form
+    version first, each evaluator's mean deviation from the reference, then every call's deviations."""
+    import dataclasses
+    import math
+
+    from callqa.core.calibration import by_evaluator, calibrate
     from sinks import queries
 
     store = _store(_config())
@@ -869,21 +936,41 @@ def calibration(month: str, experts: tuple[str, ...], threshold: float) -> None:
          "items": [{"item_id": i, "score": s, "max_score": m} for i, s, m in zip(r[7], r[8], r[9])]}
         for r in rows]
     deviations, agreement = calibrate(evaluations, frozenset(experts), threshold)
+    finite = lambda x: None if isinstance(x, float) and not math.isfinite(x) else x  # JSON has no NaN
+    agreement = [{**row, "icc_total": finite(row["icc_total"]), "kappa": {k: finite(v) for k, v in row["kappa"].items()}}
+                 for row in agreement]
+    evaluators = by_evaluator(deviations)
+    reference = f"expert {', '.join(sorted(experts))}" if experts else "each call's mean"
+    summary = {"month": month, "reference": "expert" if experts else "mean", "experts": sorted(experts),
+               "threshold_pct": threshold, "calls": len({d.call_id for d in deviations}), "scores": len(deviations),
+               "flagged": sum(d.flagged for d in deviations), "evaluators": evaluators, "agreement": agreement,
+               "deviations": [dataclasses.asdict(d) for d in deviations]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
     if not deviations:
         console.print(f"no calls scored by two or more evaluators in {month}")
         return
-    print_table(["call", "evaluator", "form version", "score %", "reference %", "deviation", "flagged"],
-                [(d.call_id, d.evaluator_id, d.form_version, d.pct, d.reference_pct, d.deviation,
-                  "FLAG" if d.flagged else "") for d in deviations], title=f"Calibration {month}")
+    console.print(f"Calibration {month}: {summary['calls']} calls scored by two or more evaluators, {len(deviations)} "
+                  f"scores against {reference}; {summary['flagged']} deviate by more than {threshold:g} points",
+                  soft_wrap=True)
+    for row in agreement:
+        console.print(f"{row['form_id']} {row['form_version']}: {row['calls']} calls, evaluators "
+                      f"{', '.join(row['evaluators'])}, ICC(2,1) of totals {row['icc_total']}", soft_wrap=True)
+    print_table(["evaluator", "calls", "mean deviation", "mean |deviation|", "flagged"],
+                [tuple(e.values()) for e in evaluators], title="Evaluators (points from the reference)")
     for row in agreement:
         print_table(["item", "kappa"], sorted(row["kappa"].items()),
-                    title=f"{row['form_id']} {row['form_version']}: {row['calls']} calls, evaluators "
-                          f"{', '.join(row['evaluators'])}, ICC(2,1) of totals {row['icc_total']}")
+                    title=f"{row['form_id']} {row['form_version']}: agreement per item")
+    print_table(["call", "evaluator", "form version", "score %", "reference %", "deviation", "flagged"],
+                [(d.call_id, d.evaluator_id, d.form_version, d.pct, d.reference_pct, d.deviation,
+                  "FLAG" if d.flagged else "") for d in deviations], title=f"Calibration {month}: every score")
 
 
 @main.command()
 @click.argument("sql")
-def query(sql: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list of objects (column: value).")
+def query(sql: str, as_json: bool) -> None:
     """Run a read query on the store and print a table (or, with a FORMAT clause, ClickHouse's output
     in that format; embedded store only). The connection is read-only: DDL, writes and settings
     changes are refused (exit 2)."""
@@ -904,11 +991,17 @@ def query(sql: str) -> None:
     try:
         store.read_only()
         if re.search(r"\bFORMAT\s+\w+\s*$", bare, re.IGNORECASE):
+            if as_json:
+                raise UserError("--json or a FORMAT clause, not both")
             if not isinstance(store, EmbeddedStore):
                 raise UserError("a FORMAT clause works on the embedded store only; leave it out for a table")
             sys.stdout.buffer.write(store.formatted(bare))
             return
-        print_table(*store.query(bare), always=True)
+        columns, rows = store.query(bare)
+        if as_json:
+            click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=1, default=str))
+            return
+        print_table(columns, rows)
     except StoreError as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:  # an answer that is not one table (orjson's decode error is a ValueError)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from sinks import retention
 
+from .core.clock import SiteClock
 from .core.kpi import KpiConfig, QueueRules
+from .core.reviewers import Reviewer, parse_reviewers
 from .core.sampling import PolicyConfig
 
 
@@ -50,6 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Agents' review-rate changes out (the audit trail: old and new rate, cause, evidence)."),
     Setting("CALLQA_TOPIC_SAMPLING_DECISIONS", "callqa.sampling-decisions", "One select-or-skip decision per recorded call, with the reason."),
     Setting("CALLQA_TOPIC_REVIEW_QUEUE", "callqa.review-queue", "Calls selected for review (queued, or dropped for a riskier call)."),
+    Setting("CALLQA_TOPIC_DETECTOR_STATE", "callqa.detector-state", "The drift charts' state per series and hour (value, expected value, CUSUM statistic and limit) out: what the report's incident charts draw."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
@@ -63,6 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SHORT_ABANDON_S", "5", "Abandons within this many seconds are short abandons, left out of abandoned and service level."),
     Setting("CALLQA_SL_FORMULA", "answered_and_abandoned", "Service-level denominator: answered_and_abandoned, offered or answered."),
     Setting("CALLQA_QUEUE_READING", "standard", "How queue windows count a call that visits several queues (a transfer, an overflow): standard (each queue counts its own stint, as QueueMetrics' standard reading) or multi_stint (the call counts once, in the queue it first entered). Site windows always count it once."),
+    Setting("CALLQA_SITE_TIMEZONES", None, "Each site's IANA time zone, comma-separated site=zone pairs (e.g. site-1=Asia/Shanghai,site-2=Europe/Berlin): shift hours and bands, weekdays, peak hours, test-call slots, review-queue days and KPI windows of whole days are the site's local time. The store keeps UTC."),
+    Setting("CALLQA_TIMEZONE", "UTC", "IANA time zone of sites not in CALLQA_SITE_TIMEZONES, and of the QA team's day (review capacity per day)."),
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
     Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
@@ -72,13 +77,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and checkpoints each stage partition (state to its changelog, input offsets committed) as often."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
-    Setting("CALLQA_RETENTION_RAW_DAYS", str(retention.RAW_DAYS), "Days ClickHouse keeps raw data (events, dead letters, call records, KPI windows, sampling decisions), counted from when it was stored; applied by `callqa migrate`."),
+    Setting("CALLQA_RETENTION_RAW_DAYS", str(retention.RAW_DAYS), "Days ClickHouse keeps raw data (events, dead letters, call records, KPI windows, sampling decisions, the drift charts' state), counted from when it was stored; applied by `callqa migrate`."),
     Setting("CALLQA_RETENTION_HISTORY_DAYS", str(retention.HISTORY_DAYS), "Days it keeps history (day and month rollups, evaluations, alerts, sampling-rate changes, review queue)."),
     Setting("CALLQA_QA_MONTHLY_TARGET", "30", "Human evaluations each agent should get a month."),
+    Setting("CALLQA_RECORDING_URL", "{storage_uri}", "Link of a recording in the report: a template with {storage_uri}, {call_id} and {recording_id} (e.g. https://recordings.example/play?uri={storage_uri}; the values percent-encoded but for / and :). Default: the storage URI itself."),
+    Setting("CALLQA_MIN_CALLS_FOR_RATIO", "20", "The report draws no ratio (service level, ASA, abandonment, a share of calls) from fewer calls than this: the cell is blank, the point left out."),
     Setting("CALLQA_SAMPLING_POLICY", None, "JSON file of monitoring-policy overrides (fields of `callqa.core.sampling.PolicyConfig`, e.g. {\"base_rate\": 0.05, \"tier_factor\": {\"high\": 0.5, \"middle\": 1, \"low\": 2}})."),
     Setting("CALLQA_QA_REVIEWERS", "12", "QA reviewers: review capacity is reviewers × reviews per hour × review hours a day."),
     Setting("CALLQA_QA_REVIEWS_PER_HOUR", "12", "Reviews one reviewer completes in an hour."),
     Setting("CALLQA_QA_REVIEW_HOURS", "7", "Hours a day a reviewer spends reviewing."),
+    Setting("CALLQA_REVIEWERS_FILE", None, "JSON file of the named QA reviewers: a list of {\"id\", \"name\", \"sites\": [...] or \"*\", \"languages\": [...], \"reviews_per_day\": N, \"coaching\": true/false} (README, Named reviewers and daily plans). Set: review capacity is the sum of reviews_per_day (CALLQA_QA_REVIEWERS, CALLQA_QA_REVIEWS_PER_HOUR and CALLQA_QA_REVIEW_HOURS are not used), `callqa plan` assigns each review to a reviewer of its site and language, and the simulator's evaluators are these reviewers. Unset: reviewers qa-01... of CALLQA_QA_REVIEWERS, every site and language."),
     Setting("CALLQA_SAMPLING_KEY", "", "Secret key of the sampling draws (a keyed hash of the call id: unpredictable, and the same on a replay). Empty: a fixed development key."),
     Setting("CALLQA_TEST_CALLS_PER_WEEK", "200", "Internal test (mystery) calls in a weekly plan."),
     Setting("CALLQA_CALLER_HASH_KEY", "", "Secret key of the keyed hash (HMAC-SHA256) of caller numbers, made in the adapters. Required when Kafka or a ClickHouse server is configured; empty on the embedded default: a fixed development key and a warning."),
@@ -134,6 +142,26 @@ def _json_object(raw: dict, name: str) -> dict:
     return spec
 
 
+def _clock(raw: dict) -> SiteClock:
+    """The sites' time zones: CALLQA_SITE_TIMEZONES (site=zone,...) and CALLQA_TIMEZONE for the rest."""
+    zones: dict[str, str] = {}
+    for pair in (raw["CALLQA_SITE_TIMEZONES"] or "").split(","):
+        if not pair.strip():
+            continue
+        site, eq, name = (part.strip() for part in pair.partition("="))
+        if not eq or not site or not name:
+            raise ConfigError(f"CALLQA_SITE_TIMEZONES: {pair.strip()!r} is not site=zone (e.g. site-1=Asia/Shanghai)")
+        if site in zones:
+            raise ConfigError(f"CALLQA_SITE_TIMEZONES: site {site!r} is given twice")
+        zones[site] = name
+    for name, value in [("CALLQA_TIMEZONE", raw["CALLQA_TIMEZONE"]), *((f"CALLQA_SITE_TIMEZONES[{s}]", z) for s, z in zones.items())]:
+        try:
+            SiteClock({}, value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return SiteClock(zones, raw["CALLQA_TIMEZONE"])
+
+
 def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
     default = _rules("CALLQA_SL_THRESHOLD_S/CALLQA_SHORT_ABANDON_S/CALLQA_SL_FORMULA", raw["CALLQA_SL_THRESHOLD_S"],
                      raw["CALLQA_SHORT_ABANDON_S"], raw["CALLQA_SL_FORMULA"])
@@ -156,14 +184,31 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
                      ordering_slack_s=_int("CALLQA_ORDERING_SLACK_S", raw["CALLQA_ORDERING_SLACK_S"], 0),
-                     fcr_horizon_s=fcr_horizon_s, redelivery_s=redelivery_s)
+                     fcr_horizon_s=fcr_horizon_s, redelivery_s=redelivery_s, clock=_clock(raw))
 
 
-def _policy(raw: dict) -> PolicyConfig:
+def _reviewers(raw: dict) -> tuple[Reviewer, ...]:
+    """The named reviewers of CALLQA_REVIEWERS_FILE (none when unset); a one-line ConfigError otherwise."""
+    name = "CALLQA_REVIEWERS_FILE"
+    if not raw[name]:
+        return ()
+    path = Path(raw[name])
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{name}={path}: not a readable JSON file ({exc})") from None
+    try:
+        return parse_reviewers(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={path}: {exc}") from None
+
+
+def _policy(raw: dict, reviewers: tuple[Reviewer, ...] = ()) -> PolicyConfig:
     spec = _json_object(raw, "CALLQA_SAMPLING_POLICY")
     capacity = {"reviewers": _int("CALLQA_QA_REVIEWERS", raw["CALLQA_QA_REVIEWERS"]),
                 "reviews_per_hour": _int("CALLQA_QA_REVIEWS_PER_HOUR", raw["CALLQA_QA_REVIEWS_PER_HOUR"]),
-                "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"])}
+                "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"]),
+                "daily_reviews": sum(r.reviews_per_day for r in reviewers)}
     try:
         return PolicyConfig.from_json(spec, **capacity)
     except (TypeError, ValueError) as exc:
@@ -217,6 +262,20 @@ def _kafka_security(raw: dict) -> dict:
     return {"kafka_security_protocol": protocol, "kafka_sasl_mechanism": mechanism, "kafka_sasl_username": user,
             "kafka_sasl_password": password, "kafka_ssl_ca_file": ca, "kafka_ssl_cert_file": cert,
             "kafka_ssl_key_file": key}
+
+
+def _recording_url(template: str) -> str:
+    """The recording link template, checked: only {storage_uri}, {call_id} and {recording_id}."""
+    import string
+
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: {exc}") from None
+    if not names or names - {"storage_uri", "call_id", "recording_id"}:
+        raise ConfigError(f"CALLQA_RECORDING_URL={template!r} must use {{storage_uri}}, {{call_id}} or {{recording_id}} "
+                          "and nothing else")
+    return template
 
 
 def _clickhouse_url(url: str | None) -> str | None:
@@ -284,6 +343,10 @@ class Config:
     kafka_ssl_ca_file: str | None = None
     kafka_ssl_cert_file: str | None = None
     kafka_ssl_key_file: str | None = None
+    topic_detector_state: str = "callqa.detector-state"
+    recording_url: str = "{storage_uri}"
+    min_calls_for_ratio: int = 20
+    reviewers: tuple[Reviewer, ...] = ()  # named reviewers (CALLQA_REVIEWERS_FILE); none: the synthetic qa-01...
 
     @property
     def embedded(self) -> bool:
@@ -310,6 +373,7 @@ class Config:
             raise ConfigError("CALLQA_KPI_WINDOWS must name at least one window size in seconds")
         if 3600 not in windows:
             raise ConfigError("CALLQA_KPI_WINDOWS must include 3600: the hourly windows feed the day and month rollups")
+        reviewers = _reviewers(raw)
         return cls(
             kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
             clickhouse_url=_clickhouse_url(raw["CLICKHOUSE_URL"]),
@@ -336,7 +400,8 @@ class Config:
             retention_raw_days=_int("CALLQA_RETENTION_RAW_DAYS", raw["CALLQA_RETENTION_RAW_DAYS"]),
             retention_history_days=_int("CALLQA_RETENTION_HISTORY_DAYS", raw["CALLQA_RETENTION_HISTORY_DAYS"]),
             qa_monthly_target=_int("CALLQA_QA_MONTHLY_TARGET", raw["CALLQA_QA_MONTHLY_TARGET"]),
-            policy=_policy(raw),
+            policy=_policy(raw, reviewers),
+            reviewers=reviewers,
             sampling_key=(raw["CALLQA_SAMPLING_KEY"] or "callqa-development").encode(),
             test_calls_per_week=_int("CALLQA_TEST_CALLS_PER_WEEK", raw["CALLQA_TEST_CALLS_PER_WEEK"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
@@ -344,9 +409,13 @@ class Config:
             metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
             max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
+            topic_detector_state=raw["CALLQA_TOPIC_DETECTOR_STATE"],
+            recording_url=_recording_url(raw["CALLQA_RECORDING_URL"]),
+            min_calls_for_ratio=_int("CALLQA_MIN_CALLS_FOR_RATIO", raw["CALLQA_MIN_CALLS_FOR_RATIO"], 0),
             **_kafka_security(raw),
         )
 
 
-# every setting is a Config field, except the KPI rules (10, making up Config.kpi) and the policy's (4, Config.policy)
-assert len(SETTINGS) - 10 - 4 == len(fields(Config)) - 2
+# every setting is a Config field, except the KPI rules and site time zones (12, making up Config.kpi) and the
+# policy's (4, Config.policy)
+assert len(SETTINGS) - 12 - 4 == len(fields(Config)) - 2

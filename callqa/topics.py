@@ -23,7 +23,7 @@ def topic_names(config: Config) -> list[str]:
     worker's consumer is assigned all of them from the start."""
     return [*(internal_topic(config, name) for name in INTERNAL), config.topic_events, config.topic_dead_letters, config.topic_call_records,
             config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling,
-            config.topic_sampling_decisions, config.topic_review_queue]
+            config.topic_sampling_decisions, config.topic_review_queue, config.topic_detector_state]
 
 
 def sink_routes(config: Config) -> dict[str, str]:
@@ -35,7 +35,7 @@ def sink_routes(config: Config) -> dict[str, str]:
             config.topic_kpis: tables.KPI_WINDOWS, config.topic_dead_letters: tables.DEAD_LETTERS,
             config.topic_evaluations: tables.EVALUATIONS, config.topic_alerts: tables.ALERTS,
             config.topic_sampling: tables.SAMPLING_RATES, config.topic_sampling_decisions: tables.SAMPLING_DECISIONS,
-            config.topic_review_queue: tables.REVIEW_QUEUE}
+            config.topic_review_queue: tables.REVIEW_QUEUE, config.topic_detector_state: tables.DETECTOR_STATE}
 
 
 def sink_group(config: Config) -> str:

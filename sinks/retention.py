@@ -10,8 +10,9 @@ from .store import Store
 
 RAW_DAYS = 396  # about 13 months: a year and its same month last year
 HISTORY_DAYS = 1827  # five years
-RAW = ("raw_events", "dead_letters", "call_records", "kpi_windows", "sampling_decisions")
-HISTORY = ("kpi_daily", "kpi_monthly", "evaluations", "alerts", "sampling_rates", "review_queue", "agents")
+RAW = ("raw_events", "dead_letters", "call_records", "kpi_windows", "sampling_decisions", "detector_state")
+HISTORY = ("kpi_daily", "kpi_monthly", "evaluations", "alerts", "sampling_rates", "review_queue", "agents",
+           "surveys")
 
 
 def ttl(days: int) -> str:

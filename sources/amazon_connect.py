@@ -13,7 +13,9 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from .base import Converted, envelope, implausible
+from schemas import plausible_ms
+
+from .base import Converted, envelope, invalid
 from .pii import CallerHasher
 
 CTR_SOURCE = "amazon-connect-ctr"
@@ -21,7 +23,18 @@ AGENT_SOURCE = "amazon-connect-agent-events"
 
 
 def _ms(text: str | None) -> int | None:
-    return int(datetime.fromisoformat(text).timestamp() * 1000) if text else None
+    """Epoch ms of a record's time (ISO 8601 with its zone, e.g. ``2019-01-30T15:11:35Z``), None when
+    absent; a time of another type, without a zone (read in no known clock) or implausible (before 2000,
+    or in the future) refuses its record, whether or not an event is made at that time."""
+    if text is None or text == "":
+        return None
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"time {text[:40]!r} has no zone")
+    ms = int(t.timestamp() * 1000)
+    if not plausible_ms(ms):
+        raise ValueError(f"time {text[:40]!r} is implausible (before 2000, or in the future): record refused whole")
+    return ms
 
 
 def records(lines: Iterable[str], name: str) -> Iterator[tuple[str, str, dict | None, str | None]]:
@@ -42,7 +55,7 @@ def records(lines: Iterable[str], name: str) -> Iterator[tuple[str, str, dict | 
         return
     except json.JSONDecodeError:
         pass
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may be raw inside a JSON string
         if line.strip():
             try:
                 yield f"{name}:{number}", line, json.loads(line), None
@@ -98,7 +111,7 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
     if method not in CONTINUES or call == contact:  # the customer's call starts here
         direction = "outbound" if method in AGENT_DIALLED else "callback" if method == "CALLBACK" else "inbound"
         events.append(ev("call.offered", started, queue_id=queue_id, direction=direction, caller_hash=hasher(caller)))
-    if queue and queue.get("EnqueueTimestamp"):
+    if queue and queue.get("EnqueueTimestamp") is not None:
         events.append(ev("call.queued", _ms(queue["EnqueueTimestamp"]), queue_id=queue_id))
     connected = _ms(agent.get("ConnectedToAgentTimestamp")) if agent else None
     if connected is None:
@@ -111,6 +124,8 @@ def convert_ctr(r: dict, site_id: str, hasher: CallerHasher, call: str | None = 
     agent_id = agent.get("Username") or _name(agent.get("ARN")) or "unknown"
     events.append(ev("call.answered", connected, queue_id=queue_id, agent_id=agent_id))
     holds, hold_s = agent.get("NumberOfHolds") or 0, agent.get("CustomerHoldDuration") or agent.get("HoldDuration") or 0
+    if type(holds) is not int or not 0 <= holds <= 1000:
+        raise ValueError(f"NumberOfHolds {str(holds)[:40]!r} is not a count of holds")
     t = connected
     for i in range(holds):
         share = round(hold_s * 1000 / holds)
@@ -136,16 +151,61 @@ def _left_for(follower: dict, site_id: str, previous_call: str) -> dict:
                     reason=LEFT_FOR[follower["InitiationMethod"]])
 
 
+def _answer(attributes: dict, name: str, low: int, high: int) -> int | None:
+    """A survey answer from a contact attribute (Connect keeps attributes as strings): a whole number from
+    ``low`` to ``high``, None when the attribute is absent or empty; anything else refuses the record."""
+    value = attributes.get(name)
+    if value is None or value == "":
+        return None
+    number = int(str(value).strip())
+    if not low <= number <= high:
+        raise ValueError(f"contact attribute {name} {str(value)[:20]!r} is not a whole number from {low} to {high}")
+    return number
+
+
+YES_NO = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
+
+
+def survey(r: dict, site_id: str, call: str) -> list[dict]:
+    """The post-call survey a contact carries, as ``survey.completed``. Connect's contact records have no
+    survey field: a post-contact survey flow (after the agent leaves, "Get customer input" with DTMF or Lex)
+    stores the answers as user-defined contact attributes ("Set contact attributes"), and Connect delivers
+    the record again with them. Read from the attributes ``csat`` (1-5; without it there is no survey),
+    ``nps`` (0-10) and ``survey_resolved`` (true/false, yes/no, 1/0); an answer that cannot be read refuses
+    the record. Its time: the contact's disconnect (the survey flow ends the contact), else its last update;
+    its agent, the contact's (when one connected); its queue, the contact's."""
+    attributes = r.get("Attributes") or {}
+    csat = _answer(attributes, "csat", 1, 5)
+    if csat is None:
+        return []
+    resolved = attributes.get("survey_resolved")
+    if resolved not in (None, ""):
+        if str(resolved).strip().lower() not in YES_NO:
+            raise ValueError(f"contact attribute survey_resolved {str(resolved)[:20]!r} is not yes or no")
+        resolved = YES_NO[str(resolved).strip().lower()]
+    else:
+        resolved = None
+    agent, queue = r.get("Agent") or {}, r.get("Queue") or None
+    agent_id = (agent.get("Username") or _name(agent.get("ARN"))) if agent.get("ConnectedToAgentTimestamp") else None
+    at = _ms(r.get("DisconnectTimestamp")) or _ms(r.get("LastUpdateTimestamp")) or _ms(r["InitiationTimestamp"])
+    contact = r["ContactId"]
+    return [envelope(f"connect:{contact}:survey.completed", "survey.completed", at, site_id, CTR_SOURCE,
+                     survey_id=f"connect:{contact}", call_id=call, agent_id=agent_id,
+                     queue_id=_name(queue) if queue else None, csat=csat, nps=_answer(attributes, "nps", 0, 10),
+                     resolved=resolved)]
+
+
 def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
     """Contact records of a file: the newest version of each contact (LastUpdateTimestamp), in the
     order the contacts were initiated, so that a transfer's contact finds its customer's call."""
     newest: dict[str, tuple[str, str, dict]] = {}
     for position, raw, record, error in records(lines, name):
-        if error or not isinstance(record, dict) or "ContactId" not in record or "InitiationTimestamp" not in record:
+        if error or not isinstance(record, dict) or not isinstance(record.get("ContactId"), str) \
+                or "InitiationTimestamp" not in record:
             yield Converted(position, raw, error=error or "not a contact trace record (no ContactId/InitiationTimestamp)")
             continue
         kept = newest.get(record["ContactId"])
-        if kept and (kept[2].get("LastUpdateTimestamp") or "") >= (record.get("LastUpdateTimestamp") or ""):
+        if kept and str(kept[2].get("LastUpdateTimestamp") or "") >= str(record.get("LastUpdateTimestamp") or ""):
             yield Converted(position, raw, skipped="superseded CTR")
             continue
         if kept:
@@ -159,11 +219,12 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
             following = newest.get(record.get("NextContactId") or "")
             previous = record.get("PreviousContactId")
             unit.events = convert_ctr(record, site_id, hasher, call, following[2] if following else None,
-                                      call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous))
-            unit.error = implausible(unit.events)
+                                      call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous)
+                                      ) + survey(record, site_id, call)
+            unit.error = invalid(unit.events)
             if unit.error:
                 unit.events = []
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             unit.error = f"unreadable contact trace record: {exc!r}"
         yield unit
 
@@ -175,6 +236,8 @@ def convert_agent_event(r: dict, site_id: str) -> tuple[list[dict], str | None]:
     kind = r["EventType"]
     if kind == "HEART_BEAT":
         return [], "HEART_BEAT"
+    if kind not in ("LOGIN", "LOGOUT", "STATE_CHANGE"):
+        raise ValueError(f"unknown EventType {str(kind)[:40]!r}")
     configuration = (r.get("CurrentAgentSnapshot") or r.get("PreviousAgentSnapshot") or {}).get("Configuration") or {}
     agent = configuration.get("Username") or _name(r["AgentARN"])  # as contact records name agents
     t = _ms(r["EventTimestamp"])
@@ -198,9 +261,12 @@ def convert_agent_event(r: dict, site_id: str) -> tuple[list[dict], str | None]:
 def read_agent_events(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
     for position, raw, record, error in records(lines, name):
         unit = Converted(position, raw, error=error)
-        if record is not None:
+        if not error:
             try:
                 unit.events, unit.skipped = convert_agent_event(record, site_id)
-            except (KeyError, TypeError, ValueError) as exc:
+                unit.error = invalid(unit.events)
+                if unit.error:
+                    unit.events = []
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
                 unit.error = f"unreadable agent event record: {exc!r}"
         yield unit

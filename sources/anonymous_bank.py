@@ -25,7 +25,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from .base import Converted, envelope, implausible
+from .base import Converted, envelope, invalid
 from .pii import CallerHasher
 
 SOURCE = "anonymous-bank"
@@ -41,6 +41,12 @@ def _clock(text: str) -> int:
     return (h * 3600 + m * 60 + s) * 1000
 
 
+def _seconds(text: str, name: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{name} {text[:40]!r} is not a whole number of seconds")
+    return int(text)
+
+
 def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
     """The events of one call row; raises ValueError (with the reason) on a malformed row."""
     if r["outcome"] not in OUTCOMES:
@@ -54,7 +60,7 @@ def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
         t = _clock(text)
         return day + t + (86_400_000 if t < entry - 43_200_000 else 0)
 
-    q_time, ser_time = int(r["q_time"]), int(r["ser_time"])
+    q_time, ser_time = _seconds(r["q_time"], "q_time"), _seconds(r["ser_time"], "ser_time")
     call = f"ab:{r['vru+line']}:{r['call_id']}"
     queue = r["type"]
     ev = lambda kind, t, **f: envelope(f"{call}:{kind}", kind, t, site_id, SOURCE, call_id=call, **f)
@@ -86,7 +92,7 @@ def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) ->
             try:
                 unit.events = convert_row(dict(zip(COLUMNS, row)), site_id, hasher)
                 unit.skipped = None if unit.events else "PHANTOM"
-                unit.error = implausible(unit.events)
+                unit.error = invalid(unit.events)
                 if unit.error:
                     unit.events = []
             except (ValueError, OverflowError) as exc:

@@ -26,10 +26,13 @@ import hashlib
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
-from .base import Converted, envelope
+from schemas import plausible_ms
+
+from .base import Converted, envelope, invalid
 from .pii import CallerHasher
 
 SOURCE = "asterisk-queue-log"
@@ -58,10 +61,13 @@ def agent_id(channel: str) -> str | None:
 
 
 def _int(text: str | None) -> int | None:
-    try:
-        return int(float(text)) if text not in (None, "") else None
-    except ValueError:
+    """A number the adapter reads (seconds, milliseconds, a position), None when empty; a line whose
+    number is not one (``abc``, ``-4``, ``inf``, other scripts' digits) is refused, not read as absent."""
+    if text in (None, ""):
         return None
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?", text):
+        raise ValueError(f"{text[:40]!r} is not a number")
+    return int(text.split(".")[0])
 
 
 class QueueLogMapper:
@@ -197,8 +203,11 @@ class QueueLogMapper:
         calls = self.calls_of.get(agent) or []
         if not calls:
             return None
-        calltime = _int(e.params[3] if e.verb == "TRANSFER" and len(e.params) > 3 else
-                        e.params[-2] if len(e.params) >= 2 else None)
+        try:
+            calltime = _int(e.params[3] if e.verb == "TRANSFER" and len(e.params) > 3 else
+                            e.params[-2] if len(e.params) >= 2 else None)
+        except ValueError:  # a layout without it (an attended transfer's short forms): the latest call
+            calltime = None
         if calltime is None:
             return calls[-1][1]
         connected = e.at_ms // 1000 - calltime
@@ -241,22 +250,46 @@ class QueueLogMapper:
                 del table[stale]
 
 
+# The most parameters of the verbs whose parameters are read by position (Asterisk 1.4-20): a line with
+# more had a '|' inside a field, and its positions cannot be trusted.
+MAX_PARAMS = {"ENTERQUEUE": 3, "CONNECT": 3, "RINGNOANSWER": 1, "ABANDON": 3, "EXITWITHTIMEOUT": 3, "EXITEMPTY": 3,
+              "EXITWITHKEY": 4, "TRANSFER": 5, "BLINDTRANSFER": 5, "ATTENDEDTRANSFER": 6}
+
+
 def _entry(at_ms: int, callid: str, queue: str, agent: str, verb: str, params: list[str]) -> Entry:
     """An entry of the standard layout: ENTERQUEUE's caller id in its second parameter, CONNECT's ring
-    time (s) in its third, RINGNOANSWER's ring time (ms) in its first."""
+    time (s) in its third, RINGNOANSWER's ring time (ms) in its first, the position a call left from in
+    the first (EXITWITHKEY: the second)."""
+    given = len(params) - next((i for i, p in enumerate(reversed(params)) if p), len(params))  # without trailing empties
+    if given > MAX_PARAMS.get(verb, given):
+        raise ValueError(f"{verb} with {given} parameters (at most {MAX_PARAMS[verb]}): a field holds a '|'")
     connect_ring = _int(params[2]) if verb == "CONNECT" and len(params) > 2 else None
+    left = params[1:2] if verb == "EXITWITHKEY" else params[:1] if verb in ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY") else []
     return Entry(at_ms, callid, queue, agent, verb, params,
                  caller=params[1] if verb == "ENTERQUEUE" and len(params) > 1 else None,
                  ring_ms=_int(params[0]) if verb == "RINGNOANSWER" and params else
-                 (connect_ring * 1000 if connect_ring is not None else None))
+                 (connect_ring * 1000 if connect_ring is not None else None),
+                 position=_int(left[0]) if left else None)
 
 
-def _map(unit: Converted, mapper: QueueLogMapper, entry: Entry, event_id: str) -> None:
-    """The entry's events into ``unit``, or why they cannot be made (a time out of range)."""
+def _map(unit: Converted, mapper: QueueLogMapper, entry: Callable[[], Entry], event_id: str) -> None:
+    """The entry's events into ``unit``, or why they cannot be made: a number that is not one, a time out
+    of range, an id with '|' or over 128 characters, an event the contract refuses. The line is refused
+    whole, and before it is mapped, so a refused line leaves the mapper as it was."""
     try:
-        unit.events, unit.skipped = mapper.map(entry, event_id)
+        e = entry()
+        if not plausible_ms(e.at_ms):
+            raise ValueError(f"time {e.at_ms // 1000} is implausible (before 2000, or in the future)")
+        for name, value in (("callid", e.callid), ("queue", e.queue), ("agent", e.agent)):
+            if "|" in value or len(value) > 128:
+                raise ValueError(f"{name} {value[:40]!r} holds a '|' or is over 128 characters")
+        events, skipped = mapper.map(e, event_id)
     except (ValueError, OverflowError) as exc:
         unit.error = f"unreadable queue_log entry: {exc}"
+        return
+    unit.error = invalid(events)
+    if not unit.error:
+        unit.events, unit.skipped = events, skipped
 
 
 def _event_id(site_id: str, raw: str, seen: Counter) -> str:
@@ -278,7 +311,7 @@ def read_pipe(lines: Iterable[str], name: str, site_id: str, hasher: CallerHashe
         if len(fields) < 5 or not (fields[0].isascii() and fields[0].isdigit()) or not fields[4]:
             unit.error = "not a queue_log line (expected epoch|callid|queue|agent|event|params...)"
         else:
-            entry = _entry(int(fields[0]) * 1000, fields[1], fields[2], fields[3], fields[4], fields[5:])
+            entry = partial(_entry, int(fields[0]) * 1000, fields[1], fields[2], fields[3], fields[4], fields[5:])
             _map(unit, mapper, entry, _event_id(site_id, raw, seen))
         yield unit
 
@@ -302,18 +335,20 @@ def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHash
         if len(row) != len(TABLE_COLUMNS) or not (row[1].isascii() and row[1].isdigit()) or not row[0]:
             unit.error = f"expected {len(TABLE_COLUMNS)} columns with a numeric uid and date_time"
         else:
-            r = dict(zip(TABLE_COLUMNS, row))
-            verb = r["event"]
-            ring = _int(r["htime"]) if verb == "RINGNOANSWER" else (
-                _int(r["param3"]) * 1000 if verb == "CONNECT" and _int(r["param3"]) is not None else None)
-            talk = _int(r["ttime"]) if verb == "OUTANSWER" else None
-            entry = Entry(int(r["date_time"]) * 1000, r["callid"], r["queue_name"], r["type"], verb,
-                          [r["param1"], r["param2"], r["param3"]],
-                          caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring,
-                          talk_ms=talk * 1000 if talk is not None else None,
-                          position=_int(r["expos"]) or 0)  # param1 holds the caller id on every line here
-            _map(unit, mapper, entry, f"{site_id}:aqlt:{r['uid']}")
+            _map(unit, mapper, partial(_table_entry, dict(zip(TABLE_COLUMNS, row))), f"{site_id}:aqlt:{row[0]}")
         yield unit
+
+
+def _table_entry(r: dict[str, str]) -> Entry:
+    verb = r["event"]
+    ring = _int(r["htime"]) if verb == "RINGNOANSWER" else (
+        _int(r["param3"]) * 1000 if verb == "CONNECT" and _int(r["param3"]) is not None else None)
+    talk = _int(r["ttime"]) if verb == "OUTANSWER" else None
+    return Entry(int(r["date_time"]) * 1000, r["callid"], r["queue_name"], r["type"], verb,
+                 [r["param1"], r["param2"], r["param3"]],
+                 caller=(r["param2"] or r["param1"]) if verb == "ENTERQUEUE" else None, ring_ms=ring,
+                 talk_ms=talk * 1000 if talk is not None else None,
+                 position=_int(r["expos"]) or 0)  # param1 holds the caller id on every line here
 
 
 REALTIME_COLUMNS = ("time", "callid", "queuename", "agent", "event")
@@ -366,7 +401,7 @@ def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerH
         else:
             while params and not params[-1]:
                 params.pop()
-            entry = _entry(at_ms, value("callid"), value("queuename"), value("agent"), verb, params)
+            entry = partial(_entry, at_ms, value("callid"), value("queuename"), value("agent"), verb, params)
             _map(unit, mapper, entry, _event_id(site_id, raw, seen))
         yield unit
 

@@ -1,10 +1,15 @@
 """What an adapter yields for each unit of input (a line, a row, a record), and the run summary."""
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from dataclasses import dataclass, field
 
 from schemas import format_ms
+
+# A CSV field over the csv module's default limit (131,072 characters) would stop the reader with an
+# exception: it is read, and the row refused for what it holds, with its line in the dead letters.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 
 
 @dataclass
@@ -41,12 +46,15 @@ def envelope(event_id: str, event_type: str, time_ms: int, site_id: str, source:
             "site_id": site_id, "source": source, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def implausible(events: list[dict]) -> str | None:
-    """Why a record's events cannot all be kept (one of its times is out of the validator's range), or
-    None: a record is taken whole or not at all, so one broken field never leaves half a call."""
-    from schemas import plausible_ms, time_ms
+def invalid(events: list[dict]) -> str | None:
+    """Why a record's events cannot all be kept (one breaks the event contract: a time out of the
+    validator's range, an id with '|' or too long, a value of the wrong type), or None: a record is taken
+    whole or not at all, so one broken field never leaves half a call, and is one dead letter."""
+    from schemas import InvalidEvent, validate_dict
 
     for event in events:
-        if not plausible_ms(time_ms(event["event_time"])):
-            return f"{event['event_type']} at {event['event_time']} is implausible (before 2000, or in the future): record refused whole"
+        try:
+            validate_dict(event)
+        except InvalidEvent as exc:
+            return f"{exc}: record refused whole"
     return None

@@ -5,11 +5,13 @@ calls in its first 15 minutes. Call types with their own service-time distributi
 exponential patience (abandonment rises with waiting); holds, transfers, after-call work; repeat
 callers. Agents with shifts, breaks and lunch (not-ready reasons), tenure cohorts and performance
 tiers. Every answered call gets a recording and a speech-analytics result; a sample gets a human QA
-evaluation on the hotline 100-point form.
+evaluation on the hotline 100-point form, and a share a post-call survey whose CSAT follows the call's
+form items (``CSAT_ITEM_WEIGHTS``).
 
 Drift injection (``DriftSpec``) changes behaviour from a given time; the ground truth (each drift,
 and every call whose true quality is poor) is written to a side file.
-Deterministic for a seed. Times are UTC; the center's clock is UTC too.
+Deterministic for a seed. Event times are UTC; each site keeps its opening hours, shifts and days in its
+local time (``SimConfig.clock``: CALLQA_SITE_TIMEZONES, UTC by default), and its agents' profiles name it.
 """
 from __future__ import annotations
 
@@ -21,13 +23,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from callqa.core.clock import SiteClock
 from callqa.core.scorecard import DEFAULT_FORM, load_form
+from callqa.core.surveys import ITEM_PASS_SHARE
 from schemas import format_ms
 
 from .base import envelope
 from .pii import CallerHasher
 
 SOURCE = "simulator"
+EPOCH = date(1970, 1, 1).toordinal()
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
@@ -45,6 +50,20 @@ CALLS_PER_AGENT_DAY = 55
 PATIENCE_MEAN_S = 110
 HOLD_P, TRANSFER_P, QA_SAMPLE_P = 0.22, 0.05, 0.03
 POOR_SCORE = 60  # a call whose true QA score is below this is "poor" in the ground truth
+# Post-call surveys (``survey.completed``): SURVEY_P of answered calls get one, by IVR right after the call
+# (70%) or by SMS within the day. CSAT follows the call's true quality items (the items a reviewer scores; for
+# a call nobody reviews, drawn the same way): each item the call fails (under ITEM_PASS_SHARE of its points)
+# takes CSAT_ITEM_WEIGHTS[item] off the call's satisfaction mean CSAT_BASE; the answer is that mean rounded at
+# random (up with the mean's fraction as probability), except CSAT_MOOD_P of answers, uniform 1-5 (the
+# customer's mood, not the call). So a call's expected CSAT is (1 - CSAT_MOOD_P) x (CSAT_BASE - the weights of
+# its failed items) + CSAT_MOOD_P x 3: an item's true effect on mean CSAT is (1 - CSAT_MOOD_P) x its weight,
+# every other item has none. NPS (0-10, asked in 60%) follows the CSAT given; "resolved" (asked in 80%) is
+# the call's own resolution, misreported in 10%.
+SURVEY_P = 0.15
+CSAT_BASE = 4.7
+CSAT_ITEM_WEIGHTS = {"waiting.apology_after_hold": 1.5, "knowledge.accuracy": 1.0, "answering.listens_responds": 0.7,
+                     "greeting.standard": 0.5}  # at most CSAT_BASE - 1 in all
+CSAT_MOOD_P = 0.2
 # calibration: a few calls scored by every evaluator and the lead; each evaluator's bias in points
 CALIBRATION_P = 0.003
 CALIBRATION_BIAS = {"qa-lead": 0.0, "qa-01": 0.0, "qa-02": 2.0, "qa-03": -9.0, "qa-04": 0.0, "qa-05": -2.0, "qa-06": 1.0}
@@ -190,6 +209,10 @@ class SimConfig:
     hash_key: str = ""
     label_noise: float = 5.0  # points of noise in the poor-call label the processors cannot see
     closed_loop: bool = False  # human evaluations only of the calls callqa queues for review (``review``)
+    qa_sample_p: float = QA_SAMPLE_P  # share of answered calls with a human evaluation (not closed loop)
+    survey_p: float = SURVEY_P  # share of answered calls with a post-call survey
+    clock: SiteClock = field(default_factory=SiteClock)  # each site's time zone: its days and hours are local
+    reviewers: tuple = ()  # named reviewers (callqa.core.reviewers.Reviewer) as the evaluators; none: qa-01..qa-06
 
 
 @dataclass
@@ -240,13 +263,15 @@ class Simulator:
         """Every event in event-time order. Days are simulated one at a time; what a day produces
         for later (evaluations submitted up to two days on) waits until its time comes."""
         start_ms = int(datetime.combine(self.c.start, datetime.min.time(), UTC).timestamp() * 1000)
-        pending = self._profiles(start_ms) + self._ops_events()
+        sites, clock, first = sorted({a.site for a in self.agents}), self.c.clock, self.c.start.toordinal() - EPOCH
+        pending = self._profiles(min(start_ms, *(clock.midnight(s, first) for s in sites))) + self._ops_events()
         for d in range(self.c.days):
             day = self.c.start + timedelta(days=d)
-            for site in sorted({a.site for a in self.agents}):
-                pending += self._site_day(site, day, start_ms + d * DAY_MS)
+            for site in sites:
+                pending += self._site_day(site, day)
             pending.sort(key=lambda e: (e["event_time"], e["event_id"]))
-            cut = format_ms(start_ms + (d + 1) * DAY_MS)
+            # what comes later starts at a site's next local midnight at the earliest
+            cut = format_ms(min(clock.midnight(s, first + d + 1) for s in sites))
             i = bisect.bisect_left([e["event_time"] for e in pending], cut)
             yield from pending[:i]
             pending = pending[i:]
@@ -271,7 +296,8 @@ class Simulator:
     def _profiles(self, t: int) -> list[dict]:
         return [envelope(f"sim{self.c.seed}:profile:{a.id}", "agent.profile", t - DAY_MS, a.site, SOURCE,
                          agent_id=a.id, team_id=a.team, hire_date=a.hire.isoformat(), tier=a.tier,
-                         shift={"start": f"{a.shift[0]:02d}:00", "end": f"{a.shift[1]:02d}:00", "timezone": "UTC"})
+                         shift={"start": f"{a.shift[0]:02d}:00", "end": f"{a.shift[1]:02d}:00",
+                                "timezone": self.c.clock.name(a.site)})
                 for a in self.agents]
 
     def _ops_events(self) -> list[dict]:
@@ -287,13 +313,13 @@ class Simulator:
                                     description="Simulated system change (injected drift)"))
         return out
 
-    def _arrivals(self, day: date, day_ms: int, agents: int) -> list[int]:
+    def _arrivals(self, site: str, day: date, agents: int) -> list[int]:
         rng = self.rng
         volume = agents * CALLS_PER_AGENT_DAY * WEEKDAY[day.weekday()]
         times = []
         for hour, share in HOURLY.items():
             n = _poisson(rng, volume * share)
-            base = day_ms + hour * HOUR_MS
+            base = self.c.clock.at_local(site, day, hour)
             for _ in range(n):
                 if rng.random() < FIRST_QUARTER_SHARE:
                     times.append(base + int(rng.random() * HOUR_MS / 4))
@@ -302,14 +328,16 @@ class Simulator:
         times.sort()
         return times
 
-    def _site_day(self, site: str, day: date, day_ms: int) -> list[dict]:
+    def _site_day(self, site: str, day: date) -> list[dict]:
+        """A site's local day: shifts, breaks and calls."""
         rng, out = self.rng, []
+        at = lambda hour: self.c.clock.at_local(site, day, hour)  # a local hour of the day, as UTC ms
         agents = [a for a in self.agents if a.site == site]
         lang = "zh" if int(site.rsplit("-", 1)[1]) % 2 else "en"
         breaks: dict[str, list[tuple[int, int, str]]] = {}
         heap = []
         for a in agents:
-            s0, s1 = day_ms + a.shift[0] * HOUR_MS, day_ms + a.shift[1] * HOUR_MS
+            s0, s1 = at(a.shift[0]), at(a.shift[1])
             mid = (s0 + s1) // 2
             plan = [(s0 + 2 * HOUR_MS, s0 + 2 * HOUR_MS + 15 * 60_000, "break"),
                     (mid, mid + HOUR_MS, "lunch"),
@@ -330,10 +358,10 @@ class Simulator:
             ev("logout", s1, "logged_out")
             heapq.heappush(heap, (s0, a.id))
         by_id = {a.id: a for a in agents}
-        ends = {a.id: day_ms + a.shift[1] * HOUR_MS for a in agents}
+        ends = {a.id: at(a.shift[1]) for a in agents}
         types, weights = list(CALL_TYPES), [v[0] for v in CALL_TYPES.values()]
         recent = self.callers.setdefault(site, [])
-        for arrival in self._arrivals(day, day_ms, len(agents)):
+        for arrival in self._arrivals(site, day, len(agents)):
             self._n += 1
             call = f"{site}-{day:%Y%m%d}-{self._n:07d}"
             ctype = rng.choices(types, weights)[0]
@@ -429,19 +457,43 @@ class Simulator:
                                   greeted, apologised),
           sentiment={"customer": round(max(-1.0, min(1.0, (score - 75) / 30 + rng.gauss(0, 0.2))), 2),
                      "agent": round(max(-1.0, min(1.0, rng.gauss(0.4, 0.2))), 2)})
+        items = None  # the call's items as a reviewer scores them (what its survey's CSAT follows)
         if self.c.closed_loop:  # reviewers evaluate the calls callqa queues (``review``)
             review = random.Random(f"{self.c.seed}:{call}:review")
             items = self._items(score, hold is not None, apologised, greeted, review)
-            self.reviewable[call] = (a.id, a.site, end, items, f"qa-{review.randint(1, 6):02d}")
+            self.reviewable[call] = (a.id, a.site, end, items, self._evaluator(review, a.site, lang))
             truth = self.truth.qa_pct.setdefault(a.id, [0.0, 0])
             truth[0] += 100 * sum(i["score"] for i in items) / sum(i["max_score"] for i in items)
             truth[1] += 1
-        elif rng.random() < QA_SAMPLE_P:
-            e("evaluation.submitted", end + rng.randint(1, 48) * HOUR_MS, evaluation_id=f"ev-{call}", agent_id=a.id,
-              evaluator_id=f"qa-{rng.randint(1, 6):02d}", form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human",
-              items=self._items(score, hold is not None, apologised, greeted))
+        elif rng.random() < self.c.qa_sample_p:
+            at, evaluator = end + rng.randint(1, 48) * HOUR_MS, self._evaluator(rng, a.site, lang)  # drawn in this order
+            items = self._items(score, hold is not None, apologised, greeted)
+            e("evaluation.submitted", at, evaluation_id=f"ev-{call}", agent_id=a.id, evaluator_id=evaluator,
+              form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1], kind="human", items=items)
+        self._survey(e, a, call, ctype, end, score, hold is not None, apologised, greeted, resolved, items)
         self._calibration(out, a, call, end, score, hold is not None, apologised, greeted)
         return end + acw
+
+    def _survey(self, e, a: Agent, call: str, ctype: str, end: int, score: float, held: bool, apologised: bool,
+                greeted: bool, resolved: bool, items: list[dict] | None) -> None:
+        """A post-call survey for SURVEY_P of the calls, its CSAT driven by the call's items (see CSAT_ITEM_WEIGHTS).
+        Drawn from the call's own generator, so the rest of the traffic stays as it was for a seed."""
+        rng = random.Random(f"{self.c.seed}:{call}:survey")
+        if rng.random() >= self.c.survey_p:
+            return
+        items = items or self._items(score, held, apologised, greeted, rng)
+        failed = {i["item_id"] for i in items if i["score"] < ITEM_PASS_SHARE * i["max_score"]}
+        mean = CSAT_BASE - sum(w for item, w in CSAT_ITEM_WEIGHTS.items() if item in failed)
+        if rng.random() < CSAT_MOOD_P:
+            csat = rng.randint(1, 5)
+        else:
+            csat = int(mean) + (rng.random() < mean - int(mean))
+        nps = max(0, min(10, round(2.4 * csat - 1.5 + rng.gauss(0, 1.2)))) if rng.random() < 0.6 else None
+        said_resolved = (resolved != (rng.random() < 0.1)) if rng.random() < 0.8 else None
+        ivr = rng.random() < 0.7
+        at = end + (int(rng.uniform(20, 120) * 1000) if ivr else int(rng.uniform(0.5, 20) * HOUR_MS))
+        e("survey.completed", at, survey_id=f"sv-{call}", agent_id=a.id, queue_id=ctype, csat=csat, nps=nps,
+          resolved=said_resolved, channel="ivr" if ivr else "sms")
 
     def _calibration(self, out: list, a: Agent, call: str, end: int, score: float, held: bool, apologised: bool,
                      greeted: bool) -> None:
@@ -450,11 +502,27 @@ class Simulator:
         rng = random.Random(f"{self.c.seed}:{call}:calibration")
         if rng.random() >= CALIBRATION_P:
             return
-        for i, (evaluator, bias) in enumerate(CALIBRATION_BIAS.items()):
+        for i, (evaluator, bias) in enumerate(self._calibration_bias().items()):
             out.append(envelope(
               f"sim{self.c.seed}:{call}:calibration:{evaluator}", "evaluation.submitted", end + 24 * HOUR_MS + i * 600_000,
               a.site, SOURCE, call_id=call, evaluation_id=f"cal-{call}-{evaluator}", agent_id=a.id, evaluator_id=evaluator, form_id=DEFAULT_FORM[0], form_version=DEFAULT_FORM[1],
               kind="calibration", items=self._items(max(0.0, min(100.0, score + bias)), held, apologised, greeted, rng)))
+
+    def _evaluator(self, rng: random.Random, site: str, lang: str) -> str:
+        """Who scores a call: qa-01..qa-06, or with named reviewers one of those of its site and language (any
+        reviewer when none is)."""
+        if not self.c.reviewers:
+            return f"qa-{rng.randint(1, 6):02d}"
+        pool = [r.id for r in self.c.reviewers if r.covers(site) and r.speaks(lang)] or [r.id for r in self.c.reviewers]
+        return pool[rng.randint(1, len(pool)) - 1]
+
+    def _calibration_bias(self) -> dict[str, float]:
+        """Each calibration evaluator's bias: CALIBRATION_BIAS, or with named reviewers the lead's and, in the
+        file's order, the biases of qa-01, qa-02, ... in turn (so the third reviewer is 9 points harsh)."""
+        if not self.c.reviewers:
+            return CALIBRATION_BIAS
+        biases = [b for who, b in CALIBRATION_BIAS.items() if who != "qa-lead"]
+        return {"qa-lead": 0.0, **{r.id: biases[i % len(biases)] for i, r in enumerate(self.c.reviewers)}}
 
     def _items(self, score: float, held: bool, apologised: bool, greeted: bool,
                rng: random.Random | None = None) -> list[dict]:

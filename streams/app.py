@@ -295,7 +295,7 @@ def create_app(config: Config) -> faust.App:
     outputs = {"dead_letters": config.topic_dead_letters, "call_records": config.topic_call_records,
                "kpi_windows": config.topic_kpis, "evaluations": config.topic_evaluations, "alerts": config.topic_alerts,
                "sampling_rates": config.topic_sampling, "sampling_decisions": config.topic_sampling_decisions,
-               "review_queue": config.topic_review_queue}
+               "review_queue": config.topic_review_queue, "detector_state": config.topic_detector_state}
     out_topics = {table: app.topic(name, partitions=n, **raw) for table, name in outputs.items()}
     tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}

@@ -30,6 +30,7 @@ def store_snapshot(data_dir):
             "reviews": store.query(f"SELECT * {mine} FROM review_queue FINAL ORDER BY call_id")[1],
             "rates": store.query("SELECT * EXCEPT (change_id, ingested_at) FROM sampling_rates FINAL "
                                  "ORDER BY agent_id, at, new_rate")[1],
+            "detector": store.query(f"SELECT * {mine} FROM detector_state FINAL ORDER BY site_id, series, time")[1],
         }
     finally:
         store.close()
@@ -119,10 +120,24 @@ def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_someth
         assert message in done.stderr and "Traceback" not in done.stderr and "secret" not in done.stderr, done.stderr
 
 
+def quiet_blocks(stdout: str) -> list[list[str]]:
+    """``--quiet`` output: the result lines, then each table (tab-separated lines, a blank line between two)."""
+    first, *tables = [block.splitlines() for block in stdout.strip("\n").split("\n\n")]
+    header = next((i for i, line in enumerate(first) if "\t" in line), len(first))
+    return [first[:header], *([first[header:]] if header < len(first) else []), *tables]
+
+
 def test_quiet_and_json_output(tmp_path):
     env = callqa_env(tmp_path)
     quiet = run_callqa(["--quiet", "replay", str(DAY)], env)
-    assert quiet.returncode == 0 and quiet.stdout.count("\n") == 1 and quiet.stderr == ""  # one line, no bars
+    assert quiet.returncode == 0 and quiet.stderr == ""  # no progress bar
+    # the results without decoration: the summary, then the tables as tab-separated lines, no titles or borders
+    summary, sites, outcomes = quiet_blocks(quiet.stdout)
+    assert summary[0].startswith("63 events (") and len(summary) == 1
+    assert sites[0].split("\t") == ["site_id", "calls_offered", "calls_answered", "calls_abandoned", "asa_s",
+                                    "abandon_rate"] and {r.split("\t")[0] for r in sites[1:]} == {"A", "B"}
+    assert outcomes[0].split("\t") == ["site_id", "outcome", "calls"] and len(outcomes) == 5
+    assert "KPIs per site" not in quiet.stdout and not set("┃━│┏└") & set(quiet.stdout)
     again = json.loads(run_callqa(["replay", "--json", str(DAY)], env).stdout)
     assert again["events"] == 63 and again["duplicates"] == 62  # a replay: every event already applied
     assert {s["site_id"] for s in again["sites"]} == {"A", "B"}

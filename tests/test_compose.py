@@ -110,9 +110,9 @@ def test_grafana_gets_the_plugin_and_the_provisioning():
     dashboards = ROOT / grafana[provider["options"]["path"]]
     assert sorted(p.name for p in dashboards.glob("*.json")) == [
         "callqa-agent-quality.json", "callqa-calibration.json", "callqa-drift.json", "callqa-live.json",
-        "callqa-pipeline.json", "callqa-sites.json"]
+        "callqa-pipeline.json", "callqa-sites.json", "callqa-today.json"]
     home = env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert (dashboards / home.removeprefix(provider["options"]["path"] + "/")).exists()
+    assert home.removeprefix(provider["options"]["path"] + "/") == "callqa-today.json"  # the day's decisions first
     for service in ("clickhouse", "grafana", "prometheus"):
         for host in mounts(service).values():
             assert (ROOT / host).exists(), f"{service} mounts missing {host}"

@@ -213,3 +213,57 @@ def test_an_incident_whose_series_stop_reporting_closes_as_stale():
     assert incidents.tick(7 * 86_400_000) == ([], [])
     rows, reviews = incidents.tick(9 * 86_400_000)
     assert [r["status"] for r in rows] == ["closed"] and [r[4] for r in reviews] == [False]
+
+
+def _qa_agent_hours(monitor: QualityMonitor, values: list[float], first_hour: int = 0) -> list[dict]:
+    """One human evaluation an hour on an agent's QA chart; the drift alarms raised."""
+    rows = []
+    for i, value in enumerate(values):
+        rows += monitor.observe("agent|s1|a1|qa_human", value, (first_hour + i) * HOUR + 600_000)[0]
+    return rows
+
+
+def test_the_stored_chart_state_is_the_charts_own_and_its_alarm_value_is_the_value_that_signals():
+    import copy
+
+    rng = random.Random(3)
+    monitor = QualityMonitor({}, {"a1": {"team_id": "s1/t1", "site_id": "s1"}}, record=True)
+    assert not _qa_agent_hours(monitor, [rng.gauss(85, 5) for _ in range(20)] + [82, 83, 82])
+    kept = copy.deepcopy(monitor.state)
+    # the next hour (its one evaluation at 85) and a later observation on another series, which closes it
+    _qa_agent_hours(monitor, [85.0], first_hour=23)
+    monitor.observe("site|s1|s1|qa_human", 85.0, 25 * HOUR)
+    rows = {r["time"]: r for r in monitor.drain()}
+    hour = rows["1970-01-01T23:00:00.000Z"]
+    assert hour["steps"] == 1 and hour["ready"] and not hour["in_alarm"]
+    s = monitor.series["agent|s1|a1|qa_human"]
+    assert hour["decision_limit"] == pytest.approx(s["h"], abs=1e-4) and hour["start_statistic"] > 0
+    assert hour["expected"] < 85 and hour["alarm_value"] < hour["expected"]  # lower QA is worse
+    # an evaluation just past the alarm value signals in that hour; one just short of it does not
+    for value, signals in ((hour["alarm_value"] - 0.05, True), (hour["alarm_value"] + 0.05, False)):
+        again = QualityMonitor(copy.deepcopy(kept), {"a1": {"team_id": "s1/t1", "site_id": "s1"}}, record=True)
+        alarms = [r for r in _qa_agent_hours(again, [value], first_hour=23) if r["kind"] == "drift"]
+        assert bool(alarms) == signals, (value, alarms)
+        if signals:  # its row now holds the statistic and limit the alarm carried
+            state = {r["time"]: r for r in again.drain()}["1970-01-01T23:00:00.000Z"]
+            evidence = json.loads(alarms[0]["evidence"])
+            assert state["statistic"] == pytest.approx(evidence["statistic"], abs=1e-4)
+            assert state["statistic"] > state["decision_limit"] == pytest.approx(evidence["limit"], abs=1e-4)
+            assert state["in_alarm"] and state["alarm_value"] == hour["alarm_value"]
+
+
+def test_every_hour_of_every_series_is_stored_once_with_its_latest_steps():
+    monitor = QualityMonitor({}, PROFILES, record=True)
+    rows, _ = feed(monitor, range(6), metric="handle_s", per_hour=5)
+    monitor.observe("site|s1|s1|handle_s", 300.0, 7 * HOUR)  # the monitor's input passes hour 6
+    stored: dict = {}
+    for row in monitor.drain():
+        key = (row["series"], row["time"])
+        assert row["version"] >= stored.get(key, {"version": 0})["version"]
+        stored[key] = row
+    # every series that completed a subgroup in an hour has that hour: 30 agents, 2 teams and the site
+    series = {k for k, _ in stored}
+    assert len(series) == 33 and {t for _, t in stored} == {f"1970-01-01T0{h}:00:00.000Z" for h in range(6)}
+    site = [stored[("site|s1|s1|handle_s", f"1970-01-01T0{h}:00:00.000Z")] for h in range(6)]
+    assert [r["steps"] for r in site] == [15] * 6 and all(r["observations"] == 150 for r in site)  # 150 calls, subgroups of 10
+    assert not any(r["kind"] == "drift" for r in rows)

@@ -134,7 +134,7 @@ def test_callqa_query_shows_a_sites_hourly_kpis_for_a_day(ingested):
 
     data_dir, _ = ingested("anonymous-bank", BANK, "bank")
     env = callqa_env(data_dir.parent) | {"CALLQA_DATA_DIR": str(data_dir)}
-    done = run_callqa(["query", SITE_HOURLY.format(site="bank", day="2010-08-02")], env)
+    done = run_callqa(["query", SITE_HOURLY.format(site="bank", day="2010-08-02", timezone="UTC")], env)
     assert done.returncode == 0, done.stderr
     for column in ("hour", "service_level", "asa_s", "abandon_rate", "aht_s"):
         assert column in done.stdout

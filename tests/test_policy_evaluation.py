@@ -51,7 +51,7 @@ def test_sampling_reaches_the_store_and_feeds_plans(tmp_path):
     assert raised and all(json.loads(evidence)["series"] for _, _, evidence in raised)
     plans = run_callqa(["plan", "--day", "2024-03-05", "--json"], env)
     assert plans.returncode == 0, plans.stderr
-    rows = json.loads(plans.stdout)
+    rows = json.loads(plans.stdout)["plans"]
     assert sum(r["target"] for r in rows) == by_day["2024-03-05"] and all(r["reviewer"].startswith("qa-") for r in rows)
     calls = run_callqa(["test-calls", "--week", "2024-03-07", "--new-business", "e-wallet", "--json"],
                        {**env, "CALLQA_TEST_CALLS_PER_WEEK": "10"})

@@ -1,10 +1,13 @@
 """`callqa demo` and `callqa report`: the summary, and the HTML report loaded in headless Chromium
-(Debian's, started here): no script errors, the charts render, the figures equal the store's."""
+(Debian's, started here): no script errors, the charts render, the figures equal the store's; "Today"
+lists the injected incidents first, each charted with the detector's stored state; review rows link to
+their recordings (CALLQA_RECORDING_URL) and agents; ratios of too few calls are left out."""
 import json
 import re
 import shutil
 import struct
 import subprocess
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import pytest
@@ -13,13 +16,15 @@ from sinks.store import EmbeddedStore
 from tests.conftest import callqa_env, run_callqa
 
 END = "2024-03-09 00:00:00"  # the end of the demo's five days (from Monday 2024-03-04)
+TODAY = "2024-03-08"  # the report's "Today": the period's last day
 CHARTS = {"sl", "asa", "qa-site-1", "qa-site-2", "qa_sites", "rates", "coverage", "evaluations", "calibration"}
+RECORDING_URL = "https://recordings.example/play?uri={storage_uri}&call={call_id}"
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    env = callqa_env(tmp)
+    env = callqa_env(tmp, CALLQA_RECORDING_URL=RECORDING_URL)
     done = run_callqa(["demo", "--sites", "2", "--agents-per-site", "15", "--days", "5", "--json",
                        "--report", str(tmp / "report.html")], env, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -34,21 +39,31 @@ def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 class Tables(HTMLParser):
-    """The report's tables: id -> rows of {column: (raw value, shown text)}."""
+    """The report's tables: id -> rows of {column: (raw value, shown text)}; ``links``: id -> rows of
+    {column: href}; ``ids``: every element id on the page."""
 
     def __init__(self):
         super().__init__()
         self.tables: dict[str, list[dict]] = {}
-        self._table = self._cell = None
+        self.links: dict[str, list[dict]] = {}
+        self.ids: set[str] = set()
+        self._table = self._cell = self._name = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
         if tag == "table":
-            self._table = self.tables.setdefault(a["id"].removeprefix("table-"), [])
+            self._name = a["id"].removeprefix("table-")
+            self._table = self.tables.setdefault(self._name, [])
+            self.links.setdefault(self._name, [])
         elif tag == "tr" and self._table is not None:
             self._table.append({})
+            self.links[self._name].append({})
         elif tag == "td" and self._table is not None:
             self._cell = [a["data-column"], a["data-value"], ""]
+        elif tag == "a" and self._cell is not None:
+            self.links[self._name][-1][self._cell[0]] = a["href"]
 
     def handle_data(self, data):
         if self._cell is not None:
@@ -67,6 +82,46 @@ def rendered_tables(dom: str) -> dict[str, list[dict]]:
     parser = Tables()
     parser.feed(dom)
     return {name: [r for r in rows if r] for name, rows in parser.tables.items()}
+
+
+def rendered_links(dom: str) -> tuple[dict[str, list[dict]], set[str]]:
+    """Per table, each data row's links by column; and every element id of the page."""
+    parser = Tables()
+    parser.feed(dom)
+    return ({name: [links for links, row in zip(parser.links[name], rows) if row] for name, rows in parser.tables.items()},
+            parser.ids)
+
+
+def plotted(dom: str) -> dict[str, list[dict]]:
+    """Each chart's traces as the page hands them to Plotly.newPlot (chart name -> traces)."""
+    decoder, found = json.JSONDecoder(), {}
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"chart-([^"]+)",\s*', dom):
+        found[match.group(1)], _ = decoder.raw_decode(dom, match.end())
+    return found
+
+
+def drawn_charts(dom: str) -> dict[str, bool]:
+    """Each chart's div: whether it drew its SVG and at least one trace."""
+    drawn = {}
+    for chunk in dom.split('id="chart-')[1:]:  # each chart's div, up to the next one
+        name = chunk.split('"', 1)[0]
+        drawn[name] = chunk.count('class="main-svg"') >= 2 and re.search(r'class="trace (scatter|bars)', chunk) is not None
+    return drawn
+
+
+@pytest.fixture(scope="module")
+def dom(demo) -> str:
+    """The report as headless Chromium leaves it once its scripts ran."""
+    done = chromium("--dump-dom", demo[2].as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture
+def store(demo):
+    store = EmbeddedStore(demo[3] / "chdb")
+    yield store
+    store.close()
 
 
 def test_demo_finds_the_injected_drifts_and_says_what_it_did(demo):
@@ -99,11 +154,10 @@ def test_the_report_loads_and_its_charts_render_in_chromium(demo, tmp_path):
     dom = chromium("--dump-dom", report.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert script_errors(dom.stdout) is None, "a script failed on the page"
-    drawn = {}
-    for chunk in dom.stdout.split('id="chart-')[1:]:  # each chart's div, up to the next one
-        name = chunk.split('"', 1)[0]
-        drawn[name] = chunk.count('class="main-svg"') >= 2 and re.search(r'class="trace (scatter|bars)', chunk) is not None
-    assert drawn == {name: True for name in CHARTS}  # every chart drew its SVG and at least one trace
+    incidents = {f"incident-{i + 1}" for i in range(len(rendered_tables(dom.stdout)["today-incidents"]))}
+    assert incidents  # the demo's drifts are open on its last day
+    # every chart drew its SVG and at least one trace
+    assert drawn_charts(dom.stdout) == {name: True for name in CHARTS | incidents}
     shot = tmp_path / "report.png"
     done = chromium("--window-size=1280,3000", f"--screenshot={shot}", report.as_uri())
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
@@ -156,3 +210,208 @@ def test_report_from_a_store_for_a_period(demo, tmp_path):
     assert empty.returncode == 2 and "no calls between 2030-01-01" in empty.stderr
     fresh = run_callqa(["report"], callqa_env(tmp_path))
     assert fresh.returncode == 2 and "no KPI history" in fresh.stderr and "Traceback" not in fresh.stderr
+
+
+def _incidents_of_the_day(store) -> dict[str, dict]:
+    """Oracle: the incidents open at the end of TODAY or closed during it, from the alerts table's rows."""
+    found: dict[str, list] = {}
+    for alert_id, at, status, level, entity, metric in store.query(
+            "SELECT alert_id, toString(at), status, level, entity_id, metric FROM alerts FINAL "
+            f"WHERE kind = 'incident' AND at < '{END}' ORDER BY alert_id, at")[1]:
+        found.setdefault(alert_id, []).append((at, status, level, entity, metric))
+    day = {}
+    for alert_id, history in found.items():
+        at, status, level, entity, metric = history[-1]
+        if status not in ("closed", "merged") or (status == "closed" and at >= TODAY):
+            day[alert_id] = {"status": status, "level": level, "entity": entity, "metrics": metric.split(","),
+                             "opened": history[0][0][:16]}
+    return day
+
+
+def test_today_lists_the_injected_incidents_first_each_with_its_chart(demo, dom, store):
+    summary = demo[1]
+    assert f'data-day="{TODAY}"' in dom and dom.index('id="today"') < dom.index('id="table-sites"')  # Today first
+    rows = rendered_tables(dom)["today-incidents"]
+    value = lambda row, column: row[column][0]
+    expected = _incidents_of_the_day(store)
+    assert {value(r, "alert_id") for r in rows} == set(expected) and len(rows) == len(expected)
+    for r in rows:
+        want = expected[value(r, "alert_id")]
+        assert r["status_word"][1] == ("cleared" if want["status"] == "closed" else "open")
+        assert value(r, "level") == want["level"] and value(r, "entity_id") == want["entity"]
+        assert value(r, "metric").split(",") == want["metrics"]
+        assert r["opened_at"][1] == want["opened"] and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", r["opened_at"][1])
+    # the simulator's truth: each injected drift is an incident opened when callqa detected it, on the
+    # metric that detected it; they come before any other incident of the day
+    positions = []
+    for drift in summary["drifts"]:
+        metric = drift["detected_by"].split(":", 2)[2]
+        match = [i for i, r in enumerate(rows) if r["opened_at"][1] == drift["detected_at"][:16].replace("T", " ")
+                 and metric in value(r, "metric").split(",")]
+        assert match, f"{drift['kind']} drift ({drift['detected_by']} at {drift['detected_at']}) not in Today"
+        positions.append(match[0])
+    assert sorted(positions) == list(range(len(summary["drifts"])))
+    # each incident's chart drew, below its row, the series the incident holds
+    drawn, charts = drawn_charts(dom), plotted(dom)
+    for i, r in enumerate(rows, 1):
+        assert drawn[f"incident-{i}"], f"incident {i}'s chart did not draw"
+        evidence = json.loads(store.query(f"SELECT argMax(evidence, at) FROM alerts FINAL WHERE alert_id = "
+                                          f"'{value(r, 'alert_id')}'")[1][0][0])
+        assert {t["meta"]["series"] for t in charts[f"incident-{i}"]} <= set(evidence["series"])
+        assert dom.index(f'id="incident-{i}"') > dom.index('id="table-today-incidents"')
+
+
+def test_each_incident_chart_draws_the_detectors_own_state(dom, store):
+    charts = {name: traces for name, traces in plotted(dom).items() if name.startswith(("incident-", "qa-site"))}
+    assert any(name.startswith("incident-") for name in charts)
+    stored: dict[str, dict] = {}
+    for series, t, expected, limit, alarm, statistic, ready in store.query(
+            "SELECT series, formatDateTime(time, '%Y-%m-%d %H:%i'), expected, decision_limit, alarm_value, statistic, "
+            "ready FROM detector_state FINAL")[1]:
+        stored.setdefault(series, {})[t] = {"expected": expected if ready else None, "decision limit": limit,
+                                            "alarm line": alarm, "CUSUM statistic": statistic}
+    compared = 0
+    for name, traces in charts.items():
+        for trace in traces:
+            role, series = trace["meta"]["role"], trace["meta"]["series"]
+            if role == "observed":
+                continue
+            assert trace["x"], f"{name}: {role} of {series} is empty"
+            for x, y in zip(trace["x"], trace["y"]):
+                want = stored[series][x][role]
+                assert (y is None and want is None) or y == pytest.approx(want, rel=1e-12), (name, series, role, x)
+                compared += 1
+    assert compared > 100
+    # the stored state is the detector's own: the hour an alarm opened holds the statistic and limit the
+    # alarm carried (its evidence in the alerts table), past the limit
+    alarms = store.query("SELECT concat(level, '|', site_id, '|', entity_id, '|', metric), "
+                         "formatDateTime(toStartOfHour(opened_at), '%Y-%m-%d %H:%i'), evidence FROM alerts FINAL "
+                         "WHERE kind = 'drift' AND status = 'open'")[1]
+    assert alarms
+    for series, hour, evidence in alarms:
+        e, state = json.loads(evidence), stored[series][hour]
+        assert state["CUSUM statistic"] == pytest.approx(e["statistic"], abs=1e-4)
+        assert state["decision limit"] == pytest.approx(e["limit"], abs=1e-4)
+        assert state["CUSUM statistic"] > state["decision limit"]
+
+
+def test_review_rows_link_their_recordings_and_agents_and_say_why(dom, store):
+    rows, (links, ids) = rendered_tables(dom)["today-reviews"], rendered_links(dom)
+    value = lambda row, column: row[column][0]
+    queued = {call: (uri, agent, reason) for call, uri, agent, reason in store.query(
+        f"SELECT call_id, storage_uri, agent_id, reason FROM review_queue FINAL WHERE status = 'queued' AND day = '{TODAY}'")[1]}
+    assert queued and sorted(value(r, "call_id") for r in rows) == sorted(queued)
+    incidents = {value(r, "alert_id"): i for i, r in enumerate(rendered_tables(dom)["today-incidents"], 1)}
+    changes: dict[str, list] = {}  # agent -> their rate changes (time, signal kind, incident), in time order
+    for agent, at, kind, evidence in store.query("SELECT agent_id, toString(at), signal_kind, evidence FROM "
+                                                 "sampling_rates FINAL ORDER BY at")[1]:
+        changes.setdefault(agent, []).append((at, kind, json.loads(evidence)["incident"] if kind.startswith("drift:") else ""))
+    at_of = dict(store.query(f"SELECT call_id, toString(at) FROM review_queue FINAL WHERE day = '{TODAY}'")[1])
+    named = 0
+    for row, link in zip(rows, links["today-reviews"]):
+        uri, agent, reason = queued[value(row, "call_id")]
+        assert link["call_id"] == RECORDING_URL.format(storage_uri=uri, call_id=value(row, "call_id"))
+        assert link["agent_id"] == f"#agent-{agent}" and f"agent-{agent}" in ids  # the agent's row in the report
+        why = row["why"][1]
+        if reason == "coverage":
+            assert why.startswith("coverage rule: the first review this month on a ")
+        elif reason == "pace":
+            assert why.startswith("monthly minimum")
+        else:  # the rate in force at the call (its latest change) and the signal that set it
+            _, kind, incident = [c for c in changes[agent] if c[0] <= at_of[value(row, "call_id")]][-1]
+            if incident:  # an incident raised it: named by its number in Today, with its metrics and since when
+                opened = datetime.fromtimestamp(int(incident.rsplit("|", 1)[1]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+                assert why.startswith(f"incident #{incidents[incident]} on ") and f"since {opened}" in why, why
+                named += 1
+            else:
+                assert why.startswith("operational change" if kind.startswith("ops:") else "random draw"), why
+    assert named
+
+
+def test_agents_behind_target_and_calibration_outliers(dom, store):
+    tables = rendered_tables(dom)
+    value = lambda row, column: row[column][0]
+    end = datetime.fromisoformat(END).replace(tzinfo=UTC)
+    first = {a: datetime.fromisoformat(t).replace(tzinfo=UTC) for a, t in store.query(
+        f"SELECT agent_id, toString(min(at)) FROM sampling_decisions FINAL WHERE at < '{END}' GROUP BY agent_id")[1]}
+    evaluated = dict(store.query("SELECT agent_id, count() FROM evaluations FINAL WHERE kind = 'human' "
+                                 f"AND evaluated_at >= '2024-03-01' AND evaluated_at < '{END}' GROUP BY agent_id")[1])
+    due = {a: round(30 * (end - t).total_seconds() / (31 * 86400), 1) for a, t in first.items()}
+    behind = {a for a in first if evaluated.get(a, 0) < due[a]}
+    assert behind and {value(r, "agent_id") for r in tables["today-behind"]} == behind
+    for r in tables["today-behind"]:
+        assert float(value(r, "due")) == pytest.approx(due[value(r, "agent_id")], abs=0.051)
+    # an evaluator is an outlier when a calibration score lies more than 6 points from its call's mean
+    outliers = {who for (who,) in store.query(
+        "SELECT DISTINCT evaluator_id FROM (SELECT evaluator_id, pct - avg(pct) OVER (PARTITION BY call_id) AS deviation, "
+        "count() OVER (PARTITION BY call_id) AS raters FROM evaluations FINAL WHERE kind = 'calibration' "
+        f"AND evaluated_at < '{END}') WHERE raters > 1 AND abs(deviation) > 6")[1]}
+    assert {value(r, "evaluator_id") for r in tables.get("today-calibration", [])} == outliers
+
+
+def test_ratios_of_too_few_calls_are_left_out(demo, dom, tmp_path):
+    # a report of the last day alone, with a minimum set above some agents' calls of the day
+    env, _, _, store_dir = demo
+    out = tmp_path / "day.html"
+    done = run_callqa(["report", "--day", TODAY, "--from", TODAY, "--out", str(out)],
+                      dict(env, CALLQA_DATA_DIR=str(store_dir), CALLQA_MIN_CALLS_FOR_RATIO="45"))
+    assert done.returncode == 0, done.stderr
+    store = EmbeddedStore(store_dir / "chdb")  # (the embedded store takes one process at a time)
+    try:
+        hourly = {(site, t): (offered, sl) for site, t, offered, sl in store.query(
+            "SELECT site_id, formatDateTime(window_start, '%Y-%m-%d %H:%i'), offered, "
+            "round(sl_numerator / sl_denominator, 3) FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 3600")[1]}
+        handled = dict(store.query(f"SELECT entity_id, sum(handled) FROM kpi_daily FINAL WHERE level = 'agent' "
+                                   f"AND day = '{TODAY}' GROUP BY entity_id")[1])
+    finally:
+        store.close()
+    # the demo's report (minimum 20): an hour of fewer calls is no point of the service-level charts
+    points = 0
+    for trace in plotted(dom)["sl"]:
+        for x, y in zip(trace["x"], trace["y"]):
+            offered, sl = hourly[(trace["meta"]["site"], x)]
+            assert (y is None) == (offered < 20), (trace["meta"]["site"], x, offered, y)
+            assert y is None or y == sl
+            points += y is not None
+    assert points and any(offered < 20 for offered, _ in hourly.values())
+    # the day's report (minimum 45): an agent's ratios of fewer calls are blank cells
+    agents = rendered_tables(out.read_text())["agents"]
+    assert {r["agent_id"][0] for r in agents} == set(handled)
+    assert any(h < 45 for h in handled.values()) and any(h >= 45 for h in handled.values())
+    for r in agents:
+        few = handled[r["agent_id"][0]] < 45
+        assert (r["aht_s"] == ("", "")) == few and (r["transfer_rate"] == ("", "")) == few
+
+
+def test_plan_explains_a_focus_agent_by_the_incident(demo):
+    env, _, _, store_dir = demo
+    done = run_callqa(["plan", "--day", TODAY, "--json"], dict(env, CALLQA_DATA_DIR=str(store_dir)))
+    assert done.returncode == 0, done.stderr
+    store = EmbeddedStore(store_dir / "chdb")
+    try:
+        incidents = {alert_id: (metric, opened) for alert_id, metric, opened in store.query(
+            "SELECT alert_id, argMin(metric, at), formatDateTime(min(opened_at), '%Y-%m-%d %H:%i') FROM alerts FINAL "
+            "WHERE kind = 'incident' GROUP BY alert_id")[1]}
+    finally:
+        store.close()
+    found = json.loads(done.stdout)
+    plans = found["plans"] if isinstance(found, dict) else found
+    explained = [p for p in plans if "incident " in p["why"]]
+    assert explained  # e.g. "side_by_side; selected by incident site|site-1|site-1|… on site site-1: negative customers, since …"
+    for p in explained:
+        alert_id = re.search(r"incident (\S+) on ", p["why"]).group(1)
+        assert alert_id in incidents and f"since {incidents[alert_id][1]}" in p["why"]
+
+
+def test_recording_links_follow_the_template_and_a_bad_template_is_refused():
+    from callqa.config import Config, ConfigError
+    from callqa.report import recording_link
+
+    call = {"storage_uri": "s3://bucket/site 1/call#7.wav", "call_id": "c 7", "recording_id": "r&7"}
+    assert recording_link("{storage_uri}", call) == call["storage_uri"]  # the default: the storage URI itself
+    assert (recording_link("https://rec.example/p?u={storage_uri}&c={call_id}&r={recording_id}", call)
+            == "https://rec.example/p?u=s3://bucket/site%201/call%237.wav&c=c%207&r=r%267")
+    assert Config.from_env({"CALLQA_RECORDING_URL": "https://rec.example/{call_id}"}).recording_url.endswith("{call_id}")
+    for bad in ("https://rec.example/{uri}", "https://rec.example/", "https://rec.example/{storage_uri"):
+        with pytest.raises(ConfigError, match="CALLQA_RECORDING_URL"):
+            Config.from_env({"CALLQA_RECORDING_URL": bad})

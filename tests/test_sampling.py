@@ -234,6 +234,30 @@ def test_threshold_alerts_judge_closed_windows_with_hysteresis():
     assert [e["status"] for e in b.observe([window(3, 0.9), window(0, 0.5)], T0 + 3 * 900_000)] == ["open"]
 
 
+def test_an_alert_on_a_queue_that_goes_quiet_clears_after_the_expiry_at_the_same_instant_on_any_batching():
+    """A queue that rarely reaches 20 calls in 15 minutes is not judged again after its breach; its alert
+    clears expire_after_s (4 h) after the last window judged, whether small windows keep coming or none."""
+    def window(i, sl, offered):
+        return {"level": "queue", "site_id": "s1", "entity_id": "q1", "window_s": 900,
+                "window_start": format_ms(T0 + i * 900_000), "service_level": sl, "offered": offered,
+                "abandon_rate": 0.01, "asa_s": 5.0}
+
+    def run(rows_per_step, step_ms):
+        m, events, t = ThresholdMonitor({}), [], T0
+        events += m.observe([window(0, 0.5, 40)], T0 + 2 * 900_000)  # a judged breach: open
+        for batch in rows_per_step:
+            t += step_ms
+            events += m.observe(batch, t)
+        return [(e["status"], e["at"], json.loads(e["evidence"]).get("not_judged_s")) for e in events]
+
+    quiet = [[window(i, 0.3, 3)] for i in range(1, 40)]  # small windows: never judged
+    every_window = run(quiet, 900_000)
+    in_big_steps = run([sum(quiet[i:i + 7], []) for i in range(0, 39, 7)], 7 * 900_000)
+    nothing = run([[] for _ in range(8)], 3_600_000)  # no rows at all, the stream moves on
+    expected = [("open", format_ms(T0 + 900_000), None), ("cleared", format_ms(T0 + 4 * 3_600_000 + 900_000), 14_400)]
+    assert every_window == in_big_steps == nothing == expected
+
+
 def test_a_call_whose_own_analytics_look_bad_is_more_likely_drawn_and_its_probability_says_so():
     s = sampler()
     for i in range(30):  # the agent's and the site's attitude and emotion: 20 points short, 5% negative

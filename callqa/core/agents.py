@@ -24,15 +24,16 @@ def _split(config: kpi.KpiConfig, start: int, end: int, state: str, levels: list
     out: dict = {}
     if end <= start or state == OFF:
         return out
+    clock = config.clock
     for level, site, entity in levels:
         for size in config.window_sizes_s:
-            step = size * 1000
-            t = start - start % step
+            t = clock.window_start(site, size, start)  # whole days: from the site's local midnight
             while t < end:
-                piece = min(end, t + step) - max(start, t)
+                following = clock.window_end(site, size, t)
+                piece = min(end, following) - max(start, t)
                 counters = {"logged_in_ms": piece, "not_ready_ms": piece if state == "not_ready" else 0}
                 kpi.add(out, [kpi.window_key(level, site, entity, size, t)], counters)
-                t += step
+                t = following
     return out
 
 

@@ -28,6 +28,17 @@ class Deviation:
     flagged: bool
 
 
+def by_evaluator(deviations: list[Deviation]) -> list[dict]:
+    """Each evaluator's calls, mean and mean absolute deviation (points) and flagged calls, the farthest first."""
+    groups: dict[str, list[Deviation]] = defaultdict(list)
+    for d in deviations:
+        groups[d.evaluator_id].append(d)
+    out = [{"evaluator_id": who, "calls": len(ds), "mean_deviation": round(sum(d.deviation for d in ds) / len(ds), 2),
+            "mean_abs_deviation": round(sum(abs(d.deviation) for d in ds) / len(ds), 2),
+            "flagged": sum(d.flagged for d in ds)} for who, ds in groups.items()]
+    return sorted(out, key=lambda e: (-e["mean_abs_deviation"], e["evaluator_id"]))
+
+
 def icc_2_1(ratings: np.ndarray) -> float:
     """ICC(2,1) of an n subjects × k raters matrix (no missing values)."""
     n, k = ratings.shape

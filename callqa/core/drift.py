@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # state layout: one list per series
 N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT, WSUM, W2 = range(11)
@@ -81,6 +82,23 @@ class Signal:
     baseline_mean: float
     baseline_sigma: float
     observations: int
+
+
+class Step(NamedTuple):
+    """One step of a chart as it saw it (charted units): the subgroup's value ``y`` and its expected
+    value ``mu``; ``a``, ``b``: the step's log-likelihood ratio is ``x·a + (1−x)·b`` (binary), or
+    ``a`` is the step's sigma (normal, log); the CUSUM statistic before and after the step (after: the
+    value that crossed the limit when it signalled); whether it could signal (``ready``) and whether it
+    was in alarm already (the statistic then rests while the recovery CUSUM runs)."""
+
+    y: float
+    mu: float
+    a: float
+    b: float
+    before: float
+    after: float
+    ready: bool
+    in_alarm: bool
 
 
 def new_state() -> list[float]:
@@ -128,13 +146,15 @@ def expected(s: list[float], family: Family, peer: tuple[float, float, float] | 
 
 
 def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, float, float] | None = None,
-         at_ms: int = 0, weight: float = 1.0, learn: float | None = None, level: float | None = None) -> Signal | None:
+         at_ms: int = 0, weight: float = 1.0, learn: float | None = None, level: float | None = None,
+         seen: list | None = None) -> Signal | None:
     """Add one observation (raw units); returns a Signal when the series goes into alarm (``cusum``),
     comes back (``cleared``) or its alarm becomes the new baseline (``accepted``). ``weight``: an
     inverse inclusion probability (normal and log scales): a subgroup's value is the weighted mean, as
     informative as (Σw)²/Σw² observations. ``learn``: the baseline's memory in steps (default
     ``family.learn``; the monitor gives four weeks of the series' steps). ``level``: the series' current
-    level (charted units), the new baseline when an alarm is accepted (without it, learnt afresh)."""
+    level (charted units), the new baseline when an alarm is accepted (without it, learnt afresh).
+    ``seen``: when given, a completed step appends what the chart saw (``Step``), for its stored state."""
     y = transform(family, x)
     if y is None:
         return None
@@ -163,13 +183,18 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
         z = family.worse * (y - mu) / sigma
         llr = z - family.shift / 2
     out = None
+    start = s[S]
     if ready and not s[ALARM]:
         s[S] = max(0.0, s[S] + llr)
         if s[S] > h:
             s[ALARM], s[R], s[OPENED] = 1, 0.0, at_ms
             out = Signal("cusum", family.worse if family.scale != "binary" else 1, _raw(family, y), s[S], h,
                          _raw(family, mu), sigma, int(s[N]))
-            s[S] = 0.0
+    if seen is not None:
+        a, b = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0))) if family.scale == "binary" else (sigma, 0.0)
+        seen.append(Step(y, mu, a, b, start, s[S], bool(ready), bool(s[ALARM]) and out is None))
+    if out is not None:
+        s[S] = 0.0
     elif s[ALARM]:
         s[R] = max(0.0, s[R] - llr)
         if s[R] > family.recover or at_ms - s[OPENED] >= family.accept_ms:

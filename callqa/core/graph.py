@@ -1,12 +1,12 @@
 """The stage graph, described once; the embedded runner and the faust worker both run it.
 
-    events (by call / agent id) ─► events: validate; calls, agent states, evaluations, partial KPI windows
+    events (by call / agent id) ─► events: validate; calls, agent states, evaluations, surveys, partial KPI windows
         ├─ dead letters, call records, scored evaluations ─► sink
         ├─ FCR notes (by caller hash) ─► fcr: callers, partial FCR windows ─┐
         ├─ partial windows (by series) ─────────────────────────────────────┴► windows: sums ─► KPI rows,
         │                                                                          threshold alerts
-        ├─ observations (by site) ─► monitor: drift charts, incidents ─► alerts; signals ┐
-        └─ recorded calls, ops changes, attitude signals (by agent) ───────────────────┴► sampler:
+        ├─ observations (by site) ─► monitor: drift charts, incidents ─► alerts, charts' state; signals ┐
+        └─ recorded calls, ops changes, attitude signals (by agent) ────────────────────────────────────┴► sampler:
                                                                  rates, decisions, review queue ─► sink
 
 Each stage partition runs ``process`` on a batch of messages and returns an ``Output``: rows for the
@@ -45,13 +45,14 @@ from .ordering import BUSY, CAUGHT_UP, FINISHED, Ordered
 from .partials import PartialWindows, WindowSums
 from .qa import QaAssembler
 from .sampling import PolicyConfig, Sampler, agent_targets, change_signal, incident_signal
+from .surveys import SurveyAssembler
 from .thresholds import ThresholdMonitor
 
 SWEEP_EVERY_MS = 60_000
 STAGES = ("events", "fcr", "windows", "monitor", "sampler")  # in graph order
 DOWNSTREAM = {"events": ("fcr", "windows", "monitor", "sampler"), "fcr": ("windows",), "windows": (),
               "monitor": ("sampler",), "sampler": ()}
-PARTS = {"events": ("windows", "calls", "agents", "evaluations", "meta"), "fcr": ("windows", "callers", "meta"),
+PARTS = {"events": ("windows", "calls", "agents", "evaluations", "surveys", "meta"), "fcr": ("windows", "callers", "meta"),
          "windows": ("windows", "meta"), "monitor": ("meta",), "sampler": ("meta",)}
 HASH_GROUPS = 16
 
@@ -135,6 +136,7 @@ class EventsStage:
         self.calls = CallAssembler(state["calls"], ctx.kpi, team_of)
         self.agents = AgentStates(state["agents"], ctx.kpi, team_of)
         self.qa = QaAssembler(state["evaluations"], ctx.kpi, team_of)
+        self.surveys = SurveyAssembler(state["surveys"], ctx.kpi, team_of, self.calls.view)  # joins its call here: both keyed by call id
 
     def process(self, messages: list[tuple[int, bytes | dict, str, str]]) -> Output:
         """``messages``: (offset, serialized event or adapter-made dict, origin, position)."""
@@ -166,6 +168,7 @@ class EventsStage:
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
                 self._emit(self.calls.sweep(wm), tag, out, records)
                 self.windows.sweep(wm)
+                self.surveys.sweep(wm)
         out.rows.setdefault("call_records", []).extend(records.values())
         for key, generation, version, counters in self.windows.drain():
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
@@ -190,6 +193,8 @@ class EventsStage:
             return None
         if kind in ("evaluation.submitted", "speech.analyzed"):
             return self.qa.apply(event)
+        if kind == "survey.completed":
+            return self.surveys.apply(event)
         if kind == "recording.completed":
             return self._recorded(event)
         signal_id, signal = change_signal(event, self.ctx.policy)  # ops.changed: a signal to every agent in scope
@@ -320,7 +325,7 @@ class MonitorStage:
             value.pop("series", None)
             value["charts"] = {}
         self.value = value
-        self.monitor = QualityMonitor(value["charts"], ctx.profiles)
+        self.monitor = QualityMonitor(value["charts"], ctx.profiles, record=True)
         self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
@@ -335,6 +340,8 @@ class MonitorStage:
             rows, reviews = self.monitor.observe(series, value, at, weight[0] if weight else 1.0)
             for row in rows:
                 out.row("alerts", row)
+            for row in self.monitor.drain():
+                out.row("detector_state", row)
             for level, site, entity, signal_id, active, factor_level, evidence in reviews:
                 signal = incident_signal(factor_level, active, evidence, policy)
                 for agent in agent_targets(level, [entity], site, profiles):
@@ -359,7 +366,7 @@ class SamplerStage:
         value = self.meta.setdefault("state", {"agents": {}, "partitions": {}, "order": {}})
         self.value = value
         self.sampler = Sampler(value["agents"], value["partitions"], ctx.profiles, ctx.policy, ctx.sampling_key,
-                               ctx.partitions)
+                               ctx.partitions, ctx.kpi.clock)
         self.order = Ordered(value["order"], _sources(ctx, "events") + _sources(ctx, "monitor"),
                              ctx.kpi.ordering_slack_s * 1000)
 

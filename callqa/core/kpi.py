@@ -8,6 +8,8 @@ be retracted like the sums.
 
 Window keys are ``level|site|entity|size_s|start_ms`` strings (they are Kafka keys too). Site and
 queue windows carry call counters; team and agent windows carry segment and agent-state counters.
+Windows of whole days start at their site's local midnight (``KpiConfig.clock``, ``callqa.core.clock``);
+shorter ones are aligned to UTC.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 from schemas import format_ms
 
+from .clock import SiteClock
 from .expiry import Expiry
 
 COUNTERS = (
@@ -28,6 +31,8 @@ COUNTERS = (
     "qa_test_call_n", "qa_test_call_score", "qa_test_call_max",
     "qa_etiquette_score", "qa_etiquette_max", "qa_knowledge_score", "qa_knowledge_max",
     "qa_procedure_score", "qa_procedure_max",
+    "csat_responses", "csat_sum", "csat_satisfied", "nps_responses", "nps_promoters", "nps_detractors",
+    "survey_resolved_responses", "survey_resolved",  # post-call surveys (callqa.core.surveys)
 )
 HIST = "wait_hist"  # waits counted per whole second: the longest wait, retractable
 LIVE_WINDOW_S = 300  # site and queue also get 5-minute buckets: the live "last 30 minutes" sums six
@@ -55,6 +60,7 @@ class KpiConfig:
     redelivery_s: int = 24 * 3600  # a settled call is known this long after its last event (≤ fcr_horizon_s)
     queue_reading: str = "standard"  # "standard": each queue counts its own stint; "multi_stint": a call counts once, in its first queue
     ordering_slack_s: int = 0  # drift charts and the sampler: how long ordered input is held for late arrivals
+    clock: SiteClock = field(default_factory=SiteClock)  # each site's time zone (CALLQA_SITE_TIMEZONES)
 
     def rules(self, queue: str | None) -> QueueRules:
         return self.queue_rules.get(queue or "", self.default_rules)
@@ -73,11 +79,14 @@ def window_key(level: str, site: str, entity: str, size_s: int, start_ms: int) -
 
 
 def keys_at(config: KpiConfig, t_ms: int, entities: list[tuple[str, str, str]]) -> list[str]:
-    """Window keys of every (level, site, entity) at time ``t_ms``, for each window size of the level."""
+    """Window keys of every (level, site, entity) at time ``t_ms``, for each window size of the level
+    (whole days from the site's local midnight)."""
     out = []
+    clock = config.clock
     for level, site, entity in entities:
         for size in config.sizes(level):
-            out.append(window_key(level, site, entity, size, t_ms - t_ms % (size * 1000)))
+            start = t_ms - t_ms % (size * 1000) if clock.utc or size % 86400 else clock.window_start(site, size, t_ms)
+            out.append(window_key(level, site, entity, size, start))
     return out
 
 
@@ -152,14 +161,17 @@ def _ratio(num: float, den: float, scale: float = 1.0, digits: int = 6) -> float
 
 
 _ZEROS = dict.fromkeys(COUNTERS, 0)
+_UTC = SiteClock()
 _QA = tuple((f"qa_{k}_pct", f"qa_{k}_score", f"qa_{k}_max")
             for k in ("human", "auto", "test_call", "etiquette", "knowledge", "procedure"))
 
 
-def row(key: str, acc: dict) -> dict:
-    """The KPI row of a window aggregate (what goes to the KPI topic and table)."""
+def row(key: str, acc: dict, clock: SiteClock | None = None) -> dict:
+    """The KPI row of a window aggregate (what goes to the KPI topic and table). ``local_day``: the
+    site's local date of the window's start (``clock``; UTC without one), what the day rollup groups by."""
     level, site, entity, size, start = key.split("|")
     size_s, start_ms = int(size), int(start)
+    clock = clock or _UTC
     c = _ZEROS | acc
     hist = c.pop(HIST, None) or {}
     handled = c["handled"]
@@ -167,7 +179,8 @@ def row(key: str, acc: dict) -> dict:
     handle_ms = c["talk_ms"] + c["hold_ms"] + c["acw_ms"]
     longest = max(map(int, hist), default=0)
     out = {"level": level, "site_id": site, "entity_id": entity, "window_s": size_s,
-           "window_start": format_ms(start_ms), "window_end": format_ms(start_ms + size_s * 1000)}
+           "window_start": format_ms(start_ms), "window_end": format_ms(clock.window_end(site, size_s, start_ms)),
+           "local_day": clock.local_date(site, start_ms)}
     out.update((name, c[name]) for name in COUNTERS)
     out.update({
         "max_wait_ms": longest * 1000,
@@ -182,6 +195,10 @@ def row(key: str, acc: dict) -> dict:
         "fcr_rate": _ratio(c["fcr_resolved"], c["fcr_eligible"]),
         "occupancy": _ratio(handle_ms, staffed) if level in ("agent", "team", "site") else None,
         "not_ready_ratio": _ratio(c["not_ready_ms"], c["logged_in_ms"]),
+        "csat_pct": _ratio(100 * c["csat_satisfied"], c["csat_responses"], 1, 3),  # top-two box (4-5 of 5)
+        "csat_avg": _ratio(c["csat_sum"], c["csat_responses"], 1, 3),
+        "nps": _ratio(100 * (c["nps_promoters"] - c["nps_detractors"]), c["nps_responses"], 1, 3),
+        "survey_resolved_rate": _ratio(c["survey_resolved"], c["survey_resolved_responses"]),
     })
     out.update((pct, _ratio(100 * c[score], c[most], 1, 3)) for pct, score, most in _QA)
     out["longest_wait_s"] = float(longest)
@@ -218,7 +235,8 @@ class KpiAggregator:
 
     def drain(self) -> list[dict]:
         """Rows of the windows changed since the last drain."""
-        rows = self._final + [row(key, self.windows[key]) for key in sorted(self.dirty) if key in self.windows]
+        rows = self._final + [row(key, self.windows[key], self.config.clock) for key in sorted(self.dirty)
+                              if key in self.windows]
         self._final = []
         self.dirty.clear()
         return rows
@@ -229,7 +247,7 @@ class KpiAggregator:
         for key in list(self.expiry.due(watermark_ms)):
             if key in self.windows and owns(key):
                 if key in self.dirty:
-                    self._final.append(row(key, self.windows[key]))
+                    self._final.append(row(key, self.windows[key], self.config.clock))
                     self.dirty.discard(key)
                 del self.windows[key]
                 gone += 1

@@ -16,6 +16,12 @@ site, so an agent's series and their team's and site's are charted together:
 - **Weights.** A human evaluation counts with its inverse inclusion probability; a team's and a site's
   human QA are charted as weighted means of 5 (``BY_LEVEL``), so reviewing one agent more does not
   move their team's chart.
+- **The charts' state, stored** (``record``): per series and hour with steps, one ``detector_state`` row
+  (``state_row``): the steps' mean value and mean expected value on the metric's scale, the CUSUM's
+  highest statistic in the hour and its limit, and the hour's value that would have reached the limit.
+  An hour's row is written once the monitor's input passes the hour (every series' at once); a series
+  in alarm or in an incident also writes its current hour at every step, so a chart of an open
+  incident is current. The rows replace each other by ``version`` (the hour's steps).
 
 Metrics (``METRICS``): human and test-call QA %, handle and hold time, transfers, negative customer
 sentiment, and the automatic-QA items one by one (``item:<form item id>``, 1 = failed; the total
@@ -34,6 +40,12 @@ from .drift import Family, Signal
 from .incidents import Incidents
 
 WEEK_MS = 7 * 86_400_000
+HOUR_MS = 3_600_000
+# a series' hour of steps, as ``QualityMonitor`` stores the chart's state: the hour, steps, the sums of the
+# charted value, of its expected value and of the steps' a and b (``drift.Step``), the statistic at the
+# hour's start and its highest, the limit at that highest step, whether every step could signal, whether
+# the hour began in alarm, the last step's time
+B_HOUR, B_STEPS, B_Y, B_MU, B_A, B_B, B_START, B_MAX, B_H, B_READY, B_ALARMED, B_LAST = range(12)
 
 # the automatic-QA items charted one by one: greeting, name, hold reason and apology, interruptions,
 # closing, forbidden phrases (form hotline-100, callqa/forms)
@@ -79,11 +91,14 @@ class QualityMonitor:
     """The charts and incidents of the series in ``state`` (a mutable mapping of plain data)."""
 
     def __init__(self, state: MutableMapping[str, dict], profiles: Mapping[str, dict],
-                 config: MonitorConfig = MonitorConfig()):
+                 config: MonitorConfig = MonitorConfig(), record: bool = False):
+        self.state = state
         self.series = state.setdefault("series", {})
         self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of, self._calm_elsewhere)
         self.profiles = profiles
         self.config = config
+        self.record = record  # keep the charts' state per hour (``drain``)
+        self._states: list[dict] = []
 
     def _team_of(self, agent: str) -> str:
         return (self.profiles.get(agent) or {}).get("team_id") or ""
@@ -109,6 +124,8 @@ class QualityMonitor:
         if family is None or level not in LEVELS:
             return [], []
         family = self.config.levels.get((level, metric), family)
+        if self.record and at_ms // HOUR_MS > self.state.get("hour", 0):
+            self._sweep(at_ms // HOUR_MS)
         closed, ended = self.incidents.tick(at_ms) if self.incidents.open else ([], [])
         rows, reviews = self._observe(key, level, site, entity, metric, family, value, at_ms, weight)
         return closed + rows, ended + reviews
@@ -127,9 +144,12 @@ class QualityMonitor:
         peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
         if s["n"] % 50 == 1 or not s["h"]:
             s["h"], s["learn"] = self._limit(level, family, s, at_ms)
-        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"], fast[0])
+        seen = [] if self.record else None
+        signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"], fast[0], seen=seen)
         if signal is not None and signal.chart == "accepted" and level == "team":
             self._move_agents(site, entity, metric, fast[0] - baseline)
+        if seen:
+            self._note(key, s, seen[0], s["h"], at_ms, family)
         self.series[key] = s
         if signal is None:
             return [], []
@@ -143,6 +163,40 @@ class QualityMonitor:
         row = self._row(alarm, "cleared", at_ms, opened, level, site, entity, metric, signal)
         rows, actions = self.incidents.cleared(key, at_ms)
         return [row] + rows, actions
+
+    # -- the charts' state, stored ------------------------------------------------------------
+    def drain(self) -> list[dict]:
+        """The ``detector_state`` rows made since the last call (``record``)."""
+        rows, self._states = self._states, []
+        return rows
+
+    def _note(self, key: str, s: dict, st: drift.Step, h: float, at_ms: int, family: Family) -> None:
+        """Add a step to its series' hour; a series in alarm or in an incident writes its hour now."""
+        b = s.get("b") or [max(at_ms // HOUR_MS, self.state.get("hour", 0)), 0, 0.0, 0.0, 0.0, 0.0, st.before,
+                           st.after, h, 1, int(st.in_alarm), at_ms]
+        b[B_STEPS] += 1
+        b[B_Y] += st.y
+        b[B_MU] += st.mu
+        b[B_A] += st.a
+        b[B_B] += st.b
+        if st.after >= b[B_MAX]:  # the limit beside the statistic is the one of the step that reached it
+            b[B_MAX], b[B_H] = st.after, h
+        b[B_READY], b[B_LAST] = int(b[B_READY] and st.ready), at_ms
+        s["b"] = b
+        if s["c"][drift.ALARM] or key in self.incidents.of_series or st.after > h:
+            self._states.append(state_row(key, family, b, bool(s["c"][drift.ALARM])))
+
+    def _sweep(self, hour: int) -> None:
+        """The monitor's input has reached ``hour``: every series' earlier hour is complete; write it."""
+        for key, s in self.series.items():
+            b = s.get("b")
+            if b and b[B_HOUR] < hour:
+                level, _, _, metric = key.split("|")
+                family = self.config.levels.get((level, metric), self.config.metrics[metric])
+                self._states.append(state_row(key, family, b, bool(s["c"][drift.ALARM])))
+                del s["b"]
+                self.series[key] = s
+        self.state["hour"] = hour
 
     def _move_agents(self, site: str, team: str, metric: str, delta: float) -> None:
         """A team's change was accepted as its new level: its agents' baselines move with it, so they are
@@ -177,3 +231,42 @@ class QualityMonitor:
                 "opened_at": format_ms(opened_ms), "level": level, "site_id": site, "entity_id": entity,
                 "metric": metric, "severity": "warning" if status == "open" else None, "signals": 1,
                 "evidence": json.dumps(asdict(signal))}
+
+
+def state_row(key: str, family: Family, b: list, in_alarm: bool) -> dict:
+    """A series' hour as stored in ``detector_state``, on the metric's scale (QA %, seconds of the
+    geometric mean for durations, the share of calls for yes/no metrics):
+
+    - ``value``, ``expected``: the mean of the hour's steps' values and of their expected values (the
+      baseline, shrunk towards the peers', plus the peers' current deviation);
+    - ``statistic``: the CUSUM's highest value in the hour (the one that crossed ``decision_limit`` when
+      it signalled); ``start_statistic``: its value as the hour began; ``decision_limit``: the limit h of
+      the step that reached ``statistic`` (h is revised every 50 observations from the series' volume);
+    - ``alarm_value``: the hour's value that brings the statistic from ``start_statistic`` to the limit
+      with the hour's steps: for a normal or log chart (one step: exact) the mean ȳ with
+      Σ(worse·(y − μ)/σ − k) = h − S₀, i.e. ȳ = μ̄ + worse·σ̄·((h − S₀)/n + k); for a yes/no chart the
+      share of failures f/n with Σb + f·mean(a − b) = h − S₀ (a, b the log-likelihood ratios of a failure
+      and of a success). Approximate over several steps (the statistic's floor at zero, changes of μ
+      within the hour and steps after a signal in the hour are left out); empty when the chart could not
+      signal in the hour (warming up, or in alarm as it began), or when no share of the hour's calls
+      would reach the limit;
+    - ``in_alarm``: the series is in alarm after the hour's last step.
+    """
+    level, site, entity, metric = key.split("|")
+    n = b[B_STEPS]
+    y, mu = b[B_Y] / n, b[B_MU] / n
+    alarm_value = None
+    if b[B_READY] and not b[B_ALARMED]:
+        gap = b[B_H] - b[B_START]
+        if family.scale == "binary":
+            spread = (b[B_A] - b[B_B]) / n
+            share = (gap - b[B_B]) / spread / n if spread > 0 else None
+            alarm_value = round(max(share, 0.0), 4) if share is not None and share <= 1 else None
+        else:
+            alarm_value = drift._raw(family, mu + family.worse * (b[B_A] / n) * (gap / n + family.shift / 2))
+    return {"series": key, "level": level, "site_id": site, "entity_id": entity, "metric": metric,
+            "time": format_ms(b[B_HOUR] * HOUR_MS), "last_at": format_ms(b[B_LAST]), "steps": n,
+            "observations": n * (family.subgroup if family.scale != "binary" else 1),
+            "value": drift._raw(family, y), "expected": drift._raw(family, mu), "alarm_value": alarm_value,
+            "start_statistic": round(b[B_START], 4), "statistic": round(b[B_MAX], 4), "decision_limit": round(b[B_H], 4),
+            "ready": bool(b[B_READY]), "in_alarm": in_alarm, "version": n}

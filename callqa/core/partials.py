@@ -122,6 +122,7 @@ class WindowSums(_Retained):
 
     def __init__(self, windows: MutableMapping[str, dict], config: kpi.KpiConfig):
         super().__init__(windows, config.window_retention_ms)
+        self.clock = config.clock
 
     def apply(self, key: str, generation: str, version: int, counters: dict) -> bool:
         """Record a partial; False when this version (or a newer one) is already held."""
@@ -146,7 +147,7 @@ class WindowSums(_Retained):
             kpi._merge(acc, counters)
             version += held_version
         acc["version"] = version
-        return kpi.row(key, acc)
+        return kpi.row(key, acc, self.clock)
 
     def _last(self, key: str, w: dict) -> dict:
         return self.row(key)

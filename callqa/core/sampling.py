@@ -19,9 +19,14 @@ negative sentiment (EWMAs) against their site's, and the same of the call itself
 a decision waits ``analysis_wait_ms`` of event time for them). A weekday × shift-band cell the agent has no review in this month gets up to
 ``coverage_factor`` more (rising as the month runs out); an agent behind pace for ``min_per_month`` reviews gets the rate that
 catches up. The draw is a keyed hash of the call id: unpredictable without the key, and the same on
-a replay. Selections are capped by QA capacity (reviewers × reviews per hour × hours a day, split
+a replay. Selections are capped by QA capacity (the named reviewers' reviews a day, else reviewers × reviews per hour × hours a day, split
 evenly over partitions): when a day is full, a call of a riskier agent (higher rate multiplier)
 displaces the least risky selection, which is dropped with its reason.
+
+Local time: shift bands (the profile's ``shift`` is wall-clock time in its ``timezone``, else the site's),
+peak hours, weekdays of coverage cells, the agent's month and rotation days, and the review queue's ``day``
+are the site's local time (``callqa.core.clock``); QA capacity is a day of ``CALLQA_TIMEZONE`` (the
+clock's default zone: the QA team's day).
 
 State is plain JSON-able data in two mappings: per agent and per partition (faust Tables when
 keyed by agent; dicts in the embedded runner). Coverage, pace and capacity depend on the order in
@@ -40,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from schemas import format_ms, time_ms
+
+from .clock import SiteClock
 
 DAY_MS = 86_400_000
 EPOCH = date(1970, 1, 1).toordinal()
@@ -82,9 +89,12 @@ class PolicyConfig:
     reviewers: int = 12
     reviews_per_hour: int = 12
     review_hours: float = 7.0
+    daily_reviews: int = 0  # named reviewers' capacities summed (CALLQA_REVIEWERS_FILE); 0: the three above
 
     @property
     def daily_capacity(self) -> int:
+        if self.daily_reviews:
+            return self.daily_reviews
         return int(self.reviewers * self.reviews_per_hour * self.review_hours)
 
     @classmethod
@@ -182,7 +192,9 @@ def change_signal(event: dict, policy: PolicyConfig) -> tuple[str, dict]:
 
 class Sampler:
     def __init__(self, agents: MutableMapping[str, dict], partitions: MutableMapping[str, dict],
-                 profiles: Mapping[str, dict], policy: PolicyConfig, key: bytes, shares: int = 1):
+                 profiles: Mapping[str, dict], policy: PolicyConfig, key: bytes, shares: int = 1,
+                 clock: SiteClock | None = None):
+        self.clock = clock or SiteClock()
         self.agents = agents
         self.partitions = partitions
         self.profiles = profiles
@@ -294,15 +306,18 @@ class Sampler:
             out = Decisions(rates=self._rebalance(agent_id, a, at))
         else:
             out = Decisions()
-        day_index = at // DAY_MS
-        day, month, month_start, month_end = _calendar(day_index)
+        site = c["site_id"]
+        local_day = self.clock.local_day(site, at)  # the agent's month and rotation: the site's calendar
+        month, month_start, month_end = self.clock.month(site, local_day)
+        day, part_month = _calendar(self.clock.local_day(None, at))[:2]  # capacity: the QA team's day
+        day_index = local_day
         if a["month"] != month:
             a.update(month=month, first_ms=at, calls=0, selected=0, cells=[])
         a["calls"] += 1
         if a["work_day"] != day_index:
             a["rotation"] = a["rotation"] + 1 if day_index - a["work_day"] == 1 else 0
             a["work_day"] = day_index
-        part = self._partition(partition, day, month)
+        part = self._partition(partition, day, part_month)
         factors, cell = self._call_factors(part, c, a, profile)
         low, high = p.call_factor_clip
         rate = a["rate"] * min(high, max(low, math.prod(factors.values())))
@@ -319,7 +334,7 @@ class Sampler:
                     "agent_rate": a["rate"], "risk": risk, "cell": cell, "factors": factors,
                     "method": self._method(profile, a, at), "version": 1}
         if decision["selected"]:
-            self._enqueue(part, decision, c, u, out, a)
+            self._enqueue(part, decision, c, u, out, a, _calendar(local_day)[0])
             if decision["selected"]:
                 a["selected"] += 1
                 if cell not in a["cells"]:
@@ -371,9 +386,12 @@ class Sampler:
     def _call_factors(self, part: dict, c: dict, a: dict, profile: dict) -> tuple[dict, str]:
         """Multipliers of the agent's rate for this call, and its coverage cell (weekday-shift band)."""
         p = self.policy
-        answered = c["answered_ms"]
-        hour = answered // 3_600_000 % 24
-        band = self._band(profile.get("shift"), answered)
+        answered, site = c["answered_ms"], c["site_id"]
+        local = self.clock.local_ms(site, answered)  # the site's wall clock: hours and weekdays are local
+        hour = local // 3_600_000 % 24
+        shift = profile.get("shift")
+        zone = self.clock.known(shift.get("timezone")) if shift else None  # a shift in a zone of its own
+        band = self._band(shift, self.clock.local_ms(site, answered, zone) if zone else local)
         duration = next(name for limit, name in DURATIONS if c["duration_ms"] < limit)
         counts = part["stats"].setdefault(c["site_id"], {"hours": [0] * 24, "total": 0, "band": {}, "peak": {},
                                                           "duration": {}})
@@ -405,7 +423,7 @@ class Sampler:
                 if call is not None:  # this call's own shortfall and negativity against the site's
                     low, high = p.call_signal_clip
                     factors[f"call_{name}"] = round(min(high, max(low, max(call[i], theirs / 2) / theirs)), 4)
-        return factors, f"{WEEKDAYS[(answered // DAY_MS + 3) % 7]}-{band}"  # 1970-01-01 was a Thursday
+        return factors, f"{WEEKDAYS[(local // DAY_MS + 3) % 7]}-{band}"  # 1970-01-01 was a Thursday
 
     @staticmethod
     @functools.lru_cache(maxsize=4096)
@@ -418,17 +436,19 @@ class Sampler:
 
     @staticmethod
     def _band(shift: dict | None, t: int) -> str:
-        """Where in the agent's shift a call falls (the profile's shift; 'middle' without one)."""
+        """Where in the agent's shift a call falls (the profile's shift; 'middle' without one); ``t``
+        is the wall-clock time of the shift's zone, as epoch ms."""
         if not shift:
             return "middle"
         start, length = _shift_minutes(shift["start"], shift["end"])
         into = (t // 60_000 % 1440 - start) % 1440
         return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
 
-    def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict) -> None:
+    def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict, day: str) -> None:
         """Add a selection to the partition's review queue for the day, within capacity: a riskier
-        call displaces the least risky one; otherwise the new call is skipped."""
-        entry = [decision["risk"], -u, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", "")}]
+        call displaces the least risky one; otherwise the new call is skipped. ``day``: the site's
+        local date of the call (the review queue's day)."""
+        entry = [decision["risk"], -u, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", ""), "day": day}]
         queue = part["queue"]
         queued = part.setdefault("queued", {})
         if c["call_id"] in queued:  # the same recording again: already queued
@@ -439,7 +459,7 @@ class Sampler:
                 return
             _, _, _, dropped = heapq.heapreplace(queue, entry)
             del queued[dropped["call_id"]]
-            revised = {k: v for k, v in dropped.items() if k != "storage_uri"}
+            revised = {k: v for k, v in dropped.items() if k not in ("storage_uri", "day")}
             revised.update(selected=False, reason=f"displaced by a riskier call ({c['call_id']})", version=2)
             out.decisions.append(revised)
             out.reviews.append(review_row(dropped, "dropped"))
@@ -458,6 +478,6 @@ class Sampler:
 def review_row(decision: dict, status: str) -> dict:
     return {"call_id": decision["call_id"], "recording_id": decision["recording_id"],
             "storage_uri": decision.get("storage_uri", ""), "agent_id": decision["agent_id"],
-            "site_id": decision["site_id"], "team_id": decision["team_id"], "day": decision["at"][:10],
+            "site_id": decision["site_id"], "team_id": decision["team_id"], "day": decision.get("day") or decision["at"][:10],
             "at": decision["at"], "method": decision["method"], "reason": decision["reason"], "risk": decision["risk"],
             "status": status, "version": 1 if status == "queued" else 2}

@@ -6,7 +6,8 @@ judged window are not judged again. Windows with fewer than ``min_offered`` call
 (small samples). An alert opens on the first breach
 (``critical`` past the critical limit, else ``warning``), further breaches update it (de-duplication)
 and it clears after ``clear_after`` judged windows back inside the limit by ``clear_margin``
-(hysteresis: no flapping). Each event carries its evidence: the window, the value and the limits.
+(hysteresis: no flapping), or after ``expire_after_s`` with no window it can judge (a quiet queue: the
+evidence says so). Each event carries its evidence: the window, the value and the limits.
 State per ``level|site|entity|metric|window_s``: the open window's figures and the alert.
 """
 from __future__ import annotations
@@ -30,9 +31,18 @@ class ThresholdRule:
     min_offered: int = 20
     clear_after: int = 2
     grace_s: int = 900
+    expire_after_s: int = 14_400  # an open alert with no judgeable window this long after its last one clears
 
 
 LEVELS = ("site", "queue")  # the levels any rule judges
+
+
+def severity(rule: ThresholdRule, value: float) -> str | None:
+    """A value's severity under a rule: ``critical`` past the critical limit, ``warning`` past the warning
+    limit, else None (a value at a limit is not past it). The wallboard colours by the same limits."""
+    beyond = lambda limit: (value - limit) * rule.worse > 0
+    return "critical" if beyond(rule.critical) else "warning" if beyond(rule.warning) else None
+
 
 RULES = (
     ThresholdRule("service_level", -1, 0.80, 0.60, 0.03),
@@ -69,25 +79,44 @@ class ThresholdMonitor:
             rule, s = rules[key.split("|", 3)[3]], self.state[key]
             due = progress_ms - rule.window_s * 1000 - rule.grace_s * 1000
             for pending in sorted(int(p) for p in s["pending"] if int(p) <= due):
+                out += self._expire(key, rule, s, pending)
                 value, offered = s["pending"].pop(str(pending))
                 s["judged"] = pending
                 out += self._judge(key, rule, s, pending, value, offered)
             self.state[key] = s
+        for key in sorted(k for k, s in self.state.items() if s["alert"] is not None):
+            rule, s = rules[key.split("|", 3)[3]], self.state[key]
+            expired = self._expire(key, rule, s, progress_ms - rule.window_s * 1000 - rule.grace_s * 1000)
+            if expired:
+                out += expired
+                self.state[key] = s
         return out
+
+    def _expire(self, key: str, rule: ThresholdRule, s: dict, known_ms: int) -> list[dict]:
+        """Clear an open alert when every window up to ``known_ms`` is known and none it could judge came
+        within ``expire_after_s`` after its last judged one (the same instant on any runner)."""
+        if s["alert"] is None:
+            return []
+        until = s["last"]["start"] + rule.expire_after_s * 1000
+        if known_ms < until:
+            return []
+        event = self._event(key, rule, s, "cleared", until + rule.window_s * 1000, None,
+                            not_judged_s=rule.expire_after_s)
+        s["alert"], s["calm"] = None, 0
+        return [event]
 
     def _judge(self, key: str, rule: ThresholdRule, s: dict, start: int, value, offered: int) -> list[dict]:
         if value is None or offered < rule.min_offered:
             return []
         at = start + rule.window_s * 1000
         s["last"] = {"start": start, "value": value, "offered": offered}
-        beyond = lambda limit: (value - limit) * rule.worse > 0
-        if beyond(rule.warning):
+        level = severity(rule, value)
+        if level is not None:
             s["calm"] = 0
-            severity = "critical" if beyond(rule.critical) else "warning"
             if s["alert"] is None:
                 s["alert"] = {"alert_id": f"{key}|{start}", "opened_ms": at, "signals": 0}
             s["alert"]["signals"] += 1
-            return [self._event(key, rule, s, "open" if s["alert"]["signals"] == 1 else "update", at, severity)]
+            return [self._event(key, rule, s, "open" if s["alert"]["signals"] == 1 else "update", at, level)]
         if s["alert"] is not None and (rule.warning - value) * rule.worse >= rule.clear_margin:
             s["calm"] += 1
             if s["calm"] >= rule.clear_after:
@@ -98,12 +127,13 @@ class ThresholdMonitor:
             s["calm"] = 0  # inside the limit but not by the margin: not yet calm
         return []
 
-    def _event(self, key: str, rule: ThresholdRule, s: dict, status: str, at: int, severity: str | None) -> dict:
+    def _event(self, key: str, rule: ThresholdRule, s: dict, status: str, at: int, severity: str | None,
+               **why) -> dict:
         level, site, entity, metric, _ = key.split("|")
         last = s["last"]
         evidence = {"rule": "below" if rule.worse < 0 else "above", "value": last["value"], "warning": rule.warning,
                     "critical": rule.critical, "clear_margin": rule.clear_margin, "offered": last["offered"],
-                    "window_start": format_ms(last["start"]), "window_s": rule.window_s}
+                    "window_start": format_ms(last["start"]), "window_s": rule.window_s, **why}
         return {"alert_id": s["alert"]["alert_id"], "kind": "threshold", "status": status, "at": format_ms(at),
                 "opened_at": format_ms(s["alert"]["opened_ms"]), "level": level, "site_id": site, "entity_id": entity,
                 "metric": metric, "severity": severity, "signals": s["alert"]["signals"], "evidence": json.dumps(evidence)}

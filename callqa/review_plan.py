@@ -1,0 +1,55 @@
+"""A day's review plan from the store: the day's review queue assigned to reviewers (``core.plans.assign_reviews``),
+for ``callqa plan`` and the report's "Today"."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sinks import queries
+
+from .core.plans import assign_reviews
+from .core.reviewers import STANDING_DAYS, WINDOW_DAYS, standings, synthetic
+from .reasons import why
+
+
+def daily_plan(store, config, day: str) -> dict:
+    """The plan of ``day`` (YYYY-MM-DD: each site's local day, as the review queue's ``day``): ``day``,
+    ``queued``, ``planned`` and ``unassigned_calls`` (counts), ``capacity`` (reviews a day, where from, in
+    words), and ``assign_reviews``' ``plans`` (each with its site's ``timezone`` and ``local_times``: the
+    queued calls' times HH:MM on the site's clock), ``reviewers`` and ``unassigned``."""
+    columns, rows = store.query(queries.REVIEW_QUEUE_DAY.format(day=day))
+    languages = dict(store.query(queries.REVIEW_QUEUE_LANGUAGES.format(day=day))[1])
+    calibrated = store.query(queries.CALIBRATION_BEFORE.format(day=day, days=STANDING_DAYS + WINDOW_DAYS))[1]
+    p = config.policy
+    if config.reviewers:
+        reviewers = config.reviewers
+        source = f"the sum of the {len(reviewers)} named reviewers' reviews_per_day (CALLQA_REVIEWERS_FILE)"
+    else:
+        reviewers = synthetic(p.reviewers, int(p.reviews_per_hour * p.review_hours))
+        source = (f"CALLQA_QA_REVIEWERS {p.reviewers} × CALLQA_QA_REVIEWS_PER_HOUR {p.reviews_per_hour} × "
+                  f"CALLQA_QA_REVIEW_HOURS {p.review_hours:g} (no CALLQA_REVIEWERS_FILE: every site and language)")
+    standing = standings([
+        {"evaluation_id": r[0], "call_id": r[1], "agent_id": r[2], "evaluator_id": r[3], "form_id": r[4],
+         "form_version": r[5], "event_time": r[6].replace(" ", "T"),
+         "items": [{"item_id": i, "score": s, "max_score": m} for i, s, m in zip(r[7], r[8], r[9])]}
+        for r in calibrated], as_of=date.fromisoformat(day)) if calibrated else {}
+    queued = [dict(zip(columns, r)) for r in rows]
+    for r in queued:  # the draw in words: the incident (id, metrics, since), the coverage rule, the monthly minimum
+        r["because"] = why(r, config.qa_monthly_target, ids=True)
+        r["language"] = languages.get(r["call_id"], "")
+    at = {r["call_id"]: r["at"] for r in queued}
+    result = assign_reviews(queued, reviewers, standing)
+    for x in result["plans"]:  # the day is the site's local day; so are the calls' times
+        x["timezone"] = config.kpi.clock.name(x["site_id"])
+        zone = ZoneInfo(x["timezone"])
+        x["local_times"] = sorted(_utc(at[c]).astimezone(zone).strftime("%H:%M") for c in x["call_ids"] if c in at)
+    return {"day": day, "queued": len(rows), "planned": sum(x["target"] for x in result["plans"]),
+            "unassigned_calls": sum(u["calls"] for u in result["unassigned"]),
+            "capacity": {"reviews": sum(r.reviews_per_day for r in reviewers),
+                         "from": "CALLQA_REVIEWERS_FILE" if config.reviewers else "CALLQA_QA_REVIEWERS", "words": source},
+            **result}
+
+
+def _utc(text: str) -> datetime:
+    """A store timestamp ('2024-03-04 09:15:02.120') as an aware UTC time."""
+    return datetime.fromisoformat(str(text).replace(" ", "T")[:23] + "+00:00")
