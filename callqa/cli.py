@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 from datetime import UTC, date, datetime
@@ -747,12 +748,19 @@ def report(first, last, out, title, today) -> None:
     try:
         first_day, last_day = (_day(first, "--from") if first else None), (_day(last, "--to") if last else None)
         today_day = _day(today, "--day") if today else None
+        if today_day is not None:  # Today is a day the store holds calls for
+            held_first, held_last = reporting.data_days(store)
+            if not held_first <= today_day <= held_last:
+                raise UserError(f"--day {today_day} is outside the data: the store holds calls from {held_first} "
+                                f"to {held_last}")
         last_day = last_day or today_day
-        if not (first_day and last_day):
-            default_first, default_last = reporting.data_period(store)
-            first_day, last_day = first_day or default_first, last_day or default_last
+        if last_day is None:
+            last_day = reporting.data_period(store)[1]
+        first_day = first_day or date.fromordinal(last_day.toordinal() - 6)  # the seven days to the last
         if last_day < first_day:
-            raise UserError(f"--to {last_day} is before --from {first_day}")
+            raise UserError(f"{'--to' if last else '--day'} {last_day} is before --from {first_day}")
+        if today_day is not None and not first_day <= today_day <= last_day:
+            raise UserError(f"--day {today_day} is outside the period --from {first_day} --to {last_day}")
         start, end = reporting.bounds(first_day, last_day)
         figures = reporting.write(store, start, end, out, title, reporting.Options.from_config(config, today_day))
     except reporting.EmptyStore as exc:
@@ -967,6 +975,29 @@ def calibration(month: str, experts: tuple[str, ...], threshold: float, as_json:
                   "FLAG" if d.flagged else "") for d in deviations], title=f"Calibration {month}: every score")
 
 
+_SQL_TOKENS = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\\.)*`|--[^\n]*|#[^\n]*|/\*.*?\*/""",
+                         re.DOTALL)
+
+
+def _statement(sql: str) -> tuple[str, str]:
+    """A query without its comments and a final ``;`` (what is run), and the same with every string and
+    quoted name blanked (what is checked: a ``;`` or ``--`` inside a string is not syntax)."""
+    bare, masked, at = [], [], 0
+    for token in _SQL_TOKENS.finditer(sql):
+        between = sql[at:token.start()]
+        text = token.group(0)
+        quoted = text[0] in "'\"`"
+        bare += [between, text if quoted else " "]
+        masked += [between, text[0] * 2 if quoted else " "]
+        at = token.end()
+    bare.append(sql[at:])
+    masked.append(sql[at:])
+    run, check = "".join(bare).strip(), "".join(masked).strip()
+    if check.endswith(";"):
+        run, check = run.rstrip()[:-1].rstrip(), check[:-1].rstrip()
+    return run, check
+
+
 @main.command()
 @click.argument("sql")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list of objects (column: value).")
@@ -974,23 +1005,21 @@ def query(sql: str, as_json: bool) -> None:
     """Run a read query on the store and print a table (or, with a FORMAT clause, ClickHouse's output
     in that format; embedded store only). The connection is read-only: DDL, writes and settings
     changes are refused (exit 2)."""
-    import re
-
     from sinks.store import EmbeddedStore, StoreError
 
-    bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).strip().rstrip(";").strip()  # comments out
+    bare, masked = _statement(sql)  # the checks read ``masked``: strings and quoted names are blanked
     if not bare:
         raise UserError("an empty query")
-    if ";" in bare:
+    if ";" in masked:
         raise UserError("one statement at a time")
-    if not re.match(r"\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", bare, re.IGNORECASE):
+    if not re.match(r"\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", masked, re.IGNORECASE):
         raise UserError("callqa query runs reads only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
-    if re.search(r"\bINTO\s+OUTFILE\b", bare, re.IGNORECASE):
+    if re.search(r"\bINTO\s+OUTFILE\b", masked, re.IGNORECASE):
         raise UserError("INTO OUTFILE is refused: callqa query writes nothing; use a FORMAT clause and redirect stdout")
     store = _store(_config())
     try:
         store.read_only()
-        if re.search(r"\bFORMAT\s+\w+\s*$", bare, re.IGNORECASE):
+        if re.search(r"\bFORMAT\s+\w+\s*$", masked, re.IGNORECASE):
             if as_json:
                 raise UserError("--json or a FORMAT clause, not both")
             if not isinstance(store, EmbeddedStore):

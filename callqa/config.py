@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -269,12 +270,16 @@ def _recording_url(template: str) -> str:
     import string
 
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
     except ValueError as exc:
         raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: {exc}") from None
-    if not names or names - {"storage_uri", "call_id", "recording_id"}:
+    names = {name for name, _, _ in fields}
+    if not names or names - {"storage_uri", "call_id", "recording_id"} or any(spec or conv for _, spec, conv in fields):
         raise ConfigError(f"CALLQA_RECORDING_URL={template!r} must use {{storage_uri}}, {{call_id}} or {{recording_id}} "
-                          "and nothing else")
+                          "(plain, no format spec or conversion) and nothing else")
+    if re.match(r"[\x00-\x20]*(javascript|vbscript|data):", template, re.IGNORECASE):
+        raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: a link to a script or inline data is refused")
     return template
 
 

@@ -36,19 +36,25 @@ def sink_backlog(config: Config, timeout_s: float = 10) -> list[Backlog]:
     reader = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": f"{group}-check",
                        "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 2,
                        **librdkafka(config)})
-    out = []
+    now = time.time()  # ages as of the committed offsets read above, not of when each message is read
+    out, behind = [], {}
     try:
         for tp in partitions:
             low, high = reader.get_watermark_offsets(tp, timeout=timeout_s)
             start = committed.get((tp.topic, tp.partition), -1)
             start = low if start < 0 else start
-            oldest = None
+            out.append(Backlog(tp.topic, tp.partition, max(0, high - start), None))
             if high > start:
-                reader.assign([TopicPartition(tp.topic, tp.partition, start)])
-                message = reader.poll(timeout_s / 2)
-                if message is not None and message.error() is None:
-                    oldest = max(0.0, time.time() - message.timestamp()[1] / 1000)
-            out.append(Backlog(tp.topic, tp.partition, max(0, high - start), oldest))
+                behind[(tp.topic, tp.partition)] = (start, len(out) - 1)
+        if behind:  # the first message not stored of every partition behind, read at once
+            reader.assign([TopicPartition(topic, partition, start) for (topic, partition), (start, _) in behind.items()])
+            deadline = time.monotonic() + timeout_s / 2
+            while behind and time.monotonic() < deadline:
+                for message in reader.consume(len(behind), timeout=0.2):
+                    where = (message.topic(), message.partition())
+                    if message.error() is None and where in behind:
+                        _, i = behind.pop(where)
+                        out[i].oldest_s = max(0.0, now - message.timestamp()[1] / 1000)
     finally:
         reader.close()
     return out

@@ -4,15 +4,19 @@ page with charts (plotly, its script inlined) and the figures behind them as tab
 It opens with **Today** (the period's last day, or ``Options.day``): the quality incidents open at the
 day's end and those cleared during it, each with the chart of its series against the drift detector's
 own expected value and limits (the ``detector_state`` rows the monitor stored: nothing is recomputed
-here); the calls to review that day and why; the agents behind their monthly evaluation target; and the
-calibration outliers of the month. Every review row links to its recording (``CALLQA_RECORDING_URL``) and
-every agent to their row in the report's Agents section (``#agent-<id>``: the report is self-contained,
-so the agent's page is a section of it). Then the period: sites, service by hour (one small chart per
-site), quality (each site's human-QA chart is its detector's state), review rates (the top ten), coverage,
-calibration and the agents.
+here); the calls to review that day and why (each at its site's local time: the queue's day is the site's
+local day), summed up first; the day's plan and the calls no reviewer can take; the agents and the
+reviewers behind their monthly target (a reviewer's: the reviews their daily plans gave them,
+``review_plan.reviewer_targets``); and the calibration outliers of the month. Every review row links to its
+recording (``CALLQA_RECORDING_URL``) and every agent to their row in the report's Agents section
+(``#agent-<id>``: the report is self-contained, so the agent's page is a section of it). Then the period:
+sites, service by hour (one small chart per site), quality (each site's human-QA chart is its detector's
+state), review rates (the top ten), coverage, calibration and the agents.
 
-No ratio is shown from fewer than ``Options.min_calls`` calls (``CALLQA_MIN_CALLS_FOR_RATIO``): the cell is
-blank and the point left out. Works on any store: the embedded one after ``callqa demo`` or a replay, or a
+The period is whole days, [first midnight, the midnight after the last day): its queries are expanded as
+Grafana expands a range, with its last millisecond as the inclusive end (``expand``). No ratio is shown
+from fewer than ``Options.min_calls`` calls (``CALLQA_MIN_CALLS_FOR_RATIO``): the cell is blank and the
+point left out. Works on any store: the embedded one after ``callqa demo`` or a replay, or a
 ClickHouse server. Every table cell carries its raw value (``data-value``) beside the formatted text; every
 chart of a detector's series carries the series in each trace's ``meta``.
 """
@@ -21,11 +25,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jinja2
 import plotly.graph_objects as go
@@ -37,11 +43,11 @@ from callqa.core.calibration import DEFAULT_THRESHOLD_PCT
 from callqa.core.monitor import BY_LEVEL, METRICS
 from callqa.core.sampling import PolicyConfig
 from callqa.core.thresholds import RULES
-from callqa.reasons import METHOD_WORDS, metric_words, why
+from callqa.reasons import BAND_WORDS, METHOD_WORDS, metric_words, why
 from sinks import macros
 from sinks import queries as q
 
-from .review_plan import daily_plan
+from .review_plan import daily_plan, reviewer_targets
 
 VARIABLES = (("site", q.VAR_SITE), ("queue", q.VAR_QUEUE), ("team", q.VAR_TEAM), ("agent", q.VAR_AGENT))
 QUERIES = {
@@ -51,7 +57,7 @@ QUERIES = {
     "queue": q.REVIEW_QUEUE_DAILY, "calibration": q.CALIBRATION_EVALUATORS, "alerts": q.ALERTS_OPENED,
 }
 RATIO_COLUMNS = {"service_level", "abandon_rate", "transfer_rate", "fcr_rate", "occupancy", "rate",
-                 "selected_share", "target_share", "agent_rate"}
+                 "selected_share", "target_share", "agent_rate", "recorded_share"}
 TARGETS = {r.metric: r.warning for r in RULES}  # the threshold rules' warning levels, shown as targets
 # which count of calls each ratio is drawn from: a ratio of fewer than Options.min_calls is left out
 GUARDED = {"calls_offered": ("service_level", "asa_s", "abandon_rate"),
@@ -75,9 +81,11 @@ TITLES = {
     "target_evaluations": "target, pro rata", "calls": "calls", "mean_deviation": "mean deviation, points",
     "mean_abs_deviation": f"mean |deviation|, points (flag > {DEFAULT_THRESHOLD_PCT:g})",
     "flagged": f"flagged (> {DEFAULT_THRESHOLD_PCT:g} points)", "kind": "kind", "metric": "metric",
-    "opened": "opened", "status": "status", "level": "level",
+    "opened": "opened", "status": "status", "level": "level", "recorded_share": "recorded, %",
     "csat_pct": "CSAT, % satisfied (4-5 of 5)", "nps": "NPS", "surveys": "surveys answered",
 }
+# the service KPIs the threshold rules watch, in words (the drift metrics' are callqa.reasons.METRIC_WORDS)
+KPI_WORDS = {"service_level": "service level", "asa_s": "speed of answer", "abandon_rate": "abandoned calls"}
 STATUS_WORDS = {"open": "open", "widened": "open", "narrowed": "open", "updated": "open", "closed": "cleared",
                 "merged": "merged"}
 MAX_CHARTED_METRICS = 3  # an incident's chart shows at most this many of its metrics, side by side
@@ -111,12 +119,17 @@ class EmptyStore(ValueError):
 NO_HISTORY = "the store holds no KPI history yet: replay, ingest or simulate some traffic first"
 
 
-def data_period(store) -> tuple[date, date]:
-    """The last seven days that hold data (the report's default period)."""
-    (last,), = store.query("SELECT toString(max(day)) FROM kpi_daily WHERE level = 'site' AND offered > 0")[1]
+def data_days(store) -> tuple[date, date]:
+    """The first and the last day the store holds calls for."""
+    (first, last), = store.query(q.DATA_DAYS)[1]
     if not last or last.startswith("1970"):
         raise EmptyStore(NO_HISTORY)
-    end = date.fromisoformat(last)
+    return date.fromisoformat(first), date.fromisoformat(last)
+
+
+def data_period(store) -> tuple[date, date]:
+    """The last seven days that hold data (the report's default period)."""
+    end = data_days(store)[1]
     return end - timedelta(days=6), end
 
 
@@ -125,9 +138,24 @@ def bounds(first: date, last: date) -> tuple[datetime, datetime]:
     return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
 
 
+LAST_MS = timedelta(milliseconds=1)
+_TO_TIME = re.compile(r"\$__toTime\b")  # not $__toTime_ms
+
+
+def expand(sql: str, start: datetime, end: datetime, values: dict[str, list[str]], interval_s: int = 3600) -> str:
+    """A dashboard query for the period [start, end) (``end`` exclusive: the midnight after its last day).
+    Grafana hands the plugin a range whose end is inclusive (a day ends at 23:59:59.999) and its macros
+    keep ``<=`` that end (``$__dateFilter``: ``day <= toDate(end)``); so does the report: ``end`` - 1 ms,
+    never the next midnight. The store's times are to the millisecond (DateTime64(3)) where the plugin
+    writes ``$__timeFilter`` and ``$__toTime`` to the second, so the report writes them to the millisecond
+    (``$__timeFilter_ms``, ``$__toTime_ms``): the period's last second counts, the next day does not."""
+    sql = _TO_TIME.sub("$__toTime_ms", sql.replace("$__timeFilter(", "$__timeFilter_ms("))
+    return macros.expand(sql, start, end - LAST_MS, values, interval_s=interval_s)
+
+
 def rows(store, sql: str, start: datetime, end: datetime, values: dict[str, list[str]]) -> list[dict]:
-    """A dashboard query run for [start, end] and the variables' values, as dicts."""
-    columns, found = store.query(macros.expand(sql, start, end, values, interval_s=3600))
+    """A dashboard query run for the period [start, end) (``expand``) and the variables' values, as dicts."""
+    columns, found = store.query(expand(sql, start, end, values))
     return [dict(zip(columns, row)) for row in found]
 
 
@@ -140,12 +168,18 @@ def guard(found: list[dict], minimum: int) -> list[dict]:
     return found
 
 
+SCRIPT_LINK = re.compile(r"[\x00-\x20]*(javascript|vbscript|data):", re.IGNORECASE)
+
+
 def recording_link(template: str, row: dict) -> str:
     """A recording's link: the template with the call's ``storage_uri``, ``call_id`` and ``recording_id``
     (percent-encoded but for ``/`` and ``:``); the default template is the storage URI as it is."""
     if template == "{storage_uri}":
-        return row["storage_uri"]
-    return template.format(**{k: quote(str(row.get(k) or ""), safe="/:") for k in ("storage_uri", "call_id", "recording_id")})
+        link = row["storage_uri"]
+    else:
+        link = template.format(**{k: quote(str(row.get(k) or ""), safe="/:") for k in ("storage_uri", "call_id",
+                                                                                       "recording_id")})
+    return "" if SCRIPT_LINK.match(link) else link  # a storage URI is input data: never a script to run
 
 
 def agent_anchor(agent_id: str) -> str:
@@ -161,6 +195,15 @@ def minute(value) -> str:
 def _family(series: str):
     level, _, _, metric = series.split("|")
     return BY_LEVEL.get((level, metric), METRICS.get(metric))
+
+
+def shown(family):
+    """How a value on a drift metric's scale is written, rounded once: a yes/no metric as a share of calls
+    (%), a duration in seconds, a QA score in % (unknown: the number)."""
+    if family is None:
+        return lambda v: f"{v:,.1f}"
+    return ((lambda v: f"{v:.0%}") if family.scale == "binary" else
+            (lambda v: f"{v:,.0f} s") if family.scale == "log" else (lambda v: f"{v:.1f} %"))
 
 
 def axis_title(series: str) -> str:
@@ -211,15 +254,17 @@ def _evidence(incident: dict, states: list[dict]) -> str:
     row = next((s for s in states if s["series"] == series and str(s["time"])[:13] == opened), None)
     if row is not None:
         family = _family(series)
-        show = ((lambda v: f"{v:.0%}") if family.scale == "binary" else
-                (lambda v: f"{v:,.0f} s") if family.scale == "log" else (lambda v: f"{v:.1f} %"))
+        show = shown(family)
         unit = "calls" if family.scale != "normal" else "evaluations"
         return (f"{metric_words(series.rsplit('|', 1)[1])} {show(row['value'])} over {row['observations']} {unit} "
                 f"in the hour it opened, {show(row['expected'])} expected; CUSUM {row['statistic']:.1f} "
                 f"past its limit {row['decision_limit']:.1f}")
     e = json.loads(incident["evidence"] or "{}")
-    return (f"value {e.get('value')}, expected {e.get('baseline_mean')}; CUSUM {e.get('statistic', 0):.1f} "
-            f"past its limit {e.get('limit', 0):.1f}")
+    show = shown(_family(series or f"{incident['level']}|{incident['site_id']}|{incident['entity_id']}|"
+                                   f"{incident['metric'].split(',')[0]}"))
+    number = lambda v: "?" if v is None else show(v)
+    return (f"value {number(e.get('value'))}, expected {number(e.get('baseline_mean'))}; "
+            f"CUSUM {e.get('statistic', 0):.1f} past its limit {e.get('limit', 0):.1f}")
 
 
 def calibration_outliers(store, day: date, end: datetime) -> list[dict]:
@@ -270,11 +315,57 @@ def today(store, day: date, values: dict[str, list[str]], options: Options) -> d
     reviews = rows(store, q.TODAY_REVIEWS, start, end, values)
     for r in reviews:
         r["why"] = why(r, options.monthly_target, numbers)
+        r["drawn_for"] = drawn_for(r)
         r["recording"] = recording_link(options.recording_url, r)
+        r["timezone"] = zone_name(options, r["site_id"])  # the queue's day is the site's local day: so is the time
+        r["local_time"] = _utc(r["at"]).astimezone(ZoneInfo(r["timezone"])).strftime("%H:%M")
     behind = rows(store, q.agents_behind_target(options.monthly_target), start, end, values)
-    plan = daily_plan(store, options.config, day.isoformat())["plans"] if options.config is not None else []
-    return {"day": day, "incidents": incidents, "reviews": reviews, "behind": behind, "plan": plan,
-            "calibration": calibration_outliers(store, day, end)}
+    plan = daily_plan(store, options.config, day.isoformat(), numbers) if options.config is not None else None
+    reviewers = [r for r in reviewer_targets(store, options.config, day.isoformat(), plan)
+                 if r["evaluated"] < r["due"]] if plan is not None else []
+    calibration = calibration_outliers(store, day, end)
+    return {"day": day, "incidents": incidents, "reviews": reviews, "behind": behind,
+            "plan": plan["plans"] if plan else [], "unassigned": plan["unassigned"] if plan else [],
+            "planned": {k: plan[k] for k in ("queued", "planned", "unassigned_calls", "capacity")} if plan else None,
+            "reviewers_behind": reviewers, "calibration": calibration,
+            "recordings": call_recordings(store, [r["call_id"] for r in calibration], options.recording_url)}
+
+
+def zone_name(options: Options, site: str) -> str:
+    """A site's time zone (CALLQA_SITE_TIMEZONES; UTC without a configuration)."""
+    return options.config.kpi.clock.name(site) if options.config is not None else "UTC"
+
+
+def _utc(value) -> datetime:
+    """A stored time ('2024-03-04 09:15:02.120') as an aware UTC time."""
+    return datetime.fromisoformat(str(value).replace(" ", "T")[:23]).replace(tzinfo=UTC)
+
+
+def drawn_for(row: dict) -> str:
+    """What drew a queued call, in the words of ``why``'s branches (the review list's summary)."""
+    if row["reason"] == "coverage":
+        return "coverage"
+    if row["reason"] == "pace":
+        return "pace"
+    kind = row.get("signal_kind") or ""
+    if kind.startswith("drift:") and json.loads(row.get("signal_evidence") or "{}").get("incident"):
+        return "incident"
+    return "ops" if kind.startswith("ops:") else "random"
+
+
+DRAWN_WORDS = {"incident": "for incidents", "ops": "for operational changes", "coverage": "by the coverage rule",
+               "pace": "for the monthly minimum", "random": "drawn at random at the agent's rate"}
+
+
+def call_recordings(store, calls: list[str], template: str) -> dict[str, str]:
+    """The recording link of each of ``calls`` that has a recording (its latest ``recording.completed``)."""
+    if not calls:
+        return {}
+    quoted = ", ".join("'" + c.replace("\\", "\\\\").replace("'", "\\'") + "'" for c in sorted(set(calls)))
+    found = store.query(q.CALL_RECORDINGS.format(calls=quoted))[1]
+    links = {call: recording_link(template, {"call_id": call, "recording_id": rid, "storage_uri": uri})
+             for call, rid, uri in found if uri}
+    return {call: link for call, link in links.items() if link}
 
 
 # -- collecting ------------------------------------------------------------------------------------------
@@ -282,7 +373,7 @@ def collect(store, start: datetime, end: datetime, options: Options = Options())
     """Every figure of the report for [start, end], with every site, queue, team and agent selected."""
     values: dict[str, list[str]] = {}
     for name, sql in VARIABLES:
-        values[name] = [r[0] for r in store.query(macros.expand(sql, start, end, values))[1]] or [""]
+        values[name] = [r[0] for r in store.query(expand(sql, start, end, values))[1]] or [""]
     if values["site"] == [""]:
         raise EmptyStore(NO_HISTORY)
     figures = {name: rows(store, sql, start, end, values) for name, sql in QUERIES.items()}
@@ -294,6 +385,12 @@ def collect(store, start: datetime, end: datetime, options: Options = Options())
     figures["control"] = rows(store, q.DETECTOR_SERIES, start, end,
                               {"series": [f"site|{s}|{s}|qa_human" for s in values["site"]]})
     figures["rates"] = [r for r in figures["rates"] if r["cause"] != "initial"]
+    for r in figures["rates"]:
+        r["because"], r["signal"] = because_words(r["because"]), signal_words(r["signal"])
+    for r in figures["drifts"]:  # the alarm's own numbers, unrounded: the table rounds them once, with units
+        e = json.loads(r["latest_evidence"] or "{}")
+        r.update(value=e.get("value"), baseline=e.get("baseline_mean"), statistic=e.get("statistic"),
+                 limit=e.get("limit"))
     figures["csat"] = csat.item_table(rows(store, q.CSAT_ITEMS, start, end, values),  # which QA items matter to customers
                                       rows(store, q.CSAT_PAIRS, start, end, values))
     day = options.day or (end - timedelta(seconds=1)).date()
@@ -303,6 +400,30 @@ def collect(store, start: datetime, end: datetime, options: Options = Options())
         r["timezone"] = options.config.kpi.clock.name(r["site_id"]) if options.config is not None else "UTC"
     figures["options"] = options
     return figures
+
+
+_DRIFT_BECAUSE = re.compile(r"^(\S+) (.+): (\S+) drift \((\w+)\)$")  # SAMPLING_RATES_NOW's reason of a drift
+
+
+def because_words(text: str) -> str:
+    """A rate change's reason with its drift metric in words ('site s1: sentiment_negative drift (cusum)' →
+    'site s1: negative customers drift (CUSUM chart)')."""
+    found = _DRIFT_BECAUSE.match(text or "")
+    if not found:
+        return text or ""
+    level, entity, metric, chart = found.groups()
+    return f"{level} {entity}: {metric_words(metric)} drift ({chart.upper() if chart == 'cusum' else chart} chart)"
+
+
+def signal_words(kind: str) -> str:
+    """A rate change's signal kind in words ('drift:site' → 'quality drift at site level',
+    'ops:system_change' → 'operational change: system change')."""
+    kind = kind or ""
+    if kind.startswith("drift:"):
+        return f"quality drift at {kind[6:]} level"
+    if kind.startswith("ops:"):
+        return f"operational change: {kind[4:].replace('_', ' ')}"
+    return kind.replace("_", " ")
 
 
 # -- charts ----------------------------------------------------------------------------------------------
@@ -525,7 +646,7 @@ def agent_rows(f: dict) -> list[dict]:
     for r in f["agents"]:
         rate, cov = rates.get(r["agent_id"]) or {}, coverage.get(r["agent_id"]) or {}
         out.append({**r, "evaluated": cov.get("evaluated"), "rate": rate.get("rate"),
-                    "because": rate.get("because") or rate.get("signal") or "",
+                    "because": rate.get("because") or rate.get("signal") or "",  # in words (collect)
                     "behind_target": r["agent_id"] in behind})
     return out
 
@@ -559,9 +680,16 @@ with the Grafana dashboards' queries; no ratio is shown from fewer than {{ min_c
 <h3>Quality incidents open at the end of the day, and cleared during it</h3>
 {{ tables.today_incidents }}
 {% for chart in incident_charts %}<div class="incident" id="incident-{{ loop.index }}" data-series="{{ chart.series|e }}">{{ chart.div }}</div>{% endfor %}
-<h3>Who to review today and why</h3>{{ tables.today_reviews }}
+<h3>Who to review today and why</h3>
+{% if review_summary %}<p class="summary" id="today-reviews-summary">{{ review_summary|e }}</p>{% endif %}
+{{ tables.today_reviews }}
 <h3>Today's review plan: each reviewer's calls (each site's local day and clock)</h3>{{ tables.today_plan }}
+<h4>Calls no reviewer can take</h4>
+{% if plan_summary %}<p class="summary" id="today-plan-summary">{{ plan_summary|e }}.</p>{% endif %}
+{{ tables.today_unassigned }}
 <h3>Agents behind their monthly target ({{ target }} human evaluations a month, pro rata to today)</h3>{{ tables.today_behind }}
+<h3>Reviewers behind their monthly target (the reviews their daily plans gave them this month before today)</h3>
+{{ tables.today_reviewers }}
 <h3>Calibration outliers this month (scores more than {{ threshold }} points from the reference)</h3>{{ tables.today_calibration }}
 </section>
 <h2 id="sites">Sites</h2>{{ tables.sites }}
@@ -593,6 +721,49 @@ shift, on the site's local clock) against the policy's targets</h3>{{ tables.shi
 """)
 
 
+def methods_words(row: dict) -> str:
+    return ", ".join(METHOD_WORDS.get(m, m.replace("_", " ")) for m in row["methods"])
+
+
+def kpi_words(metric: str) -> str:
+    """A threshold rule's KPI or a drift metric, in words."""
+    return KPI_WORDS.get(metric) or metric_words(metric)
+
+
+def _alarm_number(column: str, row: dict) -> str:
+    """A drift alarm's value or expected value on its metric's scale, its CUSUM statistic or limit: each
+    rounded once, as Today's evidence writes them."""
+    v = row[column]
+    if v is None:
+        return ""
+    if column in ("statistic", "limit"):
+        return f"{v:.1f}"
+    return shown(BY_LEVEL.get((row["level"], row["metric"]), METRICS.get(row["metric"])))(v)
+
+
+def review_summary(t: dict) -> str:
+    """The day's review list in one paragraph: how many calls, what drew them, how, and the plan's reach."""
+    reviews = t["reviews"]
+    if not reviews:
+        return ""
+    drawn = {k: sum(r["drawn_for"] == k for r in reviews) for k in DRAWN_WORDS}
+    methods: dict[str, int] = {}
+    for r in reviews:
+        methods[r["method"]] = methods.get(r["method"], 0) + 1
+    text = (f"{len(reviews)} calls to review, queued on each site's local day {t['day']} (riskiest first): "
+            + ", ".join(f"{n} {DRAWN_WORDS[k]}" for k, n in drawn.items() if n) + ". How: "
+            + ", ".join(f"{n} {METHOD_WORDS.get(m, m.replace('_', ' '))}"
+                        for m, n in sorted(methods.items(), key=lambda x: (-x[1], x[0]))) + ".")
+    if t["planned"]:
+        text += f" Planned for reviewers: {plan_summary(t['planned'])}."
+    return text
+
+
+def plan_summary(planned: dict) -> str:
+    return (f"{planned['planned']} of {planned['queued']} calls planned, {planned['unassigned_calls']} unassigned "
+            f"(capacity {planned['capacity']['reviews']} reviews a day)")
+
+
 def render(figures: dict, start: datetime, end: datetime, title: str) -> str:
     options: Options = figures.get("options") or Options()
     made = charts(figures, end)
@@ -616,10 +787,20 @@ def render(figures: dict, start: datetime, end: datetime, title: str) -> str:
                    "entity_id": lambda r: agent_anchor(r["entity_id"]) if r["level"] == "agent" else None},
             empty="no incident open or cleared this day"),
         "today_reviews": table(
-            "today-reviews", t["reviews"], ["call_id", "at", "agent_id", "team_id", "method", "why", "risk"],
-            limit=200, titles={"call_id": "call (recording)", "at": "time (UTC)", "why": "why", "risk": "risk (× base rate)"},
-            texts={"at": lambda r: minute(r["at"])[11:], "method": lambda r: METHOD_WORDS.get(r["method"], r["method"])},
+            "today-reviews", t["reviews"], ["call_id", "at", "timezone", "agent_id", "team_id", "method", "why", "risk"],
+            limit=200, titles={"call_id": "call (recording)", "at": "time (site's local)", "timezone": "time zone",
+                               "why": "why", "risk": "risk (× base rate)"},
+            texts={"at": lambda r: r["local_time"], "method": lambda r: METHOD_WORDS.get(r["method"], r["method"])},
             links={"call_id": lambda r: r["recording"], **agent_link}, empty="no call queued for review this day"),
+        "today_reviewers": table(
+            "today-reviewers", t["reviewers_behind"], ["reviewer", "name", "evaluated", "due", "behind_by",
+                                                       "capacity", "assigned_today"],
+            titles={"reviewer": "reviewer (evaluator id)", "evaluated": "human evaluations this month",
+                    "due": "target so far: reviews their daily plans gave them before today",
+                    "behind_by": "behind by", "capacity": "reviews a day (capacity)",
+                    "assigned_today": "reviews planned today"}, limit=200,
+            empty="no reviewer behind their monthly target" if t["planned"] is not None
+            else "no configuration given: no plans to measure reviewers against"),
         "today_behind": table(
             "today-behind", t["behind"], ["agent_id", "team_id", "evaluated", "due", "target", "queued_today"],
             titles={"evaluated": "human evaluations this month", "due": "due by today", "target": "monthly target",
@@ -629,25 +810,38 @@ def render(figures: dict, start: datetime, end: datetime, title: str) -> str:
             "today-calibration", t["calibration"], ["evaluator_id", "calls", "flagged", "mean_deviation",
                                                     "largest_deviation", "call_id"],
             titles={"calls": "calibration scores this month", "largest_deviation": "largest deviation, points",
-                    "call_id": "on call"}, empty="no calibration outlier this month"),
+                    "call_id": "on call (recording)"}, links={"call_id": lambda r: t["recordings"].get(r["call_id"])},
+            empty="no calibration outlier this month"),
         "today_plan": table(
-            "today-plan", t["plan"], ["reviewer", "agent_id", "site_id", "timezone", "local_times", "target", "why"],
+            "today-plan", t["plan"], ["reviewer", "agent_id", "site_id", "timezone", "local_times", "target", "methods",
+                                      "reasons", "assignment"],
             limit=200, titles={"timezone": "time zone", "local_times": "calls (site's local time)",
-                               "target": "reviews"},
-            texts={"local_times": lambda r: ", ".join(r["local_times"])}, links=agent_link,
+                               "target": "reviews", "methods": "how", "reasons": "why these calls",
+                               "assignment": "why this reviewer"},
+            texts={"local_times": lambda r: ", ".join(r["local_times"]), "methods": methods_words,
+                   "reasons": lambda r: "; ".join(r["reasons"])}, links=agent_link,
             empty="no plan: no call queued for this day (or no configuration given)"),
+        "today_unassigned": table(
+            "today-unassigned", t["unassigned"], ["agent_id", "site_id", "language", "methods", "calls", "reason"],
+            limit=200, titles={"methods": "how", "calls": "calls", "reason": "why no reviewer takes them"},
+            texts={"methods": methods_words, "language": lambda r: r["language"] or "unknown"}, links=agent_link,
+            empty="none: every queued call has a reviewer" if t["planned"] is not None else "no plan"),
         "shift_shares": table(
             "shift-shares", figures["shift_shares"], ["site_id", "timezone", "band", "recorded", "recorded_share",
                                                       "selected", "selected_share", "target_share"],
             titles={"timezone": "time zone", "band": "shift band (agent's shift, site's local time)",
-                    "recorded": "recorded calls", "selected": "selected for review"}),
+                    "recorded": "recorded calls", "selected": "selected for review"},
+            texts={"band": lambda r: BAND_WORDS.get(r["band"], r["band"])}),
         "sites": table("sites", figures["sites"]),
         "drifts": table("drifts", figures["drifts"], ["opened_at", "status", "level", "entity_id", "metric", "chart",
                                                       "value", "baseline", "statistic", "limit"],
+                        titles={"value": "value (its latest evidence)", "baseline": "expected"},
                         texts={"opened_at": lambda r: minute(r["opened_at"]),
                                "metric": lambda r: metric_words(r["metric"]),
-                               "status": lambda r: "open" if r["status"] == "open" else "cleared"}),
-        "alerts": table("alerts", figures["alerts"]),
+                               "status": lambda r: "open" if r["status"] == "open" else "cleared",
+                               "chart": lambda r: "CUSUM" if r["chart"] == "cusum" else r["chart"],
+                               **{c: partial(_alarm_number, c) for c in ("value", "baseline", "statistic", "limit")}}),
+        "alerts": table("alerts", figures["alerts"], texts={"metric": lambda r: kpi_words(r["metric"])}),
         "rates": table("rates", figures["rates"], links=agent_link,
                        texts={"since": lambda r: minute(r["since"])}),
         "queue": table("queue", figures["queue"], texts={"time": lambda r: str(r["time"])[:10],
@@ -667,6 +861,7 @@ def render(figures: dict, start: datetime, end: datetime, title: str) -> str:
     return PAGE.render(title=title, plotly=get_plotlyjs(), charts=divs, tables=tables, incident_charts=incident_charts,
                        start=f"{start:%Y-%m-%d %H:%M}", end=f"{end:%Y-%m-%d %H:%M}", day=t["day"].isoformat(),
                        target=options.monthly_target, threshold=f"{DEFAULT_THRESHOLD_PCT:g}", min_calls=options.min_calls,
+                       review_summary=review_summary(t), plan_summary=plan_summary(t["planned"]) if t["planned"] else "",
                        min_group=csat.MIN_GROUP,
                        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 

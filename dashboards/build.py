@@ -139,12 +139,15 @@ def grid(title: str, sql: str, width: int = 12, height: int = 8, units: dict[str
 
 
 def big_number(title: str, sql: str, column: str, unit: str, width: int = 6, rule: ThresholdRule | None = None,
-               description: str = ""):
-    """A stat panel of one column; with a rule, its background coloured as the core judges the value."""
+               description: str = "", no_value: str = ""):
+    """A stat panel of one column; with a rule, its background coloured as the core judges the value;
+    ``no_value``: what it says when the value is blank."""
     panel = (stat.Panel().title(title).datasource(DATASOURCE).with_target(Sql(sql)).unit(unit).span(width).height(5)
              .reduce_options(ReduceDataOptions().values(True).calcs(["lastNotNull"]).fields(f"/^{column}$/")))
     if description:
         panel = panel.description(description)
+    if no_value:
+        panel = panel.no_value(no_value)
     if rule is None:
         return panel
     return (panel.decimals(1).color_mode(common.BigValueColorMode.BACKGROUND)
@@ -277,22 +280,26 @@ def live(settings: BoardSettings = DEFAULTS) -> dict:
                f"{_pct(sl.critical)} critical; abandonment above {_pct(ab.warning)} / {_pct(ab.critical)}; speed of "
                f"answer above {asa.warning:g} s / {asa.critical:g} s (callqa.core.thresholds.RULES).")
     queue_colours = {"service_level_today": sl, "service_level_30m": sl, "abandon_rate_30m": ab, "asa_s_30m": asa}
+    local_day = ("\"Today\" is each site's own local day (CALLQA_SITE_TIMEZONES), summed over the sites chosen. ")
+    few = (f"No ratio from fewer than {settings.min_calls} calls offered (CALLQA_MIN_CALLS_FOR_RATIO): blank, "
+           "with the calls offered in 'Queues now'. ")
+    blank = f"fewer than {settings.min_calls} calls"
     return _dashboard("callqa-live", "callqa · live operations wallboard",
                       "Now (the end of the range) per queue: contacts waiting and the oldest wait, service level today "
                       "and in the last 30 minutes against the target; agents staffed, available, on contact, in "
-                      "after-call work or not ready, with the time in state. " + colours,
+                      "after-call work or not ready, with the time in state. " + local_day + few + colours,
                       "now-6h", ("site", "queue", "team", "agent"), [
         big_number(f"Service level today (target {_pct(sl.warning)})", q.LIVE_SERVICE_NOW, "service_level_today",
-                   PCT, width=4, rule=sl, description=colours),
+                   PCT, width=4, rule=sl, description=local_day + few + colours, no_value=blank),
         big_number("Service level, last 30 minutes", q.LIVE_SERVICE_NOW, "service_level_30m", PCT, width=4, rule=sl,
-                   description=colours),
+                   description=few + colours, no_value=blank),
         big_number("Abandonment, last 30 minutes", q.LIVE_SERVICE_NOW, "abandon_rate_30m", PCT, width=4, rule=ab,
-                   description=colours),
+                   description=few + colours, no_value=blank),
         big_number("Speed of answer, last 30 minutes", q.LIVE_SERVICE_NOW, "asa_s_30m", "s", width=4, rule=asa,
-                   description=colours),
+                   description=few + colours, no_value=blank),
         big_number("Contacts waiting", q.CONTACTS_WAITING_TOTAL, "waiting", "none", width=4),
         big_number("Oldest waiting", q.CONTACTS_WAITING_TOTAL, "oldest_wait_s", "s", width=4),
-        grid("Queues now", q.QUEUES_NOW, width=24, height=8, description=colours,
+        grid("Queues now", q.QUEUES_NOW, width=24, height=8, description=local_day + few + colours,
              units={"oldest_wait_s": "s", "service_level_today": PCT, "service_level_30m": PCT,
                     "service_level_target": PCT, "abandon_rate_30m": PCT, "asa_s_30m": "s"},
              coloured=queue_colours),
@@ -318,7 +325,9 @@ def agent_quality(settings: BoardSettings = DEFAULTS) -> dict:
                       "QA scores by section and category, automatic QA items, trends and coaching examples.",
                       "now-30d", ("site", "team", "agent"), [
         series("QA score and CSAT per day (human and automatic QA, % of points; CSAT, % satisfied)", q.QA_TREND,
-               "percent", width=24),
+               "percent", width=24, tooltip_only=("surveys",), units={"surveys": "none"},
+               description=f"CSAT: % of survey answers 4 or 5 of 5; none from fewer than {settings.min_calls} "
+                           "answers (CALLQA_MIN_CALLS_FOR_RATIO, as the report); the answers on hover."),
         bargauge.Panel().title("Sections (human evaluations, %)").datasource(DATASOURCE).with_target(Sql(q.QA_SECTIONS))
         .unit("percent").min(0).max(100).span(8).height(8)
         .reduce_options(ReduceDataOptions().values(True).fields("/^pct$/")),
@@ -332,7 +341,7 @@ def agent_quality(settings: BoardSettings = DEFAULTS) -> dict:
                          "calls each "
                          "way. Items fail together, so a difference carries its companions' effects: the report "
                          "(callqa report) adds the effect of each item with the others held fixed."),
-    ])
+    ], extra=(_min_calls(settings),))
 
 
 def drift_and_plan(settings: BoardSettings = DEFAULTS) -> dict:

@@ -138,6 +138,8 @@ def consumer_config(bootstrap_servers: str, group_id: str, security: dict | None
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "enable.partition.eof": False,
+        "session.timeout.ms": 10000,  # a killed sink's partitions move to its replacement within seconds
+        "heartbeat.interval.ms": 1000,
         "logger": KAFKA_LOG,  # librdkafka's lines through Python logging: repeats held back (callqa.logs)
         **(security or {}),
     }

@@ -136,7 +136,6 @@ SELECT evaluation_id, call_id, agent_id, evaluator_id, form_id, form_version, to
        item_ids, item_scores, item_max
 FROM evaluations FINAL
 WHERE kind = 'calibration' AND evaluated_at < toDateTime64('{day}', 3, 'UTC') + INTERVAL 1 DAY
-  AND evaluated_at >= toDateTime64('{day}', 3, 'UTC') + INTERVAL 1 DAY - INTERVAL {days} DAY
 """
 
 # Agents who took calls in the four weeks before a week, with the hours of day they worked (local hours
@@ -221,7 +220,7 @@ VAR_TEAM = f"SELECT DISTINCT team_id FROM agents FINAL WHERE {SITES} ORDER BY te
 VAR_AGENT = f"SELECT agent_id FROM agents FINAL WHERE {SITES} AND team_id IN (${{team:singlequote}}) ORDER BY agent_id"
 
 # (1) Live operations wallboard ------------------------------------------------------------------
-# "Now" is the end of the dashboard's range ($__toTime); "today" is its UTC day (the dashboards' time zone).
+# "Now" is the end of the dashboard's range ($__toTime); "today" is each site's own local day (SITE_TODAY).
 WAITING_LOOKBACK_H = 4  # a call queued longer ago than this with no outcome stored is not waiting (a lost end)
 AGENT_LOOKBACK_H = 24  # an agent's state: their latest state change and call in the day before now
 
@@ -237,22 +236,46 @@ def kpi_where(metric: str, condition: str) -> str:
     return f"sumIf({numerator}, {condition}) / nullIf(sumIf({denominator}, {condition}), 0){scale}"
 
 
-_TODAY = "window_start >= toStartOfDay($__toTime, 'UTC')"
+LOCAL_DAY_MAX_H = 26  # a local day is at most 25 hours long (a daylight-saving day): its buckets start after now - this
+
+# Each chosen site's "today": its local day (CALLQA_SITE_TIMEZONES; the KPI rows' local_day, callqa.core.clock)
+# that holds now. Exact from the site's day window (86400 s, from its local midnight to the next, 23 or 25 hours
+# on a daylight-saving day) holding now; a site with day windows but none holding now has had no call yet
+# today (the same calls make its buckets and its day window), so nothing counts as today. Where no day windows
+# are kept (CALLQA_KPI_WINDOWS without 86400), the latest local_day of the site's buckets before now.
+# ClickHouse takes a zone only as a constant, so the site's zone is read from its rows, not converted here.
+SITE_TODAY = f"""
+SELECT site_id, if(countIf(window_s = 86400) > 0, maxIf(local_day, window_s = 86400 AND window_end > $__toTime),
+                   maxIf(local_day, window_s = 300 AND window_start < $__toTime)) AS today
+FROM kpi_windows
+WHERE level = 'site' AND window_s IN (300, 86400) AND {SITES} AND window_start <= $__toTime
+  AND window_start > $__toTime - INTERVAL {LOCAL_DAY_MAX_H} HOUR
+GROUP BY site_id"""
+
+_TODAY = f"(site_id, local_day) IN (SELECT site_id, today FROM ({SITE_TODAY}))"
 _LAST_30_MINUTES = "window_start >= $__toTime - INTERVAL 30 MINUTE"  # six 5-minute buckets, the current one partial
 
 
+def _at_least(count: str, ratio: str) -> str:
+    """``ratio``, left out (NULL) where ``count`` is below the ``min_calls`` dashboard constant
+    (CALLQA_MIN_CALLS_FOR_RATIO, as the report's ``guard``)."""
+    return f"if({count} < ${{min_calls}}, NULL, {ratio})"
+
+
 def _service_now(by: str) -> str:
-    """Service level today and in the last 30 minutes, abandonment and speed of answer in the last 30
-    minutes, from the chosen queues' 5-minute buckets; grouped ``by`` (nothing: one row)."""
+    """Service level today (each site's local day) and in the last 30 minutes, abandonment and speed of
+    answer in the last 30 minutes, with the calls offered each is drawn from (none from fewer than
+    ``min_calls``), from the chosen queues' 5-minute buckets; grouped ``by`` (nothing: one row)."""
     return f"""
     SELECT {by + ', ' if by else ''}sumIf(offered, {_TODAY}) AS offered_today,
-           {kpi_where('service_level', _TODAY)} AS service_level_today,
-           {kpi_where('service_level', _LAST_30_MINUTES)} AS service_level_30m,
-           {kpi_where('abandon_rate', _LAST_30_MINUTES)} AS abandon_rate_30m,
-           {kpi_where('asa_s', _LAST_30_MINUTES)} AS asa_s_30m
+           sumIf(offered, {_LAST_30_MINUTES}) AS offered_30m,
+           {_at_least('offered_today', kpi_where('service_level', _TODAY))} AS service_level_today,
+           {_at_least('offered_30m', kpi_where('service_level', _LAST_30_MINUTES))} AS service_level_30m,
+           {_at_least('offered_30m', kpi_where('abandon_rate', _LAST_30_MINUTES))} AS abandon_rate_30m,
+           {_at_least('offered_30m', kpi_where('asa_s', _LAST_30_MINUTES))} AS asa_s_30m
     FROM kpi_windows FINAL
     WHERE level = 'queue' AND window_s = 300 AND {SITES} AND {QUEUES} AND window_start < $__toTime
-      AND window_start >= least(toStartOfDay($__toTime, 'UTC'), $__toTime - INTERVAL 30 MINUTE)
+      AND window_start > $__toTime - INTERVAL {LOCAL_DAY_MAX_H} HOUR
     {'GROUP BY ' + by if by else ''}"""
 
 
@@ -339,10 +362,11 @@ GROUP BY site_id ORDER BY site_id
 SERVICE_LEVEL_TARGET = next(r.warning for r in RULES if r.metric == "service_level")
 
 # Per queue now: contacts waiting and the oldest wait, agents on its calls, and its service today and in the
-# last 30 minutes against the target (the service-level rule's warning limit).
+# last 30 minutes against the target (the service-level rule's warning limit), with the calls offered (no
+# ratio from fewer than min_calls).
 QUEUES_NOW = f"""
 SELECT site_id, queue_id, waiting, oldest_wait_s, agents_on_contact, offered_today, service_level_today,
-       service_level_30m, {SERVICE_LEVEL_TARGET} AS service_level_target, abandon_rate_30m, asa_s_30m
+       offered_30m, service_level_30m, {SERVICE_LEVEL_TARGET} AS service_level_target, abandon_rate_30m, asa_s_30m
 FROM ({_service_now('site_id, entity_id AS queue_id')}) AS service
 FULL JOIN ({CONTACTS_WAITING}) AS waiting USING (site_id, queue_id)
 FULL JOIN (SELECT site_id, queue_id, count() AS agents_on_contact FROM ({AGENTS_NOW})
@@ -384,9 +408,11 @@ GROUP BY time, site_id ORDER BY time, site_id
 """
 
 # (2) Agent quality --------------------------------------------------------------------------------
-# Human and automatic QA score (%) per day over the chosen agents.
+# Human and automatic QA score (%) and CSAT per day over the chosen agents; CSAT none from fewer survey
+# answers than the min_calls dashboard constant (as the report's guard of its surveys), with the answers.
 QA_TREND = f"""
-SELECT toDateTime(day) AS time, {ratios('qa_human_pct', 'qa_auto_pct', 'csat_pct')}
+SELECT toDateTime(day) AS time, {ratios('qa_human_pct', 'qa_auto_pct')},
+       {_at_least('sum(csat_responses)', RATIOS['csat_pct'])} AS csat_pct, sum(csat_responses) AS surveys
 FROM kpi_daily FINAL
 WHERE level = 'agent' AND {SITES} AND entity_id IN (${{agent:singlequote}}) AND $__dateFilter(day)
 GROUP BY time ORDER BY time
@@ -837,6 +863,34 @@ FROM (
 )
 WHERE evaluated < due
 ORDER BY evaluated - due, agent_id
+"""
+
+# The first and last day the store holds calls for (the report's default period and its --day's range).
+DATA_DAYS = "SELECT toString(min(day)), toString(max(day)) FROM kpi_daily WHERE level = 'site' AND offered > 0"
+
+# Reviewers against their monthly target (the report's Today, callqa.review_plan.reviewer_targets): the days
+# of the month before {day} with calls queued for review (each a day whose plan assigned reviews), and each
+# evaluator's human evaluations this month to the end of {day} (UTC).
+REVIEW_DAYS_OF_MONTH = """
+SELECT DISTINCT toString(day) AS queue_day FROM review_queue FINAL
+WHERE status = 'queued' AND day >= toStartOfMonth(toDate('{day}')) AND day < toDate('{day}')
+ORDER BY queue_day
+"""
+
+HUMAN_EVALUATIONS_BY_EVALUATOR = """
+SELECT evaluator_id, count() AS evaluated FROM evaluations FINAL
+WHERE kind = 'human' AND evaluated_at >= toStartOfMonth(toDate('{day}'))
+  AND evaluated_at < toDateTime64('{day}', 3, 'UTC') + INTERVAL 1 DAY
+GROUP BY evaluator_id
+"""
+
+# The recordings of some calls ({calls}: a quoted, comma-separated list): the latest recording.completed of each.
+CALL_RECORDINGS = """
+SELECT call_id, argMax(JSONExtractString(payload, 'recording_id'), event_time) AS recording_id,
+       argMax(JSONExtractString(payload, 'storage_uri'), event_time) AS storage_uri
+FROM raw_events
+WHERE event_type = 'recording.completed' AND call_id IN ({calls})
+GROUP BY call_id
 """
 
 

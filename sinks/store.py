@@ -17,6 +17,11 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused a statement."""
 
 
+class StatementRefused(StoreError):
+    """The store refused the statement itself, whatever its rows: no such table or database, no right to
+    write, a read-only store, a syntax error (``STATEMENT``). Nothing to dead-letter: fix and restart."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot take the statement now, for a reason that passes: it does not answer, or it
     answers with one of ``TRANSIENT`` (disk full, memory, too many parts, timeouts). Writers retry."""
@@ -33,17 +38,22 @@ TRANSIENT = {
     209: "SOCKET_TIMEOUT", 210: "NETWORK_ERROR", 241: "MEMORY_LIMIT_EXCEEDED", 242: "TABLE_IS_READ_ONLY",
     243: "NOT_ENOUGH_SPACE", 252: "TOO_MANY_PARTS",
 }
+# Codes of a refusal of the statement, not of a row in it (src/Common/ErrorCodes.cpp).
+STATEMENT = {60: "UNKNOWN_TABLE", 81: "UNKNOWN_DATABASE", 62: "SYNTAX_ERROR", 164: "READONLY", 497: "ACCESS_DENIED",
+             516: "AUTHENTICATION_FAILED"}
 _CODE = re.compile(r"Code: (\d+)")
 
 
 def _refusal(message: str, code: int | None = None) -> StoreError:
     """The error for a statement the store refused: ``StoreUnavailable`` when the cause passes (a
-    ``TRANSIENT`` code, or the disk is full), else ``StoreError``."""
+    ``TRANSIENT`` code, or the disk is full), ``StatementRefused`` for a ``STATEMENT`` code, else
+    ``StoreError`` (what its rows hold: a wrong type, an unknown field, a value out of range)."""
     if code is None:
         found = _CODE.search(message)
         code = int(found.group(1)) if found else None
-    passes = code in TRANSIENT or "No space left on device" in message
-    return (StoreUnavailable if passes else StoreError)(message)
+    if code in TRANSIENT or "No space left on device" in message:
+        return StoreUnavailable(message)
+    return (StatementRefused if code in STATEMENT else StoreError)(message)
 
 
 class Store(Protocol):
@@ -83,8 +93,8 @@ class EmbeddedStore:
     def insert(self, table: str, rows: list[dict]) -> None:
         if rows:
             body = b"\n".join(orjson.dumps(r) for r in rows).decode()
-            self._run(f"INSERT INTO {table} SETTINGS date_time_input_format='best_effort' "
-                      f"FORMAT JSONEachRow\n{body}", "CSV")
+            self._run(f"INSERT INTO {table} SETTINGS date_time_input_format='best_effort', "
+                      f"input_format_skip_unknown_fields=0 FORMAT JSONEachRow\n{body}", "CSV")  # an unknown field: refused
 
     def _run(self, sql: str, fmt: str):
         try:

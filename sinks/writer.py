@@ -7,9 +7,10 @@ only after ``flush()`` returned:
 - a store that cannot take the rows now (unreachable, disk full, out of memory, too many parts:
   ``StoreUnavailable``) is retried with exponential backoff (``retries`` times; None: until it takes
   them), with one warning when it goes away and one when it is back;
-- a batch the store refuses is split to find the rows it refuses: those go to the dead letters with
-  the store's reason and the row, the rest is written. When no part of the batch can be written the
-  refusal is not about rows, and ``flush()`` raises it.
+- a batch the store refuses for what its rows hold (a wrong type, an unknown field) is split to find the
+  rows it refuses — down to one row, even a batch of one: those go to the dead letters with the store's
+  reason and the row, the rest is written. A refusal of the statement itself (no such table, no right to
+  write: ``StatementRefused``) is not about rows, and ``flush()`` raises it.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from callqa import metrics
 from callqa.core.dead_letters import dead_letter
 
 from . import tables
-from .store import Store, StoreError, StoreUnavailable
+from .store import StatementRefused, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,18 @@ class BatchWriter:
         try:
             self._insert(table, rows)
             return 0
-        except StoreUnavailable:
+        except (StoreUnavailable, StatementRefused):
             raise
         except StoreError as exc:
-            if len(rows) == 1:
-                raise
             refused: list[tuple[dict, str]] = []
-            half = len(rows) // 2
-            wrote = [self._split(table, part, refused) for part in (rows[:half], rows[half:])]
+            if len(rows) == 1:
+                refused.append((rows[0], str(exc)))
+            else:
+                half = len(rows) // 2
+                for part in (rows[:half], rows[half:]):
+                    self._split(table, part, refused)
             if not refused:
                 return 0  # both halves went in: the refusal passed
-            if not any(wrote):
-                raise exc from None
             self.refused += len(refused)
             metrics.REFUSED.labels(table).inc(len(refused))
             log.error("%s refused %d of %d rows (e.g. %s); they are in the dead letters", table, len(refused),
@@ -96,21 +97,20 @@ class BatchWriter:
             self.written[tables.DEAD_LETTERS] += len(refused)
             return len(refused)
 
-    def _split(self, table: str, rows: list[dict], refused: list[tuple[dict, str]]) -> bool:
+    def _split(self, table: str, rows: list[dict], refused: list[tuple[dict, str]]) -> None:
         """Write what the store takes of ``rows``, halving refused batches down to single rows (kept in
-        ``refused`` with the store's reason); True when any part was written."""
+        ``refused`` with the store's reason)."""
         try:
             self._insert(table, rows)
-            return True
-        except StoreUnavailable:
+        except (StoreUnavailable, StatementRefused):
             raise
         except StoreError as exc:
             if len(rows) == 1:
                 refused.append((rows[0], str(exc)))
-                return False
+                return
             half = len(rows) // 2
-            first, second = self._split(table, rows[:half], refused), self._split(table, rows[half:], refused)
-            return first or second
+            self._split(table, rows[:half], refused)
+            self._split(table, rows[half:], refused)
 
     def _insert(self, table: str, rows: list[dict]) -> None:
         """One insert; a store that cannot take it now is retried with backoff."""

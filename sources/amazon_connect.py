@@ -171,8 +171,8 @@ def survey(r: dict, site_id: str, call: str) -> list[dict]:
     survey field: a post-contact survey flow (after the agent leaves, "Get customer input" with DTMF or Lex)
     stores the answers as user-defined contact attributes ("Set contact attributes"), and Connect delivers
     the record again with them. Read from the attributes ``csat`` (1-5; without it there is no survey),
-    ``nps`` (0-10) and ``survey_resolved`` (true/false, yes/no, 1/0); an answer that cannot be read refuses
-    the record. Its time: the contact's disconnect (the survey flow ends the contact), else its last update;
+    ``nps`` (0-10) and ``survey_resolved`` (true/false, yes/no, 1/0); an answer that cannot be read leaves
+    the survey out (the record is also kept as a dead letter, with the reason) and the call in. Its time: the contact's disconnect (the survey flow ends the contact), else its last update;
     its agent, the contact's (when one connected); its queue, the contact's."""
     attributes = r.get("Attributes") or {}
     csat = _answer(attributes, "csat", 1, 5)
@@ -219,11 +219,17 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
             following = newest.get(record.get("NextContactId") or "")
             previous = record.get("PreviousContactId")
             unit.events = convert_ctr(record, site_id, hasher, call, following[2] if following else None,
-                                      call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous)
-                                      ) + survey(record, site_id, call)
+                                      call if record.get("InitiationMethod") in CONTINUES else calls.get(previous, previous))
+            try:
+                unit.events += survey(record, site_id, call)
+                left_out = None
+            except ValueError as exc:  # the customer's answer, not the contact: keep the call
+                left_out = f"post-call survey left out, the contact kept: {exc}"
             unit.error = invalid(unit.events)
             if unit.error:
                 unit.events = []
+            elif left_out:
+                unit.error = left_out  # the record goes to the dead letters too, with its events sent
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             unit.error = f"unreadable contact trace record: {exc!r}"
         yield unit

@@ -90,6 +90,10 @@ def test_query_is_read_only_and_takes_a_format_clause(tmp_path):
     done = run_callqa(["query", "SELECT outcome, count() AS n FROM call_records FINAL GROUP BY outcome "
                                 "ORDER BY outcome FORMAT JSONEachRow"], env)
     assert done.returncode == 0 and all(json.loads(line)["n"] > 0 for line in done.stdout.splitlines())
+    # a ';', '--' or '/*' inside a string is text, not syntax
+    done = run_callqa(["query", "--json", "SELECT 'a; b' AS s, 'c--d' AS t, '/* e */' AS u; -- the end"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"s": "a; b", "t": "c--d", "u": "/* e */"}]
 
 
 def test_user_errors_say_what_to_do_without_traceback_and_exit_codes_mean_something(tmp_path):

@@ -2,13 +2,17 @@
 expand it, runs on chdb against a simulated week and returns the columns and rows the panel needs."""
 import json
 import re
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from callqa import report
 from callqa.config import SETTINGS
+from callqa.core import kpi
+from callqa.core.clock import SiteClock
 from callqa.core.dead_letters import dead_letter, raw_event
 from callqa.core.sampling import PolicyConfig
 from callqa.core.thresholds import severity
@@ -78,7 +82,8 @@ def test_provisioning_points_at_a_datasource_and_dashboards_that_exist():
                  if v["type"] == "constant"}
     assert constants == {(TODAY, "recording_url"): defaults["CALLQA_RECORDING_URL"],
                          (TODAY, "min_calls"): defaults["CALLQA_MIN_CALLS_FOR_RATIO"],
-                         ("callqa-live", "min_calls"): defaults["CALLQA_MIN_CALLS_FOR_RATIO"]}
+                         ("callqa-live", "min_calls"): defaults["CALLQA_MIN_CALLS_FOR_RATIO"],
+                         ("callqa-agent-quality", "min_calls"): defaults["CALLQA_MIN_CALLS_FOR_RATIO"]}
     for rule in rules():
         refs = {d["refId"] for d in rule["data"]}
         assert rule["condition"] in refs and rule["annotations"]["__dashboardUid__"] in uids
@@ -287,7 +292,8 @@ def test_service_now_today_and_last_30_minutes_agree_with_the_quarter_hour_windo
     """The wallboard's 5-minute buckets against the 15-minute windows (summed apart) at a quarter hour."""
     now = datetime(2024, 3, 6, 10, 15, tzinfo=UTC)
     values = {"site": ["site-1", "site-2"], "queue": ["billing", "cards", "complaints", "sales", "tech"],
-              "agent": [r[0] for r in week.query("SELECT agent_id FROM agents FINAL")[1]]}
+              "agent": [r[0] for r in week.query("SELECT agent_id FROM agents FINAL")[1]],
+              "min_calls": ["0"]}  # the sums as they are (the minimum: test_wallboard_now_draws_no_ratio_...)
     windows = table(week, "SELECT site_id, entity_id, window_start >= '2024-03-06 09:45:00' AS recent, sl_numerator, "
                           "sl_denominator, abandoned, offered, wait_answered_ms, answered FROM kpi_windows FINAL "
                           "WHERE level = 'queue' AND window_s = 900 AND window_start >= '2024-03-06 00:00:00' "
@@ -336,7 +342,8 @@ def test_agents_now_states_and_time_in_state(scratch):
         call("call.answered", "b1", 300, "k8", "billing", site="s2"), call("call.ended", "b1", 100, "k8", site="s2"),
     ]  # s2's source reports no wrap-ups: after a call its agents are back in their state at once
     store_events(scratch, events)
-    values = {"site": ["s1", "s2"], "queue": ["billing", "sales"], "agent": [f"a{i}" for i in range(1, 10)] + ["b1"]}
+    values = {"site": ["s1", "s2"], "queue": ["billing", "sales"], "agent": [f"a{i}" for i in range(1, 10)] + ["b1"],
+              "min_calls": ["20"]}
     got = {r["agent_id"]: (r["state"], r["reason"], r["time_in_state_s"], r["queue_id"])
            for r in table(scratch, q.AGENTS_NOW, values, NOW - timedelta(hours=6), NOW)}
     assert got == {
@@ -517,7 +524,7 @@ def test_today_links_recordings_from_the_template_and_agents_to_their_page(week,
     assert links["call_id"][0]["url"] == "${__data.fields.recording:raw}"
     agent = links["agent_id"][0]["url"]  # the agent-quality board, its variables set to the row's agent
     assert agent.startswith("/d/callqa-agent-quality?") and {"site", "team", "agent"} == {
-        v["name"] for v in boards()["callqa-agent-quality"]["templating"]["list"]}
+        v["name"] for v in boards()["callqa-agent-quality"]["templating"]["list"] if v["type"] != "constant"}
     assert all(f"var-{v}=${{__data.fields.{v}_id}}" in agent for v in ("site", "team", "agent"))
     incidents = panel(TODAY, "Quality incidents")
     chart = next(p["value"][0]["url"] for o in incidents["fieldConfig"]["overrides"] if o["matcher"]["options"] == "alert_id"
@@ -627,3 +634,189 @@ def test_review_rates_chart_the_agents_with_the_highest_rate(week):
     everyone = table(week, q.SAMPLING_RATE_TREND, values)
     top, of = report.top_rates(everyone, report.Options().top)
     assert of > report.Options().top and sorted(map(str, found)) == sorted(map(str, top))
+
+
+# The wallboard's "now" per site: local days (CALLQA_SITE_TIMEZONES) and the minimum of calls -----------
+ZONED = {"tz-bj": "Asia/Shanghai", "tz-utc": "UTC", "tz-la": "America/Los_Angeles", "tz-syd": "Australia/Sydney"}
+NO_DAY_WINDOWS = {"tz-syd"}  # stored as with CALLQA_KPI_WINDOWS=900,3600: 5-minute buckets but no day windows
+ZONED_QUEUES = ("sales", "billing")
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+def zoned_calls(site: str, bucket: datetime) -> dict[str, int]:
+    """Calls per queue in a 5-minute bucket: busier in the site's local working hours; tz-utc open 03-22 UTC
+    only (so at 02:30 UTC it has had nothing yet today)."""
+    hour = bucket.astimezone(ZoneInfo(ZONED[site])).hour
+    if site == "tz-utc":
+        return {"sales": 5, "billing": 2} if 3 <= hour < 22 else {}
+    day = 9 <= hour < 18
+    return {"sales": 4 if day else 1, "billing": 3 if day else 1}
+
+
+@pytest.fixture
+def zoned(week):
+    """Four sites of their own in the week's store, each in its zone, with 5-minute queue and site buckets and
+    (but tz-syd) day windows from the site's local midnight, as the KPI stage writes them
+    (callqa.core.kpi with CALLQA_SITE_TIMEZONES), from 2024-03-04 to 2024-03-12. Yields each bucket's calls:
+    (site, queue, bucket start) -> counters."""
+    clock = SiteClock(ZONED)
+    config = kpi.KpiConfig(window_sizes_s=(86400,), clock=clock)
+    windows: dict[str, dict] = {}
+    calls: dict[tuple, dict] = {}
+    n = 0
+    bucket = datetime(2024, 3, 4, tzinfo=UTC)
+    while bucket < datetime(2024, 3, 12, tzinfo=UTC):
+        for site in ZONED:
+            for queue, count in zoned_calls(site, bucket).items():
+                c = {"offered": 0, "answered": 0, "abandoned": 0, "sl_numerator": 0, "sl_denominator": 0,
+                     "wait_answered_ms": 0}
+                for _ in range(count):
+                    n += 1
+                    abandoned = n % 5 == 0
+                    c["offered"] += 1
+                    c["abandoned" if abandoned else "answered"] += 1
+                    c["sl_denominator"] += 1
+                    c["sl_numerator"] += not abandoned and n % 3 != 0
+                    c["wait_answered_ms"] += 0 if abandoned else 1000 * (n % 47)
+                calls[(site, queue, bucket)] = c
+                at = int(bucket.timestamp() * 1000)
+                sizes = [s for s in config.sizes("queue") if s != 86400 or site not in NO_DAY_WINDOWS]
+                for level, entity in (("queue", queue), ("site", site)):
+                    keys = [k for k in kpi.keys_at(config, at, [(level, site, entity)]) if int(k.split("|")[3]) in sizes]
+                    kpi.add(windows, keys, c)
+        bucket += FIVE_MINUTES
+    week.insert("kpi_windows", [kpi.row(key, acc, clock) for key, acc in windows.items()])
+    yield calls
+    week.execute("ALTER TABLE kpi_windows DELETE WHERE site_id LIKE 'tz-%' SETTINGS mutations_sync = 2")
+
+
+def expected_now(calls: dict, now: datetime, minimum: int, by_queue: bool) -> dict:
+    """The wallboard's figures now, from the calls: 'today' each site's local day of ``now`` (zoneinfo), the
+    last 30 minutes the six buckets before it; a ratio of fewer calls offered than ``minimum`` is None."""
+    sums: dict[tuple, dict] = {}
+    for (site, queue, bucket), c in calls.items():
+        if bucket >= now:
+            continue
+        zone = ZoneInfo(ZONED[site])
+        mine = sums.setdefault((site, queue) if by_queue else (), defaultdict(int))
+        if bucket.astimezone(zone).date() == now.astimezone(zone).date():
+            mine["offered_today"] += c["offered"]
+            mine["sl_numerator_today"] += c["sl_numerator"]
+            mine["sl_denominator_today"] += c["sl_denominator"]
+        if bucket >= now - timedelta(minutes=30):
+            for k, v in c.items():
+                mine[f"{k}_30m"] += v
+    ratio = lambda s, num, den, count, scale=1: (
+        None if s[count] < minimum or not s[den] else s[num] / s[den] / scale)
+    return {key: {"offered_today": s["offered_today"], "offered_30m": s["offered_30m"],
+                  "service_level_today": ratio(s, "sl_numerator_today", "sl_denominator_today", "offered_today"),
+                  "service_level_30m": ratio(s, "sl_numerator_30m", "sl_denominator_30m", "offered_30m"),
+                  "abandon_rate_30m": ratio(s, "abandoned_30m", "offered_30m", "offered_30m"),
+                  "asa_s_30m": ratio(s, "wait_answered_ms_30m", "answered_30m", "offered_30m", 1000)}
+            for key, s in sums.items()}
+
+
+def approx_row(row: dict) -> dict:
+    return {k: pytest.approx(v) if isinstance(v, float) else v for k, v in row.items()}
+
+
+ZONED_NOWS = (
+    datetime(2024, 3, 6, 2, 30, tzinfo=UTC),  # Shanghai 10:30 on the 6th (since 16:00Z), LA 18:30 on the 5th; tz-utc: nothing yet
+    datetime(2024, 3, 5, 20, 0, tzinfo=UTC),  # Shanghai 04:00 on the 6th, LA noon on the 5th
+    datetime(2024, 3, 5, 16, 0, tzinfo=UTC),  # Shanghai's midnight: its new day has nothing yet
+    datetime(2024, 3, 11, 6, 30, tzinfo=UTC),  # LA 23:30 on the 10th: the last hour of a 23-hour day (DST)
+    datetime(2024, 3, 11, 7, 30, tzinfo=UTC),  # LA 00:30 on the 11th
+)
+
+
+def zoned_values(week) -> dict:
+    return {"site": list(ZONED), "queue": list(ZONED_QUEUES), "agent": [""],
+            "min_calls": resolve_variables(week, boards()["callqa-live"], START, END)["min_calls"]}
+
+
+def test_wallboard_today_is_each_sites_local_day(week, zoned):
+    """'Today' per site is its own local day (Asia/Shanghai, UTC, America/Los_Angeles across the DST change,
+    and Australia/Sydney stored without day windows), not the UTC day: against zoneinfo on the buckets."""
+    values = zoned_values(week)
+    minimum = int(values["min_calls"][0])
+    for now in ZONED_NOWS:
+        expected = expected_now(zoned, now, minimum, by_queue=True)
+        got = {(r["site_id"], r["queue_id"]): r for r in table(week, q.QUEUES_NOW, values, now, now)}
+        assert set(got) <= set(expected), now
+        for key, e in expected.items():  # a queue not listed has had nothing today
+            mine = {k: got.get(key, {"offered_today": 0, "service_level_today": None})[k]
+                    for k in ("offered_today", "service_level_today")}
+            assert mine == approx_row({k: e[k] for k in mine}), (now, key)
+        total, = table(week, q.LIVE_SERVICE_NOW, values, now, now)
+        e = expected_now(zoned, now, minimum, by_queue=False)[()]
+        assert {k: total[k] for k in ("offered_today", "service_level_today")} == approx_row(
+            {k: e[k] for k in ("offered_today", "service_level_today")}), now
+    # the cases the UTC day gets wrong are there: each site's today differs from the UTC day somewhere
+    utc_day = lambda now, b: b.date() == now.date()
+    local_day = lambda now, site, b: b.astimezone(ZoneInfo(ZONED[site])).date() == now.astimezone(ZoneInfo(ZONED[site])).date()
+    for site in ("tz-bj", "tz-la", "tz-syd"):
+        assert any(utc_day(now, b) != local_day(now, site, b) for now in ZONED_NOWS
+                   for (s, _, b) in zoned if s == site and b < now)
+    # at 02:30 UTC tz-utc has had no call yet today (its last ones yesterday evening): nothing today
+    assert {k: e["offered_today"] for k, e in expected_now(zoned, ZONED_NOWS[0], minimum, True).items()
+            if k[0] == "tz-utc"} == {("tz-utc", "sales"): 0, ("tz-utc", "billing"): 0}
+
+
+def test_wallboard_now_draws_no_ratio_from_fewer_calls_than_the_minimum(week, zoned):
+    """Service level, abandonment and speed of answer now (per queue and in the big numbers) are blank from
+    fewer calls offered than min_calls; the calls offered are shown."""
+    values = zoned_values(week)
+    minimum = int(values["min_calls"][0])
+    columns = ("offered_today", "offered_30m", "service_level_today", "service_level_30m", "abandon_rate_30m",
+               "asa_s_30m")
+    blank = shown = 0
+    for now in ZONED_NOWS:
+        expected = expected_now(zoned, now, minimum, by_queue=True)
+        for r in table(week, q.QUEUES_NOW, values, now, now):
+            e = expected[(r["site_id"], r["queue_id"])]
+            assert {k: r[k] for k in columns} == approx_row({k: e[k] for k in columns}), (now, r["site_id"], r["queue_id"])
+            blank += e["offered_30m"] and e["service_level_30m"] is None
+            shown += e["service_level_30m"] is not None
+        for sites in (list(ZONED), ["tz-bj"]):
+            total, = table(week, q.LIVE_SERVICE_NOW, values | {"site": sites}, now, now)
+            e = expected_now({k: v for k, v in zoned.items() if k[0] in sites}, now, minimum, by_queue=False)[()]
+            assert {k: total[k] for k in columns} == approx_row({k: e[k] for k in columns}), (now, sites)
+    assert blank and shown  # both sides of the minimum
+    # the big numbers say why they are blank
+    for p in boards()["callqa-live"]["panels"]:
+        if p["type"] == "stat" and p["options"]["reduceOptions"]["fields"].strip("/^$") in columns:
+            assert p["fieldConfig"]["defaults"]["noValue"] == f"fewer than {minimum} calls", p["title"]
+
+
+def test_agent_quality_draws_no_csat_from_fewer_answers_than_the_minimum(week):
+    """QA score and CSAT per day: CSAT blank from fewer survey answers than min_calls (summed over the chosen
+    agents first); the answers counted are shown."""
+    board = boards()["callqa-agent-quality"]
+    minimum = int(next(v["query"] for v in board["templating"]["list"] if v["name"] == "min_calls"))
+    days = {  # day: [(agent, answers, satisfied)]
+        date(2024, 3, 4): [("tz-a1", 1, 0)],  # 0 % from one answer
+        date(2024, 3, 5): [("tz-a1", 4, 1)],  # 25 % from four
+        date(2024, 3, 6): [("tz-a1", minimum - 1, minimum - 2)],
+        date(2024, 3, 7): [("tz-a1", minimum, minimum - 5)],
+        date(2024, 3, 8): [("tz-a1", minimum // 2, 3), ("tz-a2", minimum - minimum // 2, 4)],  # enough together
+    }
+    rows = [{"level": "agent", "site_id": "tz-site", "entity_id": agent, "day": str(day), "hours": 8,
+             "csat_responses": answers, "csat_satisfied": satisfied, "csat_sum": 4 * answers,
+             "qa_human_score": 8.0, "qa_human_max": 10.0, "qa_auto_score": 7.0, "qa_auto_max": 10.0,
+             "refreshed_at": "2024-03-12 00:00:00"} for day, found in days.items() for agent, answers, satisfied in found]
+    week.insert("kpi_daily", rows)
+    try:
+        p = panel("callqa-agent-quality", "QA score and CSAT per day")
+        got = target_rows(week, p, {"site": ["tz-site"], "agent": ["tz-a1", "tz-a2"], "min_calls": [str(minimum)]})
+        expected = {}
+        for day, found in days.items():
+            answers, satisfied = sum(f[1] for f in found), sum(f[2] for f in found)
+            expected[f"{day} 00:00:00"] = (answers, None if answers < minimum else round(100 * satisfied / answers, 1))
+        assert {r["time"]: (r["surveys"], r["csat_pct"]) for r in got} == expected
+        assert [r["qa_human_pct"] for r in got] == [80.0] * len(days)
+        # the count is there on hover, not drawn on the percent axis
+        hidden = {o["matcher"]["options"] for o in p["fieldConfig"]["overrides"] for prop in o["properties"]
+                  if prop["id"] == "custom.hideFrom" and prop["value"]["viz"]}
+        assert hidden == {"surveys"}
+    finally:
+        week.execute("ALTER TABLE kpi_daily DELETE WHERE site_id = 'tz-site' SETTINGS mutations_sync = 2")

@@ -1,15 +1,24 @@
 """Faults on the real Kafka: every stored table equals the embedded replay of the same events.
 
-Short versions of the fault suite (``bench/faults.py`` runs them on more traffic, repeatedly): no fault (the faust-vs-embedded
-identity), a worker killed with SIGKILL mid-stream, one stopped with SIGTERM mid-stream, the broker
-stopped for 5 s mid-stream, two workers, and a rebalance when one of two stops. After each, the run
-must drain and every table — call records, KPI windows, evaluations, alerts, sampling decisions, rate
-changes, the review queue, raw events, dead letters — must hold exactly the rows of an embedded
-replay: nothing lost, nothing doubled, nothing changed.
+Short versions of the fault suite (``bench/faults.py`` runs them longer, on more traffic, and prints the
+figures): no fault (the faust-vs-embedded identity), a worker killed with SIGKILL mid-stream, one stopped
+with SIGTERM mid-stream, the broker down mid-stream (15 s here, a minute in the bench), two workers, a
+rebalance when one of two stops; the sink process hung (SIGSTOP: ``callqa check`` must fail, and pass
+again once a new sink caught up) and killed and restarted, as a supervisor does when the health check
+fails (the bench also runs a sink stopped for minutes then let go on, and a sink killed mid-stream); and
+invalid rows on the sink's own KPI topic (not JSON, a column the table lacks, a wrong-typed column), each
+alone: each must end in the dead letters with a reason, the sink going on. After each, the run must
+drain and every table — call records, KPI windows, evaluations, alerts, sampling decisions, rate
+changes, the review queue, raw events, dead letters, day rollups — must hold exactly the rows of an
+embedded replay: per table no row lost, doubled, changed or extra (``differences``). ``run_fault``
+returns those figures with the seconds from the fault's end until every stage and the sink had caught up.
 """
 import signal
 import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import orjson
 import pytest
@@ -19,9 +28,91 @@ from callqa.publish import event_key
 from sources.simulator import SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
-from tests.test_worker_kafka import Worker, lag, members, settled
+from tests.test_worker_kafka import Worker, drained, lag, members, settled
 
 pytestmark = pytest.mark.services
+
+# How store_snapshot's rows are named: a row's identity (the columns noted), the rest of it its content.
+# The replay holds each identity once; input read again lands on the same identity (the tables dedup on it).
+IDENTITY = {
+    "calls": lambda r: r[0],                 # call_id
+    "kpi": lambda r: r[:5],                  # level, site_id, entity_id, window_s, window_start
+    "evaluations": lambda r: r[0],           # evaluation_id
+    "alerts": lambda r: (r[0], r[2], r[3]),  # alert_id, status, at
+    "sampling": lambda r: r[0],              # call_id
+    "reviews": lambda r: r[0],               # call_id
+    "rates": lambda r: (r[0], r[3], r[5]),   # agent_id, at, new_rate (change_id is not in the snapshot)
+    "raw": lambda r: r[0],                   # event_id
+    "dead": lambda r: r[3],                  # payload
+    "daily": lambda r: r[:4],                # level, site_id, entity_id, day
+    "detector": lambda r: (r[0], r[5]),      # series, time (the drift charts' state per hour)
+}
+CONTENT = {"dead": lambda r: r[2:]}  # reason and payload: the origin and position say where it was read
+# A table store_snapshot reads that IDENTITY does not name is compared whole row by whole row (a row
+# changed then counts as lost and extra); "site" is a view of "kpi", not counted twice.
+VIEWS = ("site",)
+
+
+class Figures(NamedTuple):
+    """One table's rows against the replay's: ``lost``, rows of an identity fewer than in the replay;
+    ``doubled``, more; ``changed``, of the same identity with other content; ``extra``, of an identity the
+    replay does not have."""
+    lost: int = 0
+    doubled: int = 0
+    changed: int = 0
+    extra: int = 0
+
+
+def differences(streamed, embedded) -> tuple[dict[str, Figures], list[str]]:
+    """Per table, the figures of the streamed rows against the replay's (both read with FINAL, as every
+    query reads them), and a few of the differences as examples."""
+    figures, examples = {}, []
+    for table in [*IDENTITY, *(t for t in embedded if t not in IDENTITY and t not in VIEWS)]:
+        identity, content = IDENTITY.get(table, lambda r: r), CONTENT.get(table, lambda r: r)
+        rows = {"streamed": defaultdict(Counter), "replay": defaultdict(Counter)}
+        for side, snap in (("streamed", streamed), ("replay", embedded)):
+            for r in snap[table]:
+                rows[side][repr(identity(r))][repr(content(r))] += 1  # repr: rows may hold lists
+        lost = doubled = changed = extra = 0
+        for key in sorted(rows["streamed"].keys() | rows["replay"].keys()):
+            mine, theirs = rows["streamed"].get(key, Counter()), rows["replay"].get(key, Counter())
+            n, want = sum(mine.values()), sum(theirs.values())
+            if not want:
+                extra += n
+            else:
+                lost, doubled = lost + max(0, want - n), doubled + max(0, n - want)
+                changed += min(n, want) - sum((mine & theirs).values())
+            if mine != theirs and len(examples) < 6:
+                examples.append(f"{table} {key[:80]}: {n} streamed {sorted(mine - theirs)[:1]!s:.160}, "
+                                f"{want} in the replay {sorted(theirs - mine)[:1]!s:.160}")
+        figures[table] = Figures(lost, doubled, changed, extra)
+    return figures, examples
+
+
+@dataclass
+class Outcome:
+    """What one fault left: the figures per table, the seconds from the fault's end until every stage and
+    the sink had caught up (None: they did not), what else was measured, and what went wrong besides."""
+    fault: str
+    figures: dict[str, Figures]
+    recover_s: float | None
+    notes: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not any(any(f) for f in self.figures.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.equal and not self.problems and self.recover_s is not None
+
+    def __str__(self) -> str:
+        wrong = {table: tuple(f) for table, f in self.figures.items() if any(f)}
+        return (f"{self.fault}: {'every table equal' if self.equal else f'lost/doubled/changed/extra {wrong}'}; "
+                f"recovered in {self.recover_s if self.recover_s is None else round(self.recover_s, 1)} s; "
+                f"notes {self.notes}; problems {self.problems}; e.g. {self.examples}")
 
 
 def simulated_traffic(config: SimConfig, tmp) -> tuple[list[bytes], list[bytes], dict]:
@@ -33,7 +124,10 @@ def simulated_traffic(config: SimConfig, tmp) -> tuple[list[bytes], list[bytes],
     (tmp / "all.jsonl").write_bytes(b"\n".join(profiles + rest) + b"\n")
     replay = run_callqa(["replay", str(tmp / "all.jsonl")], callqa_env(tmp), timeout=3600)
     assert replay.returncode == 0, replay.stderr
-    return profiles, rest, store_snapshot(tmp / "data")
+    embedded = store_snapshot(tmp / "data")
+    for table, identity in IDENTITY.items():  # what "doubled" counts on: one row per identity in the replay
+        assert len({repr(identity(r)) for r in embedded[table]}) == len(embedded[table]), table
+    return profiles, rest, embedded
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +145,10 @@ def traffic(tmp_path_factory):
     return profiles, rest, embedded
 
 
-def publish(bootstrap, topic, lines):
+def publish(bootstrap, topic, lines, keyed=True):
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
     for line in lines:
-        producer.produce(topic, line, key=event_key(line))
+        producer.produce(topic, line, key=event_key(line) if keyed else None)
     assert producer.flush(60) == 0
 
 
@@ -70,33 +164,151 @@ def progressed(bootstrap, env, share=0.2, total=1):
              interval=0.1, what="some progress")
 
 
-def compare(streamed, embedded):
-    for table in embedded:
-        if table == "dead":  # origins differ (topic/partition vs file); contents must not
-            assert [r[2:] for r in streamed[table]] == [r[2:] for r in embedded[table]]
-            continue
-        rows = lambda snap: {repr(r) for r in snap[table]}  # noqa: E731 (rows may hold lists)
-        extra, missing = rows(streamed) - rows(embedded), rows(embedded) - rows(streamed)
-        assert not extra and not missing and len(streamed[table]) == len(embedded[table]), (
-            f"{table}: {len(streamed[table])} rows streamed, {len(embedded[table])} embedded; "
-            f"only streamed {sorted(extra)[:3]}; only embedded {sorted(missing)[:3]}")
+class SinkExited(RuntimeError):
+    """The sink process ended by itself."""
 
 
-def run_fault(kafka, tmp_path, traffic, fault, broker=None):
+def tail(log, n=600) -> str:
+    return log.read_text(errors="replace")[-n:].replace("\n", " | ")
+
+
+def caught_up(bootstrap, env, sink, quiet_s=5.0, timeout=600) -> float:
+    """``settled``, failing at once when the sink exits; returns when (``time.monotonic()``) every stage
+    and the sink had caught up for good."""
+    since, deadline = None, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sink.proc.poll() is not None:
+            raise SinkExited(f"the sink exited with {sink.proc.returncode}: …{tail(sink.log)}")
+        asked = time.monotonic()
+        if drained(bootstrap, env):
+            since = since or asked
+            if time.monotonic() - since >= quiet_s:
+                return since
+        else:
+            since = None
+        time.sleep(0.3)
+    settled(bootstrap, env, quiet_s=0, timeout=1)  # raises with every stage's lag
+    raise TimeoutError("not drained for long")
+
+
+# Rows no stage wrote, on the sink's KPI topic, by what is wrong with them.
+INVALID = {"not JSON": b"{not JSON",
+           "unknown column": orjson.dumps({"level": "site", "site_id": "injected", "entity_id": "injected",
+                                           "window_s": 900, "window_start": "2024-03-04T09:00:00.000Z", "version": 1,
+                                           "no_such_column": 1}),
+           "wrong type": orjson.dumps({"level": "site", "site_id": "injected", "entity_id": "injected",
+                                       "window_s": "nine hundred", "window_start": "2024-03-04T09:00:00.000Z",
+                                       "version": 1})}
+
+
+def inject_invalid_rows(bootstrap, env, tmp_path, sinks, injected, problems) -> None:
+    """Each invalid row alone on the KPI topic (as a stray row comes: the sink idle), its name kept in
+    ``injected``; wait until the sink has stored past it. A sink that exits on one is started again once,
+    as its supervisor would."""
+    topic, group = env["CALLQA_TOPIC_KPIS"], env["CALLQA_APP_ID"] + "-sink"
+    for name, payload in INVALID.items():
+        publish(bootstrap, topic, [payload], keyed=False)
+        injected.append(name)
+        for attempt in (1, 2):
+            wait_for(lambda: sinks[-1].proc.poll() is not None or lag(bootstrap, group, [topic]) == 0, 60,
+                     what="the sink past an invalid row")
+            if sinks[-1].proc.poll() is None:
+                break
+            problems.append(f"the sink exited on the {name} row (start {attempt}): …{tail(sinks[-1].log, 300)}")
+            if attempt == 2:
+                raise SinkExited(f"the sink exits on the {name} row each time it starts")
+            sinks.append(Worker(env, tmp_path / "sink.log", ("sink",)))
+
+
+def invalid_dead_letters(streamed, injected, notes, problems) -> None:
+    """Take the injected rows' dead letters out of the streamed ones (the replay has none): each must be
+    there once, with a reason."""
+    wanted = {INVALID[name].decode(): name for name in injected}
+    found = [r for r in streamed["dead"] if r[3] in wanted]
+    streamed["dead"] = [r for r in streamed["dead"] if r[3] not in wanted]
+    notes["invalid rows dead-lettered"] = f"{len(found)} of {len(INVALID)}"
+    for text, name in wanted.items():
+        mine = [r for r in found if r[3] == text]
+        if len(mine) != 1 or not mine[0][2]:
+            problems.append(f"the {name} row: {len(mine)} dead letters, expected one with a reason")
+        else:
+            notes[f"{name}: reason"] = mine[0][2][:70]
+
+
+def check(env) -> tuple[int, str]:
+    """``callqa check``'s exit code and its last line."""
+    done = run_callqa(["check"], env, timeout=90)
+    return done.returncode, ((done.stderr or done.stdout).strip().splitlines() or [""])[-1][:200]
+
+
+def checker(env, tmp_path) -> dict:
+    """An environment for ``callqa check`` on the run's Kafka: its store part on a data folder of its own
+    (the sink holds the run's embedded store; a deployment's check reads the ClickHouse server)."""
+    check_env = dict(env, CALLQA_DATA_DIR=str(tmp_path / "check-data"))
+    migrated = run_callqa(["migrate"], check_env)
+    assert migrated.returncode == 0, migrated.stderr
+    return check_env
+
+
+def check_stopped_sink(sink, check_env, stopped_s, notes, problems, hung=False, limit_s=None) -> None:
+    """Stop the sink (SIGSTOP) for ``stopped_s`` seconds, running ``callqa check`` until it fails, then let
+    it go on (SIGCONT); ``hung``: only until the check fails, then kill it (SIGKILL: its supervisor's
+    answer to a failing health check). A check failing after more than ``limit_s`` is a problem."""
+    sink.proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        while time.monotonic() - stopped < stopped_s and not (hung and "check failed after s" in notes):
+            if "check failed after s" in notes:
+                time.sleep(min(1.0, max(0.0, stopped_s - (time.monotonic() - stopped))))
+            elif (failed := check(check_env))[0]:
+                notes["check failed after s"] = round(time.monotonic() - stopped, 1)
+                notes["check said"] = failed[1][:90]
+    finally:
+        sink.proc.send_signal(signal.SIGKILL if hung else signal.SIGCONT)
+    if hung:
+        sink.proc.wait()
+    if "check failed after s" not in notes:
+        problems.append(f"`callqa check` passed all through the {stopped_s:.0f} s the sink was stopped")
+    elif limit_s is not None and notes["check failed after s"] > limit_s:
+        problems.append(f"`callqa check` failed {notes['check failed after s']} s after the sink stopped "
+                        f"(more than {limit_s} s)")
+
+
+FAULTS = ("none", "kill", "term", "broker outage", "two workers", "rebalance", "sink stopped", "sink killed",
+          "sink hung", "invalid rows")
+MID_STREAM = ("kill", "term", "rebalance", "broker outage", "sink killed")
+# the short suite: "sink hung" is "sink stopped" (until `callqa check` fails) then "sink killed", in one run
+SHORT = tuple(f for f in FAULTS if f not in ("sink stopped", "sink killed"))
+
+
+def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, sink_stopped_s=20.0,
+              sink_stale_s=None, check_limit_s=None) -> Outcome:
+    """One run of the pipeline (workers and a sink process on ``kafka``) on ``traffic`` with ``fault``;
+    ``sink_stale_s``: the run's CALLQA_SINK_STALE_S (None: the default); ``check_limit_s``: the most
+    seconds ``callqa check`` may take to fail once the sink stopped (None: any)."""
     profiles, rest, embedded = traffic
     tmp_path.mkdir(exist_ok=True)
-    env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_BATCH_EVENTS="300")
-    sink = Worker(env, tmp_path / "sink.log", ("sink",))
+    env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_BATCH_EVENTS="300",
+                     **({"CALLQA_SINK_STALE_S": str(sink_stale_s)} if sink_stale_s else {}))
+    sinks = [Worker(env, tmp_path / "sink.log", ("sink",))]
     workers = start(env, tmp_path, 2 if fault in ("two workers", "rebalance") else 1)
+    notes, problems, injected, recover_s = {}, [], [], None
     try:
         publish(kafka, env["CALLQA_TOPIC_EVENTS"], profiles)
         settled(kafka, env, quiet_s=1)
+        if fault == "invalid rows":
+            inject_invalid_rows(kafka, env, tmp_path, sinks, injected, problems)
+        if fault in ("sink stopped", "sink hung"):  # `callqa check` passes with the sink running (and idle)
+            check_env = checker(env, tmp_path)
+            before = check(check_env)
+            if before[0]:
+                problems.append(f"`callqa check` failed with the sink running: exit {before[0]}, {before[1]}")
         publish(kafka, env["CALLQA_TOPIC_EVENTS"], rest)
-        if fault == "broker restart":
+        if fault in MID_STREAM:
             progressed(kafka, env, 0.2, len(rest))
-            broker.restart(down_s=5)
+        if fault == "broker outage":
+            broker.restart(down_s=broker_down_s)
         if fault in ("kill", "term", "rebalance"):
-            progressed(kafka, env, 0.2, len(rest))
             victim = workers.pop()
             if fault == "kill":
                 victim.proc.send_signal(signal.SIGKILL)
@@ -107,18 +319,40 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None):
                 assert time.monotonic() - stopped < 30 and victim.proc.returncode is not None
             if fault != "rebalance":
                 workers += start(env, tmp_path)
+        if fault in ("sink stopped", "sink hung"):  # at once: every stage still has the whole day to do
+            check_stopped_sink(sinks[-1], check_env, sink_stopped_s, notes, problems, fault == "sink hung",
+                               check_limit_s)
+        if fault == "sink hung":
+            sinks.append(Worker(env, tmp_path / "sink.log", ("sink",)))
+        if fault == "sink killed":
+            sinks[-1].proc.send_signal(signal.SIGKILL)
+            sinks[-1].proc.wait()
+            sinks.append(Worker(env, tmp_path / "sink.log", ("sink",)))
+        ended = time.monotonic()
         # every worker has its partitions (a replacement with nothing left to read announces that after a pause)
         wait_for(lambda: members(kafka, env["CALLQA_APP_ID"]) == len(workers), 120, what="workers in the group")
-        settled(kafka, env)
+        recover_s = caught_up(kafka, env, sinks[-1]) - ended
+        if fault in ("sink stopped", "sink hung"):
+            after = check(check_env)
+            if after[0]:
+                problems.append(f"`callqa check` failed once the sink had caught up: exit {after[0]}, {after[1]}")
+    except (SinkExited, TimeoutError) as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
     finally:
-        for w in workers + [sink]:
+        for w in workers + sinks:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGCONT)
             w.stop()
-    compare(store_snapshot(tmp_path / "data"), embedded)
+    streamed = store_snapshot(tmp_path / "data")
+    if fault == "invalid rows":
+        invalid_dead_letters(streamed, injected, notes, problems)
+    figures, examples = differences(streamed, embedded)
+    return Outcome(fault, figures, recover_s, notes, problems, examples)
 
 
-FAULTS = ("none", "kill", "term", "broker restart", "two workers", "rebalance")
-
-
-@pytest.mark.parametrize("fault", FAULTS)
+# Bugs this suite finds, until they are fixed (strict: a fix makes the test fail until its mark goes):
+@pytest.mark.parametrize("fault", SHORT)
 def test_fault_leaves_every_table_equal_to_the_embedded_replay(kafka, kafka_server, tmp_path, traffic, fault):
-    run_fault(kafka, tmp_path / fault.replace(" ", "-"), traffic, fault, kafka_server)
+    outcome = run_fault(kafka, tmp_path / fault.replace(" ", "-"), traffic, fault, kafka_server,
+                        broker_down_s=15, sink_stopped_s=60, sink_stale_s=10)
+    assert outcome.ok, str(outcome)

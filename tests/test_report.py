@@ -415,3 +415,213 @@ def test_recording_links_follow_the_template_and_a_bad_template_is_refused():
     for bad in ("https://rec.example/{uri}", "https://rec.example/", "https://rec.example/{storage_uri"):
         with pytest.raises(ConfigError, match="CALLQA_RECORDING_URL"):
             Config.from_env({"CALLQA_RECORDING_URL": bad})
+
+
+# -- the period, Today's local times, the plan's unassigned calls, reviewers' targets, one rounding, words ----
+def _day_windows(store, first: str, last: str) -> dict[str, tuple]:
+    """Oracle: per site, calls offered and human QA (%) over the core's own day windows of the local days
+    ``first`` to ``last`` (not the day rollup the report reads)."""
+    return {site: (offered, qa) for site, offered, qa in store.query(
+        "SELECT site_id, sum(offered), round(100 * sum(qa_human_score) / nullIf(sum(qa_human_max), 0), 1) "
+        f"FROM kpi_windows FINAL WHERE level = 'site' AND window_s = 86400 AND local_day >= '{first}' "
+        f"AND local_day <= '{last}' GROUP BY site_id")[1]}
+
+
+def test_the_report_expands_its_queries_for_exactly_its_days(store):
+    """The report hands the macros Grafana's inclusive end (the period's last millisecond), to the millisecond:
+    the instants and days of the period count, the next midnight and the next day do not."""
+    from datetime import date
+
+    from callqa import report
+
+    start, end = report.bounds(date(2024, 3, 8), date(2024, 3, 8))
+    instants = ["2024-03-07 23:59:59.999", "2024-03-08 00:00:00.000", "2024-03-08 23:59:59.500",
+                "2024-03-08 23:59:59.999", "2024-03-09 00:00:00.000"]
+    sql = ("SELECT countIf($__timeFilter(t)) AS in_range, countIf(t <= $__toTime) AS to_end, "
+           "countIf($__dateFilter(d)) AS on_days FROM (SELECT arrayJoin(["
+           + ", ".join(f"toDateTime64('{i}', 3, 'UTC')" for i in instants) + "]) AS t, toDate(t) AS d)")
+    assert report.rows(store, sql, start, end, {}) == [{"in_range": 3, "to_end": 4, "on_days": 3}]
+
+
+def test_daily_figures_count_exactly_the_period(demo, dom, tmp_path):
+    env, _, _, store_dir = demo
+    # the repro: Today the 8th, the period to the 9th; the store holds evaluations of the 9th and 10th
+    out = tmp_path / "to-9th.html"
+    done = run_callqa(["report", "--day", TODAY, "--to", "2024-03-09", "--out", str(out)],
+                      dict(env, CALLQA_DATA_DIR=str(store_dir)))
+    assert done.returncode == 0, done.stderr
+    short = tmp_path / "to-7th.html"
+    shorter = run_callqa(["report", "--from", "2024-03-04", "--to", "2024-03-07", "--out", str(short)],
+                         dict(env, CALLQA_DATA_DIR=str(store_dir)))
+    assert shorter.returncode == 0, shorter.stderr
+    store = EmbeddedStore(store_dir / "chdb")
+    try:
+        (after,), = store.query("SELECT count() FROM kpi_daily FINAL WHERE level = 'site' AND day = '2024-03-10' "
+                                "AND qa_human_max > 0")[1]
+        assert after  # the day after the period holds human QA: it must not count
+        page = out.read_text()
+        first = re.search(r"(\d{4}-\d\d-\d\d) 00:00 to 2024-03-10 00:00 \(UTC\)", page).group(1)  # the header
+        period, four_days = _day_windows(store, first, "2024-03-09"), _day_windows(store, "2024-03-04", "2024-03-07")
+        demo_days = _day_windows(store, "2024-03-04", "2024-03-08")
+    finally:
+        store.close()
+    shown = {r["site_id"][0]: (int(r["calls_offered"][0]), float(r["qa_human_pct"][0])) for r in rendered_tables(page)["sites"]}
+    assert shown == period  # the days of the header: not the 10th
+    # the success line and the Sites table of four days: their calls, not the fifth day's
+    shown = {r["site_id"][0]: (int(r["calls_offered"][0]), float(r["qa_human_pct"][0]))
+             for r in rendered_tables(short.read_text())["sites"]}
+    assert shown == four_days
+    calls = sum(n for n, _ in four_days.values())
+    assert f"2024-03-04 to 2024-03-07, 2 sites, {calls} calls" in shorter.stdout
+    # the demo's report (the 4th to the 8th): its sites, and the QA chart has no point after the 8th
+    shown = {r["site_id"][0]: (int(r["calls_offered"][0]), float(r["qa_human_pct"][0])) for r in rendered_tables(dom)["sites"]}
+    assert shown == demo_days
+    days = {x[:10] for trace in plotted(dom)["qa_sites"] for x in trace["x"]}
+    assert days == {"2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08"}
+
+
+def test_a_day_outside_the_data_is_refused_naming_day(demo):
+    env, _, _, store_dir = demo
+    for day in ("2024-03-20", "2023-01-01"):
+        done = run_callqa(["report", "--day", day, "--out", "/dev/null"], dict(env, CALLQA_DATA_DIR=str(store_dir)))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert f"--day {day}" in lines[0] and "2024-03-04 to 2024-03-08" in lines[0], lines[0]
+        assert "--to" not in lines[0] and "--from" not in lines[0] and "Traceback" not in done.stderr
+
+
+def test_drift_alarms_and_todays_evidence_round_once_with_units(dom, store):
+    from callqa.core.monitor import BY_LEVEL, METRICS
+
+    tables = rendered_tables(dom)
+    latest = {}  # (level, scope, metric, opened to the minute) -> the alarm's latest evidence
+    for level, entity, metric, opened, evidence in store.query(
+            "SELECT any(level), any(entity_id), any(metric), formatDateTime(min(opened_at), '%Y-%m-%d %H:%i'), "
+            f"argMaxIf(evidence, at, evidence != '') FROM alerts FINAL WHERE kind = 'drift' AND at < '{END}' "
+            "GROUP BY alert_id")[1]:
+        latest[(level, entity, metric, opened)] = json.loads(evidence)
+    assert len(tables["drifts"]) == len(latest)
+    for r in tables["drifts"]:
+        level, entity, metric = r["level"][0], r["entity_id"][0], r["metric"][0]
+        e = latest[(level, entity, metric, r["opened_at"][1])]
+        scale = BY_LEVEL.get((level, metric), METRICS.get(metric)).scale
+        unit = {"binary": lambda v: f"{100 * v:.0f}%", "log": lambda v: f"{v:,.0f} s", "normal": lambda v: f"{v:.1f} %"}[scale]
+        assert (r["value"][1], r["baseline"][1]) == (unit(e["value"]), unit(e["baseline_mean"])), r
+        assert (r["statistic"][1], r["limit"][1]) == (f"{e['statistic']:.1f}", f"{e['limit']:.1f}")
+        assert float(r["limit"][0]) == e["limit"]  # the raw value, not one rounded before
+    assert {"binary", "log"} <= {BY_LEVEL.get((lv, m), METRICS.get(m)).scale for lv, _, m, _ in latest}
+    # Today's evidence of an incident and the drift table's alarm on its series in the hour it opened: the same limit
+    compared = 0
+    for incident in tables["today-incidents"]:
+        limit = re.search(r"past its limit ([\d.]+)$", incident["evidence_words"][1]).group(1)
+        same = [d for d in tables["drifts"] if d["opened_at"][1] == incident["opened_at"][1]
+                and d["level"][0] == incident["level"][0] and d["entity_id"][0] == incident["entity_id"][0]]
+        for d in same:
+            assert d["limit"][1] == limit, (incident, d)
+            compared += 1
+    assert compared
+
+
+def test_the_page_speaks_words_not_codes(dom, store):
+    tables = rendered_tables(dom)
+    codes = re.compile(r"\b[a-z]+_[a-z_]+\b|\w+\|[\w-]+\|")  # snake_case codes, incident ids (site|site-1|…)
+    for name in ("today-incidents", "today-reviews", "today-plan", "today-unassigned", "today-behind",
+                 "today-reviewers", "today-calibration", "drifts", "alerts", "rates", "queue", "shift-shares", "agents"):
+        for row in tables.get(name, []):
+            for column, (_, text) in row.items():
+                assert not codes.search(text), (name, column, text)
+    # the plan names incidents by their number in Today, as the review list above it
+    numbered = [r for r in tables["today-plan"] if "incident " in r["reasons"][1]]
+    assert numbered and all(re.search(r"incident #\d+ on ", r["reasons"][1]) for r in numbered)
+    # shares in percent, as the next columns
+    for r in tables["shift-shares"]:
+        raw, text = r["recorded_share"]
+        assert text == f"{100 * float(raw):.1f}%"
+    # a calibration outlier's call links to its recording
+    uris = dict(store.query("SELECT call_id, argMax(JSONExtractString(payload, 'storage_uri'), event_time) FROM raw_events "
+                            "WHERE event_type = 'recording.completed' GROUP BY call_id")[1])
+    links, _ = rendered_links(dom)
+    rows = tables["today-calibration"]
+    assert rows
+    for row, link in zip(rows, links["today-calibration"]):
+        call = row["call_id"][0]
+        assert link.get("call_id") == (RECORDING_URL.format(storage_uri=uris[call], call_id=call) if call in uris else None)
+
+
+def test_a_summary_comes_before_the_review_list(dom, store):
+    found = re.search(r'<p class="summary" id="today-reviews-summary">([^<]*)</p>', dom)
+    assert found and dom.index('id="today-reviews-summary"') < dom.index('id="table-today-reviews"')
+    summary = found.group(1).replace("&#39;", "'")
+    reasons = dict(store.query(f"SELECT reason, count() FROM review_queue FINAL WHERE status = 'queued' AND day = '{TODAY}' "
+                               "GROUP BY reason")[1])
+    methods = dict(store.query(f"SELECT method, count() FROM review_queue FINAL WHERE status = 'queued' "
+                               f"AND day = '{TODAY}' GROUP BY method")[1])
+    assert summary.startswith(f"{sum(reasons.values())} calls to review, queued on each site's local day {TODAY}")
+    count = lambda words: int(m.group(1)) if (m := re.search(rf"(\d+) {words}", summary)) else 0
+    assert count("by the coverage rule") == reasons.get("coverage", 0)
+    assert count("for the monthly minimum") == reasons.get("pace", 0)
+    assert (count("for incidents") + count("for operational changes") + count("drawn at random")
+            == reasons.get("rate", 0))
+    words = {"side_by_side": "side by side", "live_remote": "live remote listening", "recording_review": "recording review"}
+    assert all(count(words[m]) == n for m, n in methods.items())
+    assert f"{sum(reasons.values())} of {sum(reasons.values())} calls planned, 0 unassigned" in summary
+
+
+def test_unassigned_calls_and_reviewers_behind_their_target(demo, dom, tmp_path):
+    """One reviewer of 8 reviews a day (CALLQA_QA_REVIEWERS × CALLQA_QA_REVIEWS_PER_HOUR × CALLQA_QA_REVIEW_HOURS):
+    each day's plan places 8 calls, the rest of Today's queue is unassigned, with the reason; the reviewer's
+    target so far is 8 a day on the month's days with a queue before Today, against their human evaluations."""
+    env, _, _, store_dir = demo
+    out = tmp_path / "one-reviewer.html"
+    done = run_callqa(["report", "--day", TODAY, "--from", TODAY, "--out", str(out)],
+                      dict(env, CALLQA_DATA_DIR=str(store_dir), CALLQA_QA_REVIEWERS="1", CALLQA_QA_REVIEWS_PER_HOUR="1",
+                           CALLQA_QA_REVIEW_HOURS="8"))
+    assert done.returncode == 0, done.stderr
+    store = EmbeddedStore(store_dir / "chdb")
+    try:
+        queued = dict(store.query("SELECT toString(day), count() FROM review_queue FINAL WHERE status = 'queued' "
+                                  "GROUP BY day")[1])
+        per_agent = dict(store.query(f"SELECT agent_id, count() FROM review_queue FINAL WHERE status = 'queued' "
+                                     f"AND day = '{TODAY}' GROUP BY agent_id")[1])
+        (evaluated,), = store.query("SELECT count() FROM evaluations FINAL WHERE kind = 'human' AND evaluator_id = 'qa-01' "
+                                    f"AND evaluated_at >= '2024-03-01' AND evaluated_at < '{END}'")[1]
+    finally:
+        store.close()
+    page = out.read_text()
+    tables = rendered_tables(page)
+    planned, today = 8, queued[TODAY]
+    summary = re.search(r'id="today-plan-summary">([^<]*)<', page).group(1)
+    assert f"{planned} of {today} calls planned, {today - planned} unassigned" in summary
+    assert sum(int(r["target"][0]) for r in tables["today-plan"]) == planned
+    unassigned = tables["today-unassigned"]
+    assert sum(int(r["calls"][0]) for r in unassigned) == today - planned
+    assert all(r["reason"][1].startswith("capacity exhausted") for r in unassigned)
+    placed: dict[str, int] = {}
+    for r in tables["today-plan"] + unassigned:
+        n = int(r["target"][0] if "target" in r else r["calls"][0])
+        placed[r["agent_id"][0]] = placed.get(r["agent_id"][0], 0) + n
+    assert placed == per_agent
+    due = sum(min(n, planned) for day, n in queued.items() if "2024-03-01" <= day < TODAY)
+    behind = tables.get("today-reviewers", [])
+    if evaluated < due:
+        assert [(r["reviewer"][0], int(r["evaluated"][0]), int(r["due"][0]), int(r["behind_by"][0])) for r in behind] == [
+            ("qa-01", evaluated, due, due - evaluated)]
+        assert int(behind[0]["assigned_today"][0]) == planned and int(behind[0]["capacity"][0]) == planned
+    else:
+        assert behind == []
+    assert due > evaluated  # the demo's qa-01 is behind (the test means something)
+
+
+def test_reviewers_behind_their_target_in_the_demo(dom, store):
+    """The demo's 12 reviewers (qa-01…qa-12; the simulator's evaluators are qa-01…qa-06): each one shown has
+    fewer human evaluations this month than the reviews their plans gave them; the plans of the days before
+    Today placed every queued call (capacity 1008 a day)."""
+    rows = rendered_tables(dom)["today-reviewers"]
+    evaluated = dict(store.query("SELECT evaluator_id, count() FROM evaluations FINAL WHERE kind = 'human' "
+                                 f"AND evaluated_at >= '2024-03-01' AND evaluated_at < '{END}' GROUP BY evaluator_id")[1])
+    (before,), = store.query(f"SELECT count() FROM review_queue FINAL WHERE status = 'queued' AND day < '{TODAY}'")[1]
+    assert rows and {r["reviewer"][0] for r in rows} >= {f"qa-{i:02d}" for i in range(7, 13)}  # they evaluate nothing
+    for r in rows:
+        who, due = r["reviewer"][0], int(r["due"][0])
+        assert int(r["evaluated"][0]) == evaluated.get(who, 0) < due <= before
+        assert int(r["behind_by"][0]) == due - evaluated.get(who, 0)

@@ -102,6 +102,8 @@ def candidate(call: str, site: str, agent: str, answered: str) -> dict:
 def band_oracle(local: datetime, start: int, end: int) -> str:
     into = (local.hour * 60 + local.minute - start * 60) % 1440
     length = ((end - start) * 60) % 1440
+    if into >= length:  # outside: the nearer edge of the shift
+        return "last_two_hours" if into - length < 1440 - into else "first_hour"
     return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
 
 
@@ -124,6 +126,12 @@ def test_shift_bands_weekdays_and_review_days_are_the_sites_local_time():
     # 01:30Z is 09:30 in Shanghai: the first hour of a 09:00-18:00 shift (in UTC: before the shift)
     first = s.decide(candidate("x1", "bj", "bj-a", "2024-03-05T01:30:00.000Z")).decisions[0]
     assert first["cell"] == "Tue-first_hour"
+    # outside the 09:00-18:00 shift, the nearer edge: 18:30 and 00:32 (6.5 h after the end, 8.5 h before the
+    # start) are overtime; 07:00 is an early start
+    for call, answered, cell in (("o1", "2024-03-05T10:30:00.000Z", "Tue-last_two_hours"),
+                                 ("o2", "2024-03-05T16:32:00.000Z", "Wed-last_two_hours"),
+                                 ("o3", "2024-03-05T23:00:00.000Z", "Wed-first_hour")):
+        assert s.decide(candidate(call, "bj", "bj-a", answered)).decisions[0]["cell"] == cell, call
     # a profile's shift in a zone of its own is read in that zone
     profiles["own"] = {"site_id": "bj", "team_id": "t", "hire_date": "2020-01-01",
                        "shift": {"start": "09:00", "end": "18:00", "timezone": "Europe/Berlin"}}
@@ -336,3 +344,29 @@ def test_the_report_shows_shift_hour_shares_and_the_daily_plan_in_each_sites_loc
             row["site_id"][0], "UTC")
     assert any(site == "site-1" for site, _ in planned)
     assert {k: sorted(v) for k, v in planned.items()} == {k: sorted(v) for k, v in local.items()}
+
+
+def test_todays_review_list_gives_each_call_its_sites_local_time_like_the_plan(shanghai_store):
+    """The review list of the report's Today (the sites' local day 5 March): each call's time on its site's
+    clock with the zone, worked out here from the UTC store; the same times as the plan table below it."""
+    from tests.test_report import chromium, rendered_tables
+
+    commands, store, _ = shanghai_store
+    tables = rendered_tables(chromium("--dump-dom", commands["report"].as_uri()).stdout)
+    at = {call: (site, t) for call, site, t in store.query(
+        "SELECT call_id, site_id, toUnixTimestamp64Milli(at) FROM review_queue FINAL "
+        "WHERE status = 'queued' AND day = '2024-03-05'")[1]}
+    rows = tables["today-reviews"]
+    assert sorted(r["call_id"][0] for r in rows) == sorted(at)
+    zones = {"site-1": "Asia/Shanghai", "site-3": "America/Los_Angeles"}
+    shown = defaultdict(list)
+    for r in rows:
+        site, t = at[r["call_id"][0]]
+        assert r["timezone"][1] == zones.get(site, "UTC")
+        assert r["at"][1] == datetime.fromtimestamp(t / 1000, zone_of(site)).strftime("%H:%M"), r
+        shown[(site, r["agent_id"][0])].append(r["at"][1])
+    assert any(zones.get(site) for site, _ in shown)
+    planned = defaultdict(list)
+    for row in tables["today-plan"]:
+        planned[(row["site_id"][0], row["agent_id"][0])] += row["local_times"][1].split(", ")
+    assert {k: sorted(v) for k, v in planned.items()} == {k: sorted(v) for k, v in shown.items()}

@@ -30,6 +30,17 @@ def test_refused_rows_are_dead_letters_and_the_rest_is_written(store):
     assert (writer.written["probe"], writer.written["dead_letters"], writer.refused) == (40, 2, 2)
 
 
+def test_a_lone_bad_row_and_a_row_with_an_unknown_field_are_dead_letters_not_a_stopped_sink(store):
+    for bad in ({"id": "lone", "n": "not a number"}, {"id": "extra", "n": 1, "no_such_column": 2}):
+        writer = BatchWriter(store, max_rows=1000, max_seconds=60)
+        writer.submit("probe", bad)
+        writer.flush()  # no exception: the sink goes on
+        assert (writer.refused, writer.written["probe"]) == (1, 0)
+    dead = store.query("SELECT origin, payload FROM dead_letters FINAL ORDER BY payload")[1]
+    assert [json.loads(payload)["id"] for _, payload in dead] == ["extra", "lone"]
+    assert store.query("SELECT count() FROM probe")[1] == [(0,)]  # the unknown field was not dropped silently
+
+
 def test_a_batch_refused_as_a_whole_is_not_dead_lettered(store):
     writer = BatchWriter(store, max_rows=1000, max_seconds=60)
     for i in range(5):

@@ -13,7 +13,8 @@ are *outside* and get no coaching sessions until later calibrations bring that m
 window ends at their latest calibration, not at the plan's day, so only a new calibration changes a standing
 (time alone does not clear it); and it spans several calls because one call is a noisy measure (in the
 simulator the evaluator who scores 9 points harsh is within 6 points on about one call in three). With no
-calibration in ``STANDING_DAYS`` they are *not calibrated* (nothing holds against them: they may coach).
+calibration in ``STANDING_DAYS`` they are *not calibrated* (nothing holds against them: they may coach),
+unless their latest standing was outside: that holds, however old, until a new calibration.
 """
 from __future__ import annotations
 
@@ -100,8 +101,8 @@ def parse_reviewers(spec) -> tuple[Reviewer, ...]:
 def standings(evaluations: list[dict], expert_ids: frozenset[str] = frozenset(),
               threshold_pct: float = DEFAULT_THRESHOLD_PCT, as_of: date | None = None) -> dict[str, dict]:
     """Each evaluator's calibration standing from calibration evaluations (as for ``calibrate``, with
-    ``event_time``): over the ``WINDOW_DAYS`` ending on their latest calibration day (on or before ``as_of``,
-    and within ``STANDING_DAYS`` of it), the calls, the mean absolute deviation from the reference, and
+    ``event_time``): over the ``WINDOW_DAYS`` ending on their latest calibration day (on or before ``as_of``;
+    one inside the limit only within ``STANDING_DAYS`` of it, one outside however old), the calls, the mean absolute deviation from the reference, and
     ``outside`` (over ``threshold_pct`` points)."""
     if as_of is not None:
         evaluations = [e for e in evaluations if e["event_time"][:10] <= as_of.isoformat()]
@@ -114,11 +115,11 @@ def standings(evaluations: list[dict], expert_ids: frozenset[str] = frozenset(),
     out = {}
     for who, days in scores.items():
         latest = max(day for day, _ in days)
-        if as_of is not None and (as_of - latest).days >= STANDING_DAYS:
-            continue
         since = latest - timedelta(days=WINDOW_DAYS - 1)
         recent = [dev for day, dev in days if day >= since]
         mean = round(sum(recent) / len(recent), 2)
+        if as_of is not None and (as_of - latest).days >= STANDING_DAYS and mean <= threshold_pct:
+            continue  # inside long ago: not calibrated now (outside holds until a new calibration)
         out[who] = {"calibrated_on": latest.isoformat(), "since": since.isoformat(), "calls": len(recent),
                     "mean_abs_deviation": mean, "limit": threshold_pct, "outside": mean > threshold_pct}
     return out

@@ -437,11 +437,14 @@ class Sampler:
     @staticmethod
     def _band(shift: dict | None, t: int) -> str:
         """Where in the agent's shift a call falls (the profile's shift; 'middle' without one); ``t``
-        is the wall-clock time of the shift's zone, as epoch ms."""
+        is the wall-clock time of the shift's zone, as epoch ms. A call outside the shift belongs to the
+        nearer edge: after its end (overtime) the last two hours, before its start the first hour."""
         if not shift:
             return "middle"
         start, length = _shift_minutes(shift["start"], shift["end"])
         into = (t // 60_000 % 1440 - start) % 1440
+        if into >= length:  # outside the shift: overtime after its end, or an early start before it
+            return "last_two_hours" if into - length < 1440 - into else "first_hour"
         return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
 
     def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict, day: str) -> None:
