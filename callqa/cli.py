@@ -73,6 +73,18 @@ def _store(config: Config):
     return _open_and_migrate(config)[0]
 
 
+def _reader(config: Config):
+    """Open the configured store as it is, to read (no migration: a read path changes nothing)."""
+    from sinks.store import StoreError, StoreUnreachable, open_store
+
+    try:
+        return open_store(config.clickhouse_url, config.data_dir)
+    except StoreUnreachable as exc:
+        raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _open_and_migrate(config: Config):
     from sinks.migrate import migrate
     from sinks.store import StoreError, StoreUnreachable, open_store
@@ -245,8 +257,10 @@ def _sink(config: Config, store):
     from sinks.consumer import KafkaSink, consumer_config
     from sinks.writer import BatchWriter
 
+    from . import metrics
     from .topics import sink_group, sink_routes
 
+    metrics.STORE_UP.set(1)  # the store was just opened and migrated: it answers (0 only while writes are retried)
     return KafkaSink(Consumer(consumer_config(config.kafka_bootstrap_servers, sink_group(config), librdkafka(config))),
                      sink_routes(config),
                      BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds))
@@ -397,6 +411,9 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
     sites = store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0]))
     outcomes = store.query(queries.CALL_OUTCOMES)
     store.close()
+    if not summary.events and not summary.duplicates:
+        raise UserError(f"{file}: no callqa event in it ({summary.dead_letters} lines kept as dead letters): is it JSON "
+                        "Lines of canonical events? A source's export goes through `callqa ingest --format ...`")
     if as_json:
         click.echo(json.dumps({"events": summary.events, "duplicates": summary.duplicates,
                                "dead_letters": summary.dead_letters, "expired_calls": summary.expired,
@@ -468,8 +485,9 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
         store.close()
     if summary is None:
         return
-    if summary.units and not summary.events and not follow:
-        reasons = "; ".join(summary.errors[:3]) or f"only lines with no canonical event ({', '.join(sorted(summary.skipped))})"
+    if not summary.events and not follow:
+        reasons = "; ".join(summary.errors[:3]) or (f"only lines with no canonical event ({', '.join(sorted(summary.skipped))})"
+                                                    if summary.skipped else "the file is empty")
         raise UserError(f"{file}: no {fmt} events in {summary.units} input units — is it that format? "
                         f"First reasons: {reasons} (unreadable lines are kept as dead letters)")
     if as_json:
@@ -1016,7 +1034,7 @@ def query(sql: str, as_json: bool) -> None:
         raise UserError("callqa query runs reads only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
     if re.search(r"\bINTO\s+OUTFILE\b", masked, re.IGNORECASE):
         raise UserError("INTO OUTFILE is refused: callqa query writes nothing; use a FORMAT clause and redirect stdout")
-    store = _store(_config())
+    store = _reader(_config())
     try:
         store.read_only()
         if re.search(r"\bFORMAT\s+\w+\s*$", masked, re.IGNORECASE):

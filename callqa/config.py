@@ -210,10 +210,28 @@ def _policy(raw: dict, reviewers: tuple[Reviewer, ...] = ()) -> PolicyConfig:
                 "reviews_per_hour": _int("CALLQA_QA_REVIEWS_PER_HOUR", raw["CALLQA_QA_REVIEWS_PER_HOUR"]),
                 "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"]),
                 "daily_reviews": sum(r.reviews_per_day for r in reviewers)}
+    _finite_and_positive(spec, "CALLQA_SAMPLING_POLICY")
+    for rate in ("base_rate", "max_rate"):
+        if rate in spec and not 0 < spec[rate] <= 1:
+            raise ConfigError(f"CALLQA_SAMPLING_POLICY: {rate} {spec[rate]!r} must be a probability above 0 and at most 1")
     try:
         return PolicyConfig.from_json(spec, **capacity)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"CALLQA_SAMPLING_POLICY: {exc}") from None
+
+
+def _finite_and_positive(value, where: str) -> None:
+    """Every number in a JSON override is finite and not negative (NaN, Infinity or -1 would silently
+    select every call or none); else a one-line ConfigError naming where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_and_positive(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _finite_and_positive(item, f"{where}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where}={value!r}: a finite number, not negative")
 
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -422,6 +422,10 @@ SINK_LAG = "max by (topic, partition) (callqa_consumer_lag)"
 STAGE_LAG = "max by (stage, partition) (callqa_stage_lag)"
 SINK_STALE = ("(time() - callqa_last_write_timestamp_seconds) and on (instance) "
               "(sum by (instance) (callqa_consumer_lag) > 0)")
+STALL_FOR = "2m"  # a worker with input waiting and no message applied in 5 min, for this long, is stalled
+WORKER_STALLED = ("(sum by (instance) (callqa_stage_lag) > 0) unless on (instance) "
+                  "(sum by (instance) (rate(callqa_stage_messages_total[5m])) > 0)")
+TARGET_DOWN = '1 - up{job="callqa-worker"}'  # Prometheus's own series: 1 while a scrape target does not answer
 
 
 def pipeline(settings: BoardSettings = DEFAULTS) -> dict:
@@ -598,6 +602,12 @@ def alert_rules() -> dict:
         _prom_rule("callqa-sink-stale", f"Sink stale: no write for {STALE_AFTER_S} s with input waiting", SINK_STALE,
                    STALE_AFTER_S, "The sink {{ $labels.instance }} has stored nothing for {{ $values.A }} s while its "
                    "topics hold messages not yet stored (is ClickHouse answering? `callqa check`)", STALE_FOR, "critical"),
+        _prom_rule("callqa-worker-stalled", "Worker stalled: input waiting, nothing applied for 5 min", WORKER_STALLED, 0,
+                   "The worker {{ $labels.instance }} has {{ $values.A }} messages waiting and applied none in 5 min "
+                   "(hung or stopped?): restart it", STALL_FOR, "critical"),
+        _prom_rule("callqa-target-down", "A callqa process does not answer its metrics scrape", TARGET_DOWN, 0,
+                   "{{ $labels.instance }} has not answered Prometheus for 1 min: the process is down or hung",
+                   "1m", "critical"),
     ]
     group = []
     for rule in rules:

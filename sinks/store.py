@@ -18,8 +18,9 @@ class StoreError(RuntimeError):
 
 
 class StatementRefused(StoreError):
-    """The store refused the statement itself, whatever its rows: no such table or database, no right to
-    write, a read-only store, a syntax error (``STATEMENT``). Nothing to dead-letter: fix and restart."""
+    """The store refused the statement itself, whatever its rows (no such table or database, no right to
+    write, a read-only store), or for a reason not known to be about rows. Nothing to dead-letter: fix and
+    restart."""
 
 
 class StoreUnavailable(StoreError):
@@ -38,22 +39,29 @@ TRANSIENT = {
     209: "SOCKET_TIMEOUT", 210: "NETWORK_ERROR", 241: "MEMORY_LIMIT_EXCEEDED", 242: "TABLE_IS_READ_ONLY",
     243: "NOT_ENOUGH_SPACE", 252: "TOO_MANY_PARTS",
 }
-# Codes of a refusal of the statement, not of a row in it (src/Common/ErrorCodes.cpp).
-STATEMENT = {60: "UNKNOWN_TABLE", 81: "UNKNOWN_DATABASE", 62: "SYNTAX_ERROR", 164: "READONLY", 497: "ACCESS_DENIED",
-             516: "AUTHENTICATION_FAILED"}
+# Codes of a refusal of what a row holds (src/Common/ErrorCodes.cpp): a value that does not parse or fit its
+# column, a field the table lacks. Any other refusal is taken as one of the statement (``StatementRefused``):
+# nothing is dead-lettered for it, the sink stops and its input is read again once it is fixed.
+ROW = {6: "CANNOT_PARSE_TEXT", 8: "THERE_IS_NO_COLUMN", 16: "NO_SUCH_COLUMN_IN_TABLE", 25: "CANNOT_PARSE_ESCAPE_SEQUENCE",
+       26: "CANNOT_PARSE_QUOTED_STRING", 27: "CANNOT_PARSE_INPUT_ASSERTION_FAILED", 32: "ATTEMPT_TO_READ_AFTER_EOF",
+       38: "CANNOT_PARSE_DATE", 41: "CANNOT_PARSE_DATETIME", 53: "TYPE_MISMATCH", 69: "ARGUMENT_OUT_OF_BOUND",
+       70: "CANNOT_CONVERT_TYPE", 72: "CANNOT_PARSE_NUMBER", 117: "INCORRECT_DATA", 131: "TOO_LARGE_STRING_SIZE",
+       321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", 349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
+       377: "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING", 457: "ILLEGAL_TYPE_OF_COLUMN_FOR_FILTER"}
 _CODE = re.compile(r"Code: (\d+)")
 
 
 def _refusal(message: str, code: int | None = None) -> StoreError:
     """The error for a statement the store refused: ``StoreUnavailable`` when the cause passes (a
-    ``TRANSIENT`` code, or the disk is full), ``StatementRefused`` for a ``STATEMENT`` code, else
-    ``StoreError`` (what its rows hold: a wrong type, an unknown field, a value out of range)."""
+    ``TRANSIENT`` code, or the disk is full), ``StoreError`` for a ``ROW`` code (what its rows hold: a
+    wrong type, an unknown field, a value out of range), else ``StatementRefused`` (an unknown code too:
+    never dead-letter rows for a reason not known to be theirs)."""
     if code is None:
         found = _CODE.search(message)
         code = int(found.group(1)) if found else None
     if code in TRANSIENT or "No space left on device" in message:
         return StoreUnavailable(message)
-    return (StatementRefused if code in STATEMENT else StoreError)(message)
+    return (StoreError if code in ROW else StatementRefused)(message)
 
 
 class Store(Protocol):
@@ -72,7 +80,12 @@ class EmbeddedStore:
 
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._session = session.Session(str(path))
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # chdb's own errors, e.g. the data folder locked by another process
+            raise StoreError(f"embedded ClickHouse at {path} cannot be opened ({str(exc).splitlines()[0][:200]}); "
+                             "one process at a time uses it: is another callqa command (run, sink, replay) "
+                             "using this data folder?") from exc
 
     def execute(self, sql: str) -> None:
         self._run(sql, "CSV")

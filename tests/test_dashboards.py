@@ -90,7 +90,7 @@ def test_provisioning_points_at_a_datasource_and_dashboards_that_exist():
         assert {d["datasourceUid"] for d in rule["data"]} in ({DATASOURCE_UID, "__expr__"}, {PROMETHEUS_UID, "__expr__"})
     assert {r["uid"] for r in rules()} == {"callqa-service-level", "callqa-abandon-rate", "callqa-asa-s",
                                            "callqa-quality-drift", "callqa-sink-lag", "callqa-stage-lag",
-                                           "callqa-sink-stale"}
+                                           "callqa-sink-stale", "callqa-worker-stalled", "callqa-target-down"}
 
 
 @pytest.fixture(scope="module")

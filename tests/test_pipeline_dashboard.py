@@ -269,9 +269,12 @@ def scraped(embedded_store) -> dict[str, set[str]]:
 
 def test_every_prometheus_query_names_metrics_and_labels_callqa_exports(scraped):
     queries = prometheus_queries()
-    assert len(queries) >= 14 and len(PROM_RULES) == 3
+    assert len(queries) >= 14 and len(PROM_RULES) == 5
     failures, used = [], set()
     for where, query, labels in queries:
+        if where == "callqa-target-down":  # reads Prometheus's own `up` series of each scrape target
+            assert query == 'up{job="callqa-worker"}'.join(["1 - ", ""]) and "instance" in labels
+            continue
         names = set(NAME.findall(query))
         used |= names
         if not names:
@@ -299,13 +302,16 @@ def operating_section() -> str:
 
 def test_the_pipeline_rules_alert_on_lag_and_freshness_at_their_documented_thresholds():
     rules = {r["uid"]: r for r in PROM_RULES}
-    assert set(rules) == {"callqa-sink-lag", "callqa-stage-lag", "callqa-sink-stale"}
+    assert set(rules) == {"callqa-sink-lag", "callqa-stage-lag", "callqa-sink-stale", "callqa-worker-stalled",
+                          "callqa-target-down"}
     limit = lambda r: next(d for d in r["data"] if d["refId"] == "C")["model"]["conditions"][0]["evaluator"]
     query = lambda r: next(d for d in r["data"] if d["refId"] == "A")["model"]
     for uid, (metric, threshold, hold) in {"callqa-sink-lag": ("callqa_consumer_lag", LAG_LIMIT, LAG_FOR),
                                            "callqa-stage-lag": ("callqa_stage_lag", LAG_LIMIT, LAG_FOR),
                                            "callqa-sink-stale": ("callqa_last_write_timestamp_seconds", STALE_AFTER_S,
-                                                                 STALE_FOR)}.items():
+                                                                 STALE_FOR),
+                                           "callqa-worker-stalled": ("callqa_stage_messages_total", 0, "2m"),
+                                           "callqa-target-down": ('up{job="callqa-worker"}', 0, "1m")}.items():
         rule = rules[uid]
         assert limit(rule) == {"type": "gt", "params": [threshold]} and rule["for"] == hold, uid
         assert metric in query(rule)["expr"] and query(rule)["instant"] is True, uid

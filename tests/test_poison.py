@@ -101,3 +101,19 @@ def test_calls_that_never_end_or_never_start_expire_as_dead_letters(tmp_path):
     assert "never reached the ACD" in dead[0][2] and "closed as incomplete" in dead[1][2] and "forgotten" in dead[1][2]
     assert json.loads(dead[1][3])["event_ids"] == ["o1", "q1"]
     assert records == {"open": "incomplete"} | {f"done-{i}": "abandoned" for i in range(12)}
+
+
+def test_one_sites_clock_running_ahead_within_the_future_limit_makes_no_other_sites_call_late(tmp_path, clean):
+    """An event 20 h ahead of the stream (a mistyped date, still within CALLQA_MAX_FUTURE_S of the clock) is
+    valid for its own site; lateness is judged per site, so the other sites' calls are all counted."""
+    ahead = probe(event_id="ahead-1", event_type="call.offered", call_id="ahead", site_id="Z",
+                  event_time="2024-03-05T05:00:00.000Z", direction="inbound")
+    path = tmp_path / "ahead.jsonl"
+    for run in range(4):  # the line first, whichever partition it lands in: vary its call id
+        env = callqa_env(tmp_path / f"run-{run}")
+        path.write_text(ahead.replace('"ahead"', f'"ahead-{run}"') + "\n" + DAY.read_text())
+        assert run_callqa(["replay", str(path)], env).returncode == 0
+        kpis, records, dead = stored(tmp_path / f"run-{run}" / "data")
+        mine = lambda rows: [r for r in rows if "Z" not in r and f"ahead-{run}" not in r]
+        assert mine(kpis) == clean[0] and mine(records) == clean[1]
+        assert [reason for _, reason in dead] == [reason for _, reason in clean[2]]  # no late event

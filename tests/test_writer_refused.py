@@ -114,3 +114,26 @@ def test_the_metrics_endpoint_reports_what_the_writer_stored(store):
     for name in ("callqa_insert_seconds_bucket", "callqa_batch_rows_bucket", "callqa_consumer_lag",
                  "callqa_dead_letters_total", "callqa_last_write_timestamp_seconds"):
         assert name in body
+
+
+def test_a_refusal_not_known_to_be_about_rows_dead_letters_nothing():
+    """UNKNOWN_STATUS_OF_INSERT (319), a Keeper error (999): the store's trouble, not the rows'. The writer
+    keeps the rows and raises (the sink stops; its input is read again), it never moves them to the dead
+    letters."""
+    from sinks.store import StatementRefused, _refusal
+
+    class Flaky:
+        def __init__(self):
+            self.inserts = 0
+
+        def insert(self, table, rows):
+            self.inserts += 1
+            raise _refusal("ClickHouse server: Code: 319. Unknown status, client must retry (UNKNOWN_STATUS_OF_INSERT)")
+
+    store = Flaky()
+    writer = BatchWriter(store, max_rows=1000, max_seconds=60)
+    for i in range(10):
+        writer.submit("call_records", {"id": f"r{i}"})
+    with pytest.raises(StatementRefused):
+        writer.flush()
+    assert (writer.pending, writer.refused, store.inserts) == (10, 0, 1)

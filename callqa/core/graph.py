@@ -152,10 +152,16 @@ class EventsStage:
             t = time_ms(event["event_time"])
             before = self.meta.get("wm", 0)
             self.meta["wm"] = wm = max(before, t)
+            # lateness is judged on the event's own site: one site's clock running ahead (a mistyped date
+            # within CALLQA_MAX_FUTURE_S) cannot make another site's calls late
+            sites = self.meta.setdefault("site_wm", {})
+            sites[event["site_id"]] = site_wm = max(sites.get(event["site_id"], 0), t)
             tag = [offset, 0]
-            update = self._apply(event, wm)
+            update = self._apply(event, site_wm)
             if update is not None and update.refused:
-                out.row("dead_letters", dead_letter(update.refused, _payload(raw), origin, position))
+                # an adapter's line can make several events: each refused one is a dead letter of its own
+                where = f"{position}#{event['event_id']}" if isinstance(raw, dict) else position
+                out.row("dead_letters", dead_letter(update.refused, _payload(raw), origin, where))
                 out.counts[event["event_type"]] -= 1
                 continue
             if update is not None:
