@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_DETECTOR_STATE", "callqa.detector-state", "The drift charts' state per series and hour (value, expected value, CUSUM statistic and limit) out: what the report's incident charts draw."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates."),
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated (site and queue also get 300 s buckets for the live last 30 minutes)."),
-    Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time an event may arrive and still correct its call and windows."),
+    Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time of its site (in its partition) an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_MAX_FUTURE_S", "86400", "An event more than this many seconds ahead of the machine's clock (or before 2000) is a dead letter, so one mistyped date cannot move the watermark and make every other call late."),
     Setting("CALLQA_MAX_EVENT_BYTES", "1048576", "An input event larger than this is a dead letter, not parsed (bounds the memory one message can take)."),
