@@ -10,7 +10,8 @@ only after ``flush()`` returned:
 - a batch the store refuses for what its rows hold (a wrong type, an unknown field) is split to find the
   rows it refuses — down to one row, even a batch of one: those go to the dead letters with the store's
   reason and the row, the rest is written. A refusal of the statement itself (no such table, no right to
-  write: ``StatementRefused``) is not about rows, and ``flush()`` raises it.
+  write), or for a reason not known to be about rows (``StatementRefused``), dead-letters nothing:
+  ``flush()`` raises it with the rows kept.
 """
 from __future__ import annotations
 
