@@ -283,6 +283,9 @@ def _kafka_security(raw: dict) -> dict:
             "kafka_ssl_key_file": key}
 
 
+SCRIPT_LINK = re.compile(r"[\x00-\x20]*(javascript|vbscript|data):", re.IGNORECASE)  # a link that runs or inlines
+
+
 def _recording_url(template: str) -> str:
     """The recording link template, checked: only {storage_uri}, {call_id} and {recording_id}."""
     import string
@@ -296,7 +299,7 @@ def _recording_url(template: str) -> str:
     if not names or names - {"storage_uri", "call_id", "recording_id"} or any(spec or conv for _, spec, conv in fields):
         raise ConfigError(f"CALLQA_RECORDING_URL={template!r} must use {{storage_uri}}, {{call_id}} or {{recording_id}} "
                           "(plain, no format spec or conversion) and nothing else")
-    if re.match(r"[\x00-\x20]*(javascript|vbscript|data):", template, re.IGNORECASE):
+    if SCRIPT_LINK.match(template):
         raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: a link to a script or inline data is refused")
     return template
 

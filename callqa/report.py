@@ -31,7 +31,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import jinja2
 import plotly.graph_objects as go
@@ -39,6 +38,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from callqa import csat
+from callqa.config import SCRIPT_LINK
 from callqa.core.calibration import DEFAULT_THRESHOLD_PCT
 from callqa.core.monitor import BY_LEVEL, METRICS
 from callqa.core.sampling import PolicyConfig
@@ -47,7 +47,7 @@ from callqa.reasons import BAND_WORDS, METHOD_WORDS, metric_words, why
 from sinks import macros
 from sinks import queries as q
 
-from .review_plan import daily_plan, reviewer_targets
+from .review_plan import daily_plan, local_hhmm, reviewer_targets
 
 VARIABLES = (("site", q.VAR_SITE), ("queue", q.VAR_QUEUE), ("team", q.VAR_TEAM), ("agent", q.VAR_AGENT))
 QUERIES = {
@@ -166,9 +166,6 @@ def guard(found: list[dict], minimum: int) -> list[dict]:
             if count in row and (row[count] or 0) < minimum:
                 row.update({r: None for r in ratios if r in row})
     return found
-
-
-SCRIPT_LINK = re.compile(r"[\x00-\x20]*(javascript|vbscript|data):", re.IGNORECASE)
 
 
 def recording_link(template: str, row: dict) -> str:
@@ -318,7 +315,7 @@ def today(store, day: date, values: dict[str, list[str]], options: Options) -> d
         r["drawn_for"] = drawn_for(r)
         r["recording"] = recording_link(options.recording_url, r)
         r["timezone"] = zone_name(options, r["site_id"])  # the queue's day is the site's local day: so is the time
-        r["local_time"] = _utc(r["at"]).astimezone(ZoneInfo(r["timezone"])).strftime("%H:%M")
+        r["local_time"] = local_hhmm(r["at"], r["timezone"])
     behind = rows(store, q.agents_behind_target(options.monthly_target), start, end, values)
     plan = daily_plan(store, options.config, day.isoformat(), numbers) if options.config is not None else None
     reviewers = [r for r in reviewer_targets(store, options.config, day.isoformat(), plan)
@@ -334,11 +331,6 @@ def today(store, day: date, values: dict[str, list[str]], options: Options) -> d
 def zone_name(options: Options, site: str) -> str:
     """A site's time zone (CALLQA_SITE_TIMEZONES; UTC without a configuration)."""
     return options.config.kpi.clock.name(site) if options.config is not None else "UTC"
-
-
-def _utc(value) -> datetime:
-    """A stored time ('2024-03-04 09:15:02.120') as an aware UTC time."""
-    return datetime.fromisoformat(str(value).replace(" ", "T")[:23]).replace(tzinfo=UTC)
 
 
 def drawn_for(row: dict) -> str:

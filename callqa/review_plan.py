@@ -45,8 +45,7 @@ def daily_plan(store, config, day: str, numbers: dict[str, int] | None = None) -
     result = assign_reviews(queued, reviewers, standing)
     for x in result["plans"]:  # the day is the site's local day; so are the calls' times
         x["timezone"] = config.kpi.clock.name(x["site_id"])
-        zone = ZoneInfo(x["timezone"])
-        x["local_times"] = sorted(_utc(at[c]).astimezone(zone).strftime("%H:%M") for c in x["call_ids"] if c in at)
+        x["local_times"] = sorted(local_hhmm(at[c], x["timezone"]) for c in x["call_ids"] if c in at)
         x["methods"] = sorted({by_call[c]["method"] for c in x["call_ids"]})
         x["reasons"] = sorted({by_call[c]["because"] for c in x["call_ids"]})
     return {"day": day, "queued": len(rows), "planned": sum(x["target"] for x in result["plans"]),
@@ -56,9 +55,10 @@ def daily_plan(store, config, day: str, numbers: dict[str, int] | None = None) -
             **result}
 
 
-def _utc(text: str) -> datetime:
-    """A store timestamp ('2024-03-04 09:15:02.120') as an aware UTC time."""
-    return datetime.fromisoformat(str(text).replace(" ", "T")[:23] + "+00:00")
+def local_hhmm(stored, zone: str) -> str:
+    """A stored UTC time ('2024-03-04 09:15:02.120') as HH:MM on the clock of the IANA ``zone``."""
+    utc = datetime.fromisoformat(str(stored).replace(" ", "T")[:23] + "+00:00")
+    return utc.astimezone(ZoneInfo(zone)).strftime("%H:%M")
 
 
 def reviewer_targets(store, config, day: str, today: dict | None = None) -> list[dict]:

@@ -75,21 +75,19 @@ class ThresholdMonitor:
                     self.state[key] = s
         out = []
         rules = {f"{r.metric}|{r.window_s}": r for r in self.rules}
-        for key in sorted(k for k, s in self.state.items() if s["pending"]):
+        for key in sorted(k for k, s in self.state.items() if s["pending"] or s["alert"] is not None):
             rule, s = rules[key.split("|", 3)[3]], self.state[key]
             due = progress_ms - rule.window_s * 1000 - rule.grace_s * 1000
+            changed = bool(s["pending"])
             for pending in sorted(int(p) for p in s["pending"] if int(p) <= due):
                 out += self._expire(key, rule, s, pending)
                 value, offered = s["pending"].pop(str(pending))
                 s["judged"] = pending
                 out += self._judge(key, rule, s, pending, value, offered)
-            self.state[key] = s
-        for key in sorted(k for k, s in self.state.items() if s["alert"] is not None):
-            rule, s = rules[key.split("|", 3)[3]], self.state[key]
-            expired = self._expire(key, rule, s, progress_ms - rule.window_s * 1000 - rule.grace_s * 1000)
-            if expired:
-                out += expired
-                self.state[key] = s
+            expired = self._expire(key, rule, s, due)
+            out += expired
+            if changed or expired:
+                self.state[key] = s  # reassigned: a runner that saves changed keys sees the change
         return out
 
     def _expire(self, key: str, rule: ThresholdRule, s: dict, known_ms: int) -> list[dict]:
