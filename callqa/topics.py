@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import deque
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from .config import Config
 from .kafka_security import librdkafka
@@ -16,6 +16,12 @@ def internal_topic(config: Config, name: str) -> str:
 
 
 INTERNAL = ("fcr", "windows", "monitor", "sampler")  # the input topics of the stages after "events"
+# The largest message callqa's topics take (their ``max.message.bytes``; a broker's default is 1 MiB).
+# The worker packs rows and bundles into messages of about ``MESSAGE_BYTES``; one row alone may be as large
+# as an event (CALLQA_MAX_EVENT_BYTES, at most a quarter of this) with what is derived from it.
+MESSAGE_MAX_BYTES = 16 << 20
+MESSAGE_BYTES = 512 << 10
+TOPIC_CONFIG = {"max.message.bytes": str(MESSAGE_MAX_BYTES)}
 
 
 def topic_names(config: Config) -> list[str]:
@@ -75,13 +81,35 @@ def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) ->
     (also when no broker answers within ``probe_s``)."""
     admin = admin_client(config.kafka_bootstrap_servers, librdkafka(config))
     admin.list_topics(timeout=probe_s)  # KafkaException when the cluster cannot be reached
+    names = topic_names(config)
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1) for name in topic_names(config)],
+        [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1, config=TOPIC_CONFIG)
+         for name in names],
         request_timeout=timeout_s,
     )
-    for future in futures.values():
+    existing = []
+    for name, future in futures.items():
         try:
             future.result(timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+            existing.append(name)
+    _raise_message_limit(admin, existing, timeout_s)
+
+
+def _raise_message_limit(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Topics made by an earlier version (or by hand) take messages up to ``MESSAGE_MAX_BYTES`` too."""
+    if not names:
+        return
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in names],
+                                       request_timeout=timeout_s)
+    low = [resource for resource, future in described.items()
+           if int(future.result(timeout_s)["max.message.bytes"].value) < MESSAGE_MAX_BYTES]
+    if not low:
+        return
+    entry = ConfigEntry("max.message.bytes", str(MESSAGE_MAX_BYTES), incremental_operation=AlterConfigOpType.SET)
+    altered = admin.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, r.name, incremental_configs=[entry])
+                                               for r in low], request_timeout=timeout_s)
+    for future in altered.values():
+        future.result(timeout_s)

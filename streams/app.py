@@ -37,20 +37,33 @@ from callqa import kafka_security, metrics
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
 from callqa.partitions import partition_of
-from callqa.topics import internal_topic
+from callqa.topics import MESSAGE_BYTES, TOPIC_CONFIG, internal_topic
 from streams.continuity import Continuity, LogProbe
 from streams.gauges import WorkerGauges
 from streams.replica import ChangelogReplica
 
 SEP = b"\x1f"
-ROWS_PER_MESSAGE = 500
-ITEMS_PER_BUNDLE = 2000
 MAX_STATE_VALUE = 64 << 20  # a drift-chart or sampler stage partition keeps its state in one value
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
 UNCOMMITTED_AFTER_S = 30.0  # input applied but left uncommitted this long: re-read it (its acks were lost)
 log = logging.getLogger(__name__)
+
+
+def packed(values: list) -> Iterator[bytes]:
+    """``values`` as comma-joined JSON of about ``topics.MESSAGE_BYTES`` each (a larger value alone): every
+    message fits callqa's topics (a broker's default limit is 1 MiB, a batch of rows can be many)."""
+    chunk, size = [], 0
+    for value in values:
+        raw = orjson.dumps(value)
+        if chunk and size + len(raw) > MESSAGE_BYTES:
+            yield b",".join(chunk)
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw) + 1
+    if chunk:
+        yield b",".join(chunk)
 
 
 class _Consumer(faust_kafka.Consumer):
@@ -291,12 +304,12 @@ def create_app(config: Config) -> faust.App:
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = {name: app.topic(config.topic_events if name == "events" else internal_topic(config, name),
-                              partitions=n, internal=name != "events", **raw) for name in STAGES}
+                              partitions=n, internal=name != "events", config=TOPIC_CONFIG, **raw) for name in STAGES}
     outputs = {"dead_letters": config.topic_dead_letters, "call_records": config.topic_call_records,
                "kpi_windows": config.topic_kpis, "evaluations": config.topic_evaluations, "alerts": config.topic_alerts,
                "sampling_rates": config.topic_sampling, "sampling_decisions": config.topic_sampling_decisions,
                "review_queue": config.topic_review_queue, "detector_state": config.topic_detector_state}
-    out_topics = {table: app.topic(name, partitions=n, **raw) for table, name in outputs.items()}
+    out_topics = {table: app.topic(name, partitions=n, config=TOPIC_CONFIG, **raw) for table, name in outputs.items()}
     tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}
     profiles_table = app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes)
@@ -336,14 +349,22 @@ def create_app(config: Config) -> faust.App:
             metrics.publish_worker(gauges)
         futures = []
         for table, rows in out.rows.items():
-            for start in range(0, len(rows), ROWS_PER_MESSAGE):
-                futures.append(await out_topics[table].send(value=orjson.dumps(rows[start:start + ROWS_PER_MESSAGE])))
+            for rows_json in packed(rows):
+                futures.append(await out_topics[table].send(value=b"[" + rows_json + b"]"))
         for (stage, q), bundle in out.bundles(source, n).items():
-            items = bundle["items"]
-            for start in range(0, max(len(items), 1), ITEMS_PER_BUNDLE):
-                part = bundle | {"items": items[start:start + ITEMS_PER_BUNDLE]}
-                futures.append(await inputs[stage].send(partition=q, value=orjson.dumps(part)))
+            head = orjson.dumps({k: v for k, v in bundle.items() if k != "items"})[:-1] + b',"items":['
+            for items_json in packed(bundle["items"]) if bundle["items"] else [b""]:
+                futures.append(await inputs[stage].send(partition=q, value=head + items_json + b"]}"))
         return futures
+
+    async def stop_worker(what: str, exc: BaseException) -> None:
+        """``what`` failed: the worker stops and its process exits non-zero (an orchestrator restarts it);
+        logged once (a failure already being handled is not logged again)."""
+        worker = app.beacon.root.data if app.beacon.root is not None else app
+        if getattr(worker, "crash_reason", None) is None:
+            log.critical("%s failed: %r: stopping the worker", what, exc)
+            await worker.crash(exc)  # the process exits with the error once stopped
+            asyncio.ensure_future(worker.stop())
 
     async def checkpoint(sp: StagePartition) -> None:
         """Save what a stage partition took since its last checkpoint: its outputs delivered first,
@@ -355,10 +376,16 @@ def create_app(config: Config) -> faust.App:
                 return
             sent, taken = sp.sent, sp.taken
             sp.sent, sp.taken, sp.checkpointed = [], [], time.monotonic()
-            await asyncio.gather(*sent)
-            # a rebalance replays the changelog up to its end when it was asked: an unsent write
-            # would be lost, so the input is acked only once its state is delivered
-            await asyncio.gather(*sp.save())
+            try:
+                await asyncio.gather(*sent)
+                # a rebalance replays the changelog up to its end when it was asked: an unsent write
+                # would be lost, so the input is acked only once its state is delivered
+                await asyncio.gather(*sp.save())
+            except Exception as exc:
+                # the partition's state is past outputs or writes that were not delivered: only a process
+                # that rebuilds it from its changelog and reads its unacked input again can go on
+                await stop_worker(f"checkpoint of {sp.name}/{sp.partition}", exc)
+                raise
             for message in taken:
                 message.ack(app.consumer)
 
@@ -416,10 +443,7 @@ def create_app(config: Config) -> faust.App:
             try:
                 await process(stream)
             except Exception as exc:  # a stage that fails stops the worker: no half-running process
-                log.critical("stage %s failed: %r: stopping the worker", name, exc)
-                worker = app.beacon.root.data if app.beacon.root is not None else app
-                await worker.crash(exc)  # the process exits with the error once stopped
-                asyncio.ensure_future(worker.stop())
+                await stop_worker(f"stage {name}", exc)
                 raise
 
         async def process(stream):
@@ -462,8 +486,13 @@ def create_app(config: Config) -> faust.App:
         be dropped by faust with no later record to show the hole (see ``streams.continuity``). Waits
         are counted in rounds of this timer, so a loop busy with a long batch (which holds back every
         agent, and this timer too) is not taken for a stall."""
-        consumer = app.consumer
+        try:
+            await watch(app.consumer)
+        except Exception as exc:  # a timer that fails would end silently: the worker stops instead
+            await stop_worker("the input watchdog", exc)
+            raise
 
+    async def watch(consumer) -> None:
         def restoring() -> bool:  # no stage partition may be built from a partial table meanwhile
             return app.rebalancing or getattr(app, "in_recovery", False) or not consumer.flow_active
 

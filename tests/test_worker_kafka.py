@@ -47,8 +47,9 @@ def lag(bootstrap, group, topics):
         consumer.close()
 
 
-def members(bootstrap, group) -> int:
-    """Members of a consumer group once it is stable (0 while it rebalances or is empty)."""
+def member_ids(bootstrap, group) -> frozenset[str]:
+    """The member ids of a consumer group once it is stable (none while it rebalances or is empty). A
+    killed worker stays a member until its session times out: its id tells it from its replacement."""
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
 
@@ -56,8 +57,13 @@ def members(bootstrap, group) -> int:
     try:
         found = admin.describe_consumer_groups([group], request_timeout=5)[group].result(10)
     except (KafkaException, TimeoutError):  # the coordinator still loading or moving: ask again
-        return 0
-    return len(found.members) if found.state == ConsumerGroupState.STABLE else 0
+        return frozenset()
+    return frozenset(m.member_id for m in found.members) if found.state == ConsumerGroupState.STABLE else frozenset()
+
+
+def members(bootstrap, group) -> int:
+    """Members of a consumer group once it is stable (0 while it rebalances or is empty)."""
+    return len(member_ids(bootstrap, group))
 
 
 def drained(bootstrap, env) -> bool:
@@ -205,3 +211,33 @@ def test_check_fails_when_the_sink_is_stopped_and_passes_once_it_stored_everythi
     assert sink.proc.returncode == 0
     caught_up = run_callqa(["check"], env)
     assert caught_up.returncode == 0 and "sink lag 0 messages" in caught_up.stdout, caught_up.stderr
+
+
+def test_many_or_large_rows_fit_the_topics_and_keep_the_worker_running(kafka, tmp_path):
+    """A batch's rows are packed into messages the topics take (a broker's default limit is 1 MiB): 600
+    schema-invalid events of 3 kB in one batch (1.8 MB of dead letters, which stopped the worker in a crash
+    loop when sent 500 rows a message), and one of about 1 MB under CALLQA_MAX_EVENT_BYTES, whose dead letter
+    is a row larger than the default limit. Every one is stored once."""
+    import orjson
+
+    from callqa.config import Config
+    from callqa.topics import MESSAGE_MAX_BYTES, ensure_topics
+
+    env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_MAX_EVENT_BYTES=str(1_200_000))
+    ensure_topics(Config.from_env(env))
+    bad = [{"event_id": f"bad-{i}", "event_type": "call.queued", "schema_version": 1,
+            "event_time": "2024-03-04T09:00:00Z", "site_id": "s1", "junk": "x" * 3000} for i in range(600)]
+    bad.append(bad[0] | {"event_id": "bad-large", "junk": "x" * 1_100_000})
+    lines = [orjson.dumps(event) for event in bad]
+    producer = Producer({"bootstrap.servers": kafka, "message.max.bytes": MESSAGE_MAX_BYTES})
+    for line in lines:
+        producer.produce(env["CALLQA_TOPIC_EVENTS"], line, key=event_key(line))
+    assert producer.flush(30) == 0
+    worker = Worker(env, tmp_path / "worker.log")
+    try:
+        settled(kafka, env, timeout=300)
+        assert worker.proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+    finally:
+        worker.stop()
+    dead = store_snapshot(tmp_path / "data")["dead"]
+    assert sorted(r[3] for r in dead) == sorted(line.decode() for line in lines)
