@@ -96,7 +96,34 @@ def _open_and_migrate(config: Config):
         raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up, "
                           "or unset it to use the embedded store.") from None
     except StoreError as exc:
-        raise UserError(f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
+        raise UserError(str(exc) if config.embedded else
+                        f"{exc}. Check CLICKHOUSE_URL, or unset it to use the embedded store.") from None
+
+
+def _output_file(path: Path, what: str) -> Path:
+    """A file a command is to write (``what`` names the option or setting it comes from): not a folder,
+    and its folder either exists and is writable or can be made; else one line saying so, before any work."""
+    import os
+
+    try:
+        if not str(path).strip() or path.is_dir():
+            raise UserError(f"{what} {str(path)!r} is a folder: give a file name")
+        for folder in (path.parent, *path.parent.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise UserError(f"{what} {path}: {folder} is a file, not a folder")
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise UserError(f"{what} {path}: cannot write in {folder} (not writable)")
+                break
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserError(f"{what} {path}: the file is not writable")
+    except OSError as exc:  # a folder on the way that may not be looked into
+        raise _cannot_write(path, what, exc) from None
+    return path
+
+
+def _cannot_write(path: Path, what: str, exc: OSError) -> UserError:
+    return UserError(f"{what} {path}: cannot write it ({exc.strerror or exc})")
 
 
 def _embedded_pipeline(config: Config, store, processes: int = 1):
@@ -175,7 +202,38 @@ def print_table(columns: list[str], rows: list[tuple], title: str | None = None)
     console.print(table)
 
 
-@click.group()
+def _usage_error(exc: click.UsageError) -> UserError:
+    """click's usage error (usage, a hint and the error: three lines) as one line that says where to look."""
+    where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    return UserError(f"{exc.format_message()}{where}")
+
+
+class _Group(click.Group):
+    """The ``callqa`` group: an option or argument click refuses is one line (exit 2), like every other
+    error a user can fix; a store that stops answering while a command runs is exit 3, not a traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+
+    def invoke(self, ctx):
+        from sinks.store import StoreUnreachable
+
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+        except StoreUnreachable as exc:
+            raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
+
+
+@click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Results only: no progress bars, no table borders or titles (tables as tab-separated lines).")
@@ -266,11 +324,20 @@ def _sink(config: Config, store):
                      BatchWriter(store, config.sink_batch_rows, config.sink_batch_seconds))
 
 
-def _kafka_config() -> Config:
+def _kafka_config(serve_metrics: bool = False) -> Config:
+    """The configuration of a command that needs Kafka, checked before anything connects: the settings,
+    then (``serve_metrics``) the metrics port taken, then Kafka's topics."""
     config = _config()
     if not config.kafka_bootstrap_servers:
         raise UserError("KAFKA_BOOTSTRAP_SERVERS is not set: this command needs Kafka. "
                         "Without Kafka, use `callqa replay FILE` (embedded).")
+    if serve_metrics:
+        from . import metrics
+
+        try:
+            metrics.serve(config.metrics_port)
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
     _ensure_topics(config)
     return config
 
@@ -284,11 +351,9 @@ def run(sink: bool) -> None:
 
     from streams.app import create_app
 
-    from . import metrics
     from .logs import hold_repeats
 
-    config = _kafka_config()
-    metrics.serve(config.metrics_port)
+    config = _kafka_config(serve_metrics=True)
     store = _store(config) if sink else None
     stop = threading.Event()
     sink_thread, sink_failed = None, []
@@ -338,13 +403,11 @@ def sink_command() -> None:
     import logging
     import signal as signals
 
-    from . import metrics
     from .logs import hold_repeats
 
-    config = _kafka_config()
+    config = _kafka_config(serve_metrics=True)
     logging.basicConfig(level=config.log_level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     hold_repeats()
-    metrics.serve(config.metrics_port)
     store = _store(config)
     stop = threading.Event()
     for sig in (signals.SIGTERM, signals.SIGINT):
@@ -355,17 +418,19 @@ def sink_command() -> None:
         store.close()
 
 
-def _counting(lines, progress, task, events=None, every: int = 1000):
-    """The lines, advancing a progress bar by their length (its total: the file's size) every ``every``
-    lines, with the count of events so far: ``events()``, or the lines (one event each)."""
-    size = n = 0
-    for n, line in enumerate(lines, 1):
-        size += len(line)
-        if n % every == 0:
-            progress.update(task, advance=size, events=events() if events else n)
-            size = 0
-        yield line
-    progress.update(task, advance=size, events=events() if events else n)
+def _pieces(handle, progress, task, count):
+    """The file in pieces of 1 MiB (``sources.lines.chunks``), advancing a progress bar by their length (its
+    total: the file's size), with ``count()`` (events or lines so far) for the rate."""
+    from sources.lines import chunks
+
+    for piece in chunks(handle):
+        yield piece
+        progress.update(task, advance=len(piece), events=count())
+
+
+def _by_reason(counts: dict) -> str:
+    """Dead letters by kind of reason, in words: ``not valid JSON 2, too large 1``."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()) if n)
 
 
 @main.command()
@@ -377,7 +442,16 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
 
     With KAFKA_BOOTSTRAP_SERVERS set they are published to the events topic for the worker;
     otherwise they run in this process on the embedded default and the results are printed.
+
+    Every line read is accounted for: lines = blank_lines + events + dead_letters, embedded (events: the
+    valid ones, of which duplicates were already applied and not stored again; dead_letters_by_reason:
+    as the store groups its dead_letters rows of the file), or lines = blank_lines + events_published +
+    dead_letters to Kafka (the lines over CALLQA_MAX_EVENT_BYTES and events Kafka refuses as too large,
+    sent to the dead-letter topic; the worker checks the rest). A line over CALLQA_MAX_EVENT_BYTES is
+    never read whole: it is a dead letter (reason "too large", with its size) keeping its first 4 KiB.
     """
+    from sources.lines import bounded_lines, chunks
+
     from .backfill import WorkerFailed
 
     config = _config()
@@ -387,15 +461,24 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
     if config.kafka_bootstrap_servers:
         from confluent_kafka import KafkaException
 
-        from .publish import publish
+        from .publish import Publisher, publish_lines
 
         _ensure_topics(config)
         try:
-            with file.open("rb") as lines:
-                sent = publish(lines, config.kafka_bootstrap_servers, config.topic_events, security=librdkafka(config))
+            publisher = Publisher(config.kafka_bootstrap_servers, config.topic_events, config.topic_dead_letters,
+                                  librdkafka(config))
+            with file.open("rb") as handle:
+                read = publish_lines(bounded_lines(chunks(handle)), publisher, str(file))
         except KafkaException as exc:
             raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
-        console.print(f"published {sent} events to {config.topic_events}")
+        dead = dict(sorted(publisher.dead_letters.items()))
+        if as_json:
+            click.echo(json.dumps({"lines": read.lines, "blank_lines": read.blank, "events_published": publisher.sent,
+                                   "dead_letters": sum(dead.values()), "dead_letters_by_reason": dead}, indent=1))
+            return
+        console.print(f"published {publisher.sent} events to {config.topic_events}, {sum(dead.values())} dead letters "
+                      f"to {config.topic_dead_letters}" + (f" ({_by_reason(dead)})" if dead else "")
+                      + f", {read.blank} blank lines: {read.lines} lines read", soft_wrap=True)
         return
 
     from sinks import queries
@@ -405,26 +488,32 @@ def replay(file: Path, as_json: bool, processes: int) -> None:
     with file.open("rb") as handle, _progress(disable=as_json) as progress:
         task = progress.add_task(f"replay {file.name}", total=file.stat().st_size)
         try:
-            summary = pipeline.run(_counting(handle, progress, task), str(file))
+            summary = pipeline.run(bounded_lines(_pieces(handle, progress, task, lambda: pipeline.summary.lines)),
+                                   str(file))
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
     sites = store.query(queries.SITE_KPI_SUMMARY.format(window_s=config.kpi_windows[0]))
     outcomes = store.query(queries.CALL_OUTCOMES)
     store.close()
+    dead = dict(sorted(summary.dead_by_reason.items()))
     if not summary.events and not summary.duplicates:
-        raise UserError(f"{file}: no callqa event in it ({summary.dead_letters} lines kept as dead letters): is it JSON "
-                        "Lines of canonical events? A source's export goes through `callqa ingest --format ...`")
+        raise UserError(f"{file}: no callqa event in it ({summary.dead_letters} lines kept as dead letters"
+                        + (f": {_by_reason(dead)}" if dead else "") + "): is it JSON Lines of canonical events? "
+                        "A source's export goes through `callqa ingest --format ...`")
     if as_json:
-        click.echo(json.dumps({"events": summary.events, "duplicates": summary.duplicates,
-                               "dead_letters": summary.dead_letters, "expired_calls": summary.expired,
+        click.echo(json.dumps({"lines": summary.lines, "blank_lines": summary.blank, "events": summary.events,
+                               "duplicates": summary.duplicates, "dead_letters": summary.dead_letters,
+                               "dead_letters_by_reason": dead, "expired_calls": summary.expired,
                                "call_record_versions": summary.records,
                                "kpi_row_versions": summary.kpi_rows, "alerts_opened": summary.alerts,
                                "rate_changes": summary.rate_changes, "selected_for_review": summary.selected,
                                "sites": [dict(zip(sites[0], r)) for r in sites[1]]}, indent=1))
         return
-    console.print(f"{summary.events} events ({summary.duplicates} duplicates), {summary.dead_letters} dead letters, "
-                  f"{summary.records} call-record versions, {summary.kpi_rows} KPI row versions"
-                  + (f", {summary.expired} calls expired (dead letters of origin 'expiry')" if summary.expired else ""))
+    console.print(f"{summary.events} events ({summary.duplicates} of them duplicates), {summary.dead_letters} dead letters"
+                  + (f" ({_by_reason(dead)})" if dead else "") + f", {summary.blank} blank lines: "
+                  f"{summary.lines} lines read; {summary.records} call-record versions, {summary.kpi_rows} KPI row versions"
+                  + (f", {summary.expired} calls expired (dead letters of origin 'expiry')" if summary.expired else ""),
+                  soft_wrap=True)
     print_table(*sites, title=f"KPIs per site ({config.kpi_windows[0]} s windows, all time)")
     print_table(*outcomes, title="Call records")
 
@@ -445,8 +534,17 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
 
     Published to Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else run through the embedded pipeline.
     Unreadable lines go to the dead letters with file and line; the rest still goes through.
+
+    Every input unit (a line, a CSV row, a JSON record; not blank lines or a header) is accounted for:
+    units = units_with_events + skipped (by verb) + unreadable + units_without_event; events_made =
+    events_stored + duplicates + events_refused (to Kafka: events_published + events_refused by Kafka as
+    too large); dead_letters (by kind of reason, as the store groups them) = unreadable +
+    units_partly_refused + events_refused. A line or record over CALLQA_MAX_EVENT_BYTES is never read
+    whole: it is unreadable, a dead letter (reason "too large", with its size) keeping its first 4 KiB.
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from confluent_kafka import KafkaException
 
     from sources import BATCH_FORMATS, FORMATS, LOCAL_TIME_FORMATS
     from sources.pii import CallerHasher
@@ -473,11 +571,13 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
             _progress(disable=as_json or follow) as progress:
         task = progress.add_task(f"ingest {file.name}", total=file.stat().st_size)
         lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
-                 else _counting(handle, progress, task, lambda: target.sent))
+                 else _pieces(handle, progress, task, lambda: target.sent))
         try:
             summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS, hasher.scrub)
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
+        except KafkaException as exc:
+            raise Unreachable(f"Kafka at {config.kafka_bootstrap_servers}: {exc}") from None
         except KeyboardInterrupt:
             interrupted.append(True)
             summary = None
@@ -490,17 +590,25 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
                                                     if summary.skipped else "the file is empty")
         raise UserError(f"{file}: no {fmt} events in {summary.units} input units — is it that format? "
                         f"First reasons: {reasons} (unreadable lines are kept as dead letters)")
+    n = run.accounting(summary, target)
     if as_json:
-        click.echo(json.dumps({"file": str(file), "units": summary.units, "events": dict(sorted(summary.events.items())),
-                               "skipped": dict(sorted(summary.skipped.items())), "unreadable": len(summary.errors)},
-                              indent=1))
+        click.echo(json.dumps({"file": str(file), **n}, indent=1))
         return
-    console.print(f"{file.name}: {summary.units} input units", soft_wrap=True)
+    fate = (f"{n['events_stored']} stored, {n['duplicates']} duplicates, {n['events_refused']} refused"
+            if "events_stored" in n else f"{n['events_published']} published, {n['events_refused']} refused by Kafka as too large")
+    console.print(f"{file.name}: {n['units']} input units: {n['units_with_events']} with events"
+                  + (f" ({n['units_partly_refused']} also with a dead letter)" if n["units_partly_refused"] else "")
+                  + f", {sum(n['skipped'].values())} skipped (no canonical event), {n['unreadable']} unreadable"
+                  + (f", {n['units_without_event']} with nothing" if n["units_without_event"] else "")
+                  + f"; {n['events_made']} events made: {fate}; {n['dead_letters']} dead letters"
+                  + (f" ({_by_reason(n['dead_letters_by_reason'])})" if n["dead_letters"] else "")
+                  + (f"; {n['expired_calls']} calls expired (dead letters of origin 'expiry')" if n.get("expired_calls") else ""),
+                  soft_wrap=True)
     print_table(["event type", "events"], sorted(summary.events.items()))
     if summary.skipped:
         print_table(["skipped (no canonical event)", "count"], sorted(summary.skipped.items()))
     if summary.errors:
-        err_console.print(f"[yellow]{len(summary.errors)} unreadable (kept as dead letters):[/]")
+        err_console.print(f"[yellow]{summary.refused} unreadable, whole or in part (kept as dead letters):[/]")
         for line in summary.errors[:20]:
             err_console.print(f"  {line}")
 
@@ -536,16 +644,28 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     if speed not in ("max", "live"):
         try:
             pace = float(speed)
-            assert pace > 0
+            assert 0.001 <= pace <= 1e9  # NaN fails too; a tinier pace would sleep past what time.sleep takes
         except (ValueError, AssertionError):
-            raise UserError(f"--speed {speed!r}: use 'max', 'live' or a positive number of simulated seconds "
-                            "per second") from None
+            raise UserError(f"--speed {speed!r}: use 'max', 'live' or a number of simulated seconds per second "
+                            "from 0.001 to 10^9") from None
     specs = _drift_specs(drifts, first_day)
     sim = _simulator(SimConfig(sites, agents_per_site, days, first_day, seed, specs, config.caller_hash_key,
                                clock=config.kpi.clock, reviewers=config.reviewers))
+    if out is not None:
+        _output_file(out, "--out")
+    if truth is None:
+        _output_file(config.data_dir / "simulation-truth.json", "the ground truth (CALLQA_DATA_DIR)")
+    else:
+        _output_file(truth, "--truth")
     from .ingest import FileTarget
 
-    target, store = (FileTarget(out), None) if out else _target(config)
+    if out:
+        try:
+            target, store = FileTarget(out), None
+        except OSError as exc:
+            raise _cannot_write(out, "--out", exc) from None
+    else:
+        target, store = _target(config)
     counts: dict[str, int] = {}
     wall0 = sim_t0 = None
     with _progress(disable=as_json) as progress:
@@ -572,11 +692,14 @@ def simulate(sites, agents_per_site, days, start, seed, speed, drifts, out, trut
     target.close()
     if store is not None:
         store.close()
-    if truth is None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        truth = config.data_dir / "simulation-truth.json"
-    truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,
-                                 "poor_calls": sim.truth.poor_calls}, indent=1))
+    what = "--truth" if truth is not None else "the ground truth (CALLQA_DATA_DIR)"
+    truth = truth if truth is not None else config.data_dir / "simulation-truth.json"
+    try:
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        truth.write_text(json.dumps({"seed": seed, "drifts": sim.truth.drifts, "answered_calls": sim.truth.calls,
+                                     "poor_calls": sim.truth.poor_calls}, indent=1))
+    except OSError as exc:
+        raise _cannot_write(truth, what, exc) from None
     if as_json:
         click.echo(json.dumps({"events": sum(counts.values()), "by_type": dict(sorted(counts.items())),
                                "truth": str(truth)}, indent=1))
@@ -613,7 +736,13 @@ def evaluate(sites, agents_per_site, days, start, seed, drifts, no_drift, contro
     first_day = _day(start, "--start")
     specs = () if no_drift else _drift_specs(drifts or default_drifts(first_day, sites), first_day)
     sim = SimConfig(sites, agents_per_site, days, first_day, seed, specs)
-    _simulator(sim)
+    try:
+        _simulator(sim)
+    except UserError as exc:
+        if drifts or no_drift:
+            raise
+        raise UserError(f"{exc.message}: a default drift does not fit a center this small; pass --drift SPEC "
+                        "or --no-drift") from None
     with _progress(disable=as_json) as progress:
         task = progress.add_task("evaluate (events)", total=None)
         result = run_evaluation(sim, config.policy, seed, lambda n: progress.update(task, completed=n), control)
@@ -691,6 +820,8 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
 
     config = _config()
     folder = config.data_dir / "demo"
+    if report_path is not None:
+        _output_file(report_path, "--report")
     shutil.rmtree(folder, ignore_errors=True)
     local = dataclasses.replace(config, data_dir=folder, clickhouse_url=None, kafka_bootstrap_servers=None)
     specs = _drift_specs(_demo_drifts(sites), DEMO_START)
@@ -715,6 +846,8 @@ def demo(sites, agents_per_site, days, seed, report_path, as_json) -> None:
                                       reporting.Options.from_config(config))
             opened = reporting.rows(store, queries.DRIFTS_OPENED, start, end,
                                     {"site": [f["site_id"] for f in figures["sites"]]})
+        except OSError as exc:
+            raise _cannot_write(path, "--report" if report_path else "the report (CALLQA_DATA_DIR)", exc) from None
         finally:
             store.close()
     found, _ = detections(specs, [{**a, "at": a["opened"]} for a in opened], {a.id: a for a in sim.agents})
@@ -762,10 +895,12 @@ def report(first, last, out, title, today) -> None:
     from . import report as reporting
 
     config = _config()
+    first_day = _day(first, "--from") if first is not None else None  # the options first: nothing opened yet
+    last_day = _day(last, "--to") if last is not None else None
+    today_day = _day(today, "--day") if today is not None else None
+    _output_file(out, "--out")
     store = _store(config)
     try:
-        first_day, last_day = (_day(first, "--from") if first else None), (_day(last, "--to") if last else None)
-        today_day = _day(today, "--day") if today else None
         if today_day is not None:  # Today is a day the store holds calls for
             held_first, held_last = reporting.data_days(store)
             if not held_first <= today_day <= held_last:
@@ -776,11 +911,15 @@ def report(first, last, out, title, today) -> None:
             last_day = reporting.data_period(store)[1]
         first_day = first_day or date.fromordinal(last_day.toordinal() - 6)  # the seven days to the last
         if last_day < first_day:
-            raise UserError(f"{'--to' if last else '--day'} {last_day} is before --from {first_day}")
+            which = "--to" if last is not None else "--day" if today is not None else "the last day with data,"
+            raise UserError(f"{which} {last_day} is before --from {first_day}")
         if today_day is not None and not first_day <= today_day <= last_day:
             raise UserError(f"--day {today_day} is outside the period --from {first_day} --to {last_day}")
         start, end = reporting.bounds(first_day, last_day)
-        figures = reporting.write(store, start, end, out, title, reporting.Options.from_config(config, today_day))
+        try:
+            figures = reporting.write(store, start, end, out, title, reporting.Options.from_config(config, today_day))
+        except OSError as exc:
+            raise _cannot_write(out, "--out", exc) from None
     except reporting.EmptyStore as exc:
         raise UserError(str(exc)) from None
     finally:
@@ -800,7 +939,9 @@ def _drift_specs(texts, first_day: date) -> tuple:
 
 
 def _day(text: str, option: str) -> date:
-    try:
+    try:  # YYYY-MM-DD only: Python's fromisoformat also takes 20240304 and 2024-W10 (a week)
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError(text)
         day = date.fromisoformat(text)
     except ValueError:
         raise UserError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
@@ -901,7 +1042,7 @@ def test_calls(week: str, new_business: tuple[str, ...], seed: int, as_json: boo
 def _month(month: str) -> str:
     import re
 
-    if not re.fullmatch(r"\d{4}-\d{2}", month) or not 1 <= int(month[5:]) <= 12 or not 2000 <= int(month[:4]) < 2100:
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month) or not 1 <= int(month[5:]) <= 12 or not 2000 <= int(month[:4]) < 2100:
         raise UserError(f"--month {month!r}: use YYYY-MM (a month 01 to 12, from 2000 to 2099)")
     return month
 
@@ -915,10 +1056,11 @@ def evaluations(month: str, as_json: bool) -> None:
     from sinks import queries
 
     config = _config()
+    month = _month(month)
     target = config.qa_monthly_target
     store = _store(config)
     try:
-        columns, rows = store.query(queries.EVALUATIONS_THIS_MONTH.format(target=target, month=_month(month)))
+        columns, rows = store.query(queries.EVALUATIONS_THIS_MONTH.format(target=target, month=month))
     finally:
         store.close()
     agents = [{**dict(zip(columns, r)), "on_target": bool(dict(zip(columns, r))["on_target"])} for r in rows]
@@ -951,9 +1093,15 @@ def calibration(month: str, experts: tuple[str, ...], threshold: float, as_json:
     from callqa.core.calibration import by_evaluator, calibrate
     from sinks import queries
 
-    store = _store(_config())
+    config = _config()
+    month = _month(month)
+    if not math.isfinite(threshold) or not 0 <= threshold <= 100:
+        raise UserError(f"--threshold {threshold!r}: a number of percentage points from 0 to 100")
+    if any(not expert.strip() for expert in experts):
+        raise UserError("--expert '': give an evaluator id")
+    store = _store(config)
     try:
-        rows = store.query(queries.CALIBRATION_EVALUATIONS.format(month=_month(month)))[1]
+        rows = store.query(queries.CALIBRATION_EVALUATIONS.format(month=month))[1]
     finally:
         store.close()
     evaluations = [
@@ -1023,7 +1171,7 @@ def query(sql: str, as_json: bool) -> None:
     """Run a read query on the store and print a table (or, with a FORMAT clause, ClickHouse's output
     in that format; embedded store only). The connection is read-only: DDL, writes and settings
     changes are refused (exit 2)."""
-    from sinks.store import EmbeddedStore, StoreError
+    from sinks.store import EmbeddedStore, StoreError, StoreUnreachable
 
     bare, masked = _statement(sql)  # the checks read ``masked``: strings and quoted names are blanked
     if not bare:
@@ -1049,6 +1197,8 @@ def query(sql: str, as_json: bool) -> None:
             click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=1, default=str))
             return
         print_table(columns, rows)
+    except StoreUnreachable as exc:
+        raise Unreachable(f"{exc}. Check CLICKHOUSE_URL and that the server is up.") from None
     except StoreError as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:  # an answer that is not one table (orjson's decode error is a ValueError)

@@ -94,23 +94,31 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def _int(name: str, value: str, minimum: int = 1) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _int(name: str, value: str, minimum: int = 1, maximum: int = 10**12) -> int:
+    """A whole number written in ASCII digits (``int`` alone would take ``1_000`` or Arabic-Indic digits),
+    from ``minimum`` to ``maximum``; else a one-line ConfigError naming the setting and the value."""
+    if not _WHOLE.fullmatch(value.strip()):
+        raise ConfigError(f"{name}={value!r} is not a whole number")
+    if len(value.strip().lstrip("+-").lstrip("0")) > 15:  # int() refuses over 4300 digits: say what is wrong
+        raise ConfigError(f"{name}={value[:40]!r} is too large" + (" (at most 10^12)" if maximum == 10**12 else f" (at most {maximum})"))
+    number = int(value)
     if number < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
-    if number > 10**12:
-        raise ConfigError(f"{name}={value!r} is too large (at most 10^12)")
+    if number > maximum:
+        limit = "10^12" if maximum == 10**12 else str(maximum)
+        raise ConfigError(f"{name}={value!r} is too large (at most {limit})")
     return number
 
 
 def _float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number") from None
+    text = value.strip()
+    if not _DECIMAL.fullmatch(text) and text.lower().lstrip("+-") not in ("nan", "inf", "infinity"):
+        raise ConfigError(f"{name}={value!r} is not a number")
+    number = float(text)
     if not math.isfinite(number) or number <= 0 or number > 1e12:
         raise ConfigError(f"{name}={value!r} must be a positive finite number (at most 10^12)")
     return number
@@ -122,12 +130,19 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _rules(name: str, threshold, short, formula) -> QueueRules:
+def _rules(names: tuple[str, str, str], threshold, short, formula) -> QueueRules:
+    """A queue's service-level rules; ``names`` say where each of the three values comes from."""
     from .core.kpi import SL_FORMULAS
 
     if formula not in SL_FORMULAS:
-        raise ConfigError(f"{name}: sl_formula {formula!r} must be one of {', '.join(SL_FORMULAS)}")
-    return QueueRules(_int(name, str(threshold), 0), _int(name, str(short), 0), formula)
+        raise ConfigError(f"{names[2]}={formula!r} must be one of {', '.join(SL_FORMULAS)}")
+
+    def whole(name: str, value) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):  # JSON null, 1.5, true, ...
+            raise ConfigError(f"{name}={value!r} is not a whole number")
+        return _int(name, str(value), 0)
+
+    return QueueRules(whole(names[0], threshold), whole(names[1], short), formula)
 
 
 def _json_object(raw: dict, name: str) -> dict:
@@ -137,9 +152,10 @@ def _json_object(raw: dict, name: str) -> dict:
     path = Path(raw[name])
     try:
         spec = json.loads(path.read_text())
-        assert isinstance(spec, dict)
-    except (OSError, ValueError, AssertionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ConfigError(f"{name}={path}: not a readable JSON object ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{name}={path}: not a JSON object (it holds a {type(spec).__name__})")
     return spec
 
 
@@ -164,11 +180,19 @@ def _clock(raw: dict) -> SiteClock:
 
 
 def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
-    default = _rules("CALLQA_SL_THRESHOLD_S/CALLQA_SHORT_ABANDON_S/CALLQA_SL_FORMULA", raw["CALLQA_SL_THRESHOLD_S"],
+    default = _rules(("CALLQA_SL_THRESHOLD_S", "CALLQA_SHORT_ABANDON_S", "CALLQA_SL_FORMULA"), raw["CALLQA_SL_THRESHOLD_S"],
                      raw["CALLQA_SHORT_ABANDON_S"], raw["CALLQA_SL_FORMULA"])
     queues = {}
     for queue, rules in _json_object(raw, "CALLQA_QUEUE_RULES").items():
-        queues[queue] = _rules(f"CALLQA_QUEUE_RULES[{queue}]", rules.get("sl_threshold_s", default.sl_threshold_s),
+        where = f"CALLQA_QUEUE_RULES[{queue!r}]"
+        if not isinstance(rules, dict):
+            raise ConfigError(f"{where}={rules!r}: each queue's rules are a JSON object "
+                              '(e.g. {"sl_threshold_s": 30, "short_abandon_s": 10, "sl_formula": "offered"})')
+        unknown = set(rules) - {"sl_threshold_s", "short_abandon_s", "sl_formula"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown fields {', '.join(sorted(unknown))} (sl_threshold_s, short_abandon_s, sl_formula)")
+        queues[queue] = _rules(tuple(f"{where}.{key}" for key in ("sl_threshold_s", "short_abandon_s", "sl_formula")),
+                               rules.get("sl_threshold_s", default.sl_threshold_s),
                                rules.get("short_abandon_s", default.short_abandon_s),
                                rules.get("sl_formula", default.sl_formula))
     from .core.kpi import QUEUE_READINGS
@@ -196,7 +220,7 @@ def _reviewers(raw: dict) -> tuple[Reviewer, ...]:
     path = Path(raw[name])
     try:
         spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ConfigError(f"{name}={path}: not a readable JSON file ({exc})") from None
     try:
         return parse_reviewers(spec)
@@ -210,6 +234,7 @@ def _policy(raw: dict, reviewers: tuple[Reviewer, ...] = ()) -> PolicyConfig:
                 "reviews_per_hour": _int("CALLQA_QA_REVIEWS_PER_HOUR", raw["CALLQA_QA_REVIEWS_PER_HOUR"]),
                 "review_hours": _float("CALLQA_QA_REVIEW_HOURS", raw["CALLQA_QA_REVIEW_HOURS"]),
                 "daily_reviews": sum(r.reviews_per_day for r in reviewers)}
+    _policy_shapes(spec)
     _finite_and_positive(spec, "CALLQA_SAMPLING_POLICY")
     for rate in ("base_rate", "max_rate"):
         if rate in spec and not 0 < spec[rate] <= 1:
@@ -218,6 +243,54 @@ def _policy(raw: dict, reviewers: tuple[Reviewer, ...] = ()) -> PolicyConfig:
         return PolicyConfig.from_json(spec, **capacity)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"CALLQA_SAMPLING_POLICY: {exc}") from None
+
+
+_CAPACITY_SETTINGS = {"reviewers": "CALLQA_QA_REVIEWERS", "reviews_per_hour": "CALLQA_QA_REVIEWS_PER_HOUR",
+                      "review_hours": "CALLQA_QA_REVIEW_HOURS", "daily_reviews": "CALLQA_REVIEWERS_FILE"}
+
+
+def _policy_number(where: str, value, whole: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}={value!r}: a number, not {type(value).__name__}")
+    if not math.isfinite(value) or not 0 <= value <= 1e12:
+        raise ConfigError(f"{where}={value!r}: a finite number from 0 to 10^12")
+    if whole and value != int(value):
+        raise ConfigError(f"{where}={value!r}: a whole number")
+
+
+def _policy_shapes(spec: dict) -> None:
+    """Each override of CALLQA_SAMPLING_POLICY has its default's shape: a number (whole where the default
+    is), an object of numbers with the default's keys, or a list of numbers ([low, high] for a clip);
+    a string or null there would fail deep in the sampler, not here."""
+    defaults = PolicyConfig()
+    for key, value in spec.items():
+        where = f"CALLQA_SAMPLING_POLICY.{key}"
+        if key in _CAPACITY_SETTINGS:
+            raise ConfigError(f"{where}: review capacity is set by {_CAPACITY_SETTINGS[key]}, not here")
+        if key not in PolicyConfig.__dataclass_fields__:
+            continue  # PolicyConfig.from_json names the unknown fields
+        default = getattr(defaults, key)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: a JSON object of numbers with keys {', '.join(default)}")
+            unknown = set(value) - set(default)
+            missing = set(default) - set(value) if key == "drift_factor" else set()  # every level is looked up
+            if unknown or missing:
+                raise ConfigError(f"{where}: keys must be {', '.join(default)}"
+                                  + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
+                                  + (f" (missing: {', '.join(sorted(missing))})" if missing else ""))
+            for name, item in value.items():
+                _policy_number(f"{where}.{name}", item)
+        elif isinstance(default, tuple):
+            pair = len(default) == 2
+            if not isinstance(value, list) or not value or (pair and len(value) != 2):
+                raise ConfigError(f"{where}={value!r}: " + ("[low, high], two numbers" if pair else "a list of numbers"))
+            for i, item in enumerate(value):
+                _policy_number(f"{where}[{i}]", item)
+            if pair and value[0] > value[1]:
+                raise ConfigError(f"{where}={value!r}: low above high")
+        else:
+            _policy_number(where, value, whole=isinstance(default, int))
 
 
 def _finite_and_positive(value, where: str) -> None:
@@ -234,6 +307,10 @@ def _finite_and_positive(value, where: str) -> None:
             raise ConfigError(f"{where}={value!r}: a finite number, not negative")
 
 
+TOPIC_SETTINGS = ("CALLQA_TOPIC_EVENTS", "CALLQA_TOPIC_DEAD_LETTERS", "CALLQA_TOPIC_CALL_RECORDS", "CALLQA_TOPIC_KPIS",
+                  "CALLQA_TOPIC_EVALUATIONS", "CALLQA_TOPIC_ALERTS", "CALLQA_TOPIC_SAMPLING",
+                  "CALLQA_TOPIC_SAMPLING_DECISIONS", "CALLQA_TOPIC_REVIEW_QUEUE", "CALLQA_TOPIC_DETECTOR_STATE")
+MAX_PARTITIONS = 256
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -243,7 +320,7 @@ def _pem(name: str, path: str, load=None) -> str:
     import ssl
 
     if not Path(path).is_file():
-        raise ConfigError(f"{name}={path}: no such file")
+        raise ConfigError(f"{name}={path}: " + ("a folder, not a PEM file" if Path(path).is_dir() else "no such file"))
     try:
         if load is not None:
             load(path)
@@ -283,48 +360,211 @@ def _kafka_security(raw: dict) -> dict:
             "kafka_ssl_key_file": key}
 
 
+_USERINFO = re.compile(r"(//)[^/?#@\s]*@")
+
+
+def _masked(url: str) -> str:
+    """``url`` with the user and password of every ``scheme://user:password@host`` in it masked."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
 SCRIPT_LINK = re.compile(r"[\x00-\x20]*(javascript|vbscript|data):", re.IGNORECASE)  # a link that runs or inlines
 
 
 def _recording_url(template: str) -> str:
-    """The recording link template, checked: only {storage_uri}, {call_id} and {recording_id}."""
+    """The recording link template, checked: only {storage_uri}, {call_id} and {recording_id}. Messages
+    show it with any user:password@ of a URL masked."""
     import string
 
+    shown = _masked(template)
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
                   if name is not None]
     except ValueError as exc:
-        raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: {exc}") from None
+        raise ConfigError(f"CALLQA_RECORDING_URL={shown!r}: {exc}") from None
     names = {name for name, _, _ in fields}
     if not names or names - {"storage_uri", "call_id", "recording_id"} or any(spec or conv for _, spec, conv in fields):
-        raise ConfigError(f"CALLQA_RECORDING_URL={template!r} must use {{storage_uri}}, {{call_id}} or {{recording_id}} "
+        raise ConfigError(f"CALLQA_RECORDING_URL={shown!r} must use {{storage_uri}}, {{call_id}} or {{recording_id}} "
                           "(plain, no format spec or conversion) and nothing else")
     if SCRIPT_LINK.match(template):
-        raise ConfigError(f"CALLQA_RECORDING_URL={template!r}: a link to a script or inline data is refused")
+        raise ConfigError(f"CALLQA_RECORDING_URL={shown!r}: a link to a script or inline data is refused")
     return template
 
 
-def _clickhouse_url(url: str | None) -> str | None:
-    """The URL, its TLS options checked: ``ca_certs`` (``certfile``, ``keyfile``) only with ``secure=True``
-    (or a ``clickhouses://`` URL), and naming a file that exists. Messages never repeat the URL (it may
-    hold the password)."""
-    if not url:
-        return None
-    from urllib.parse import parse_qs, urlsplit
+_BOOLEANS = ("true", "yes", "on", "y", "t", "1", "false", "no", "off", "n", "f", "0")  # clickhouse-driver's asbool
+_HOST = re.compile(r"\[[0-9A-Fa-f:.%A-Za-z]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
-    parts = urlsplit(url)
-    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-    flag = query.get("secure", "false").strip().lower()
-    if flag not in ("true", "yes", "on", "y", "t", "1", "false", "no", "off", "n", "f", "0"):
-        raise ConfigError(f"CLICKHOUSE_URL: secure={query['secure']} must be True or False")
-    secure = parts.scheme == "clickhouses" or flag in ("true", "yes", "on", "y", "t", "1")
+
+def _host_port(name: str, text: str, example: str, required: bool = True) -> None:
+    """``text`` is host:port (a name, an IPv4 address or a bracketed IPv6 one; a port 1 to 65535, which
+    may be left out where not ``required``); else a one-line ConfigError naming ``name`` and ``text``."""
+    host, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not colon:
+        host, port = text, None
+    if not host or not _HOST.fullmatch(host):
+        raise ConfigError(f"{name}: {text!r} is not host:port (e.g. {example})")
+    if port is None:
+        if required:
+            raise ConfigError(f"{name}: {text!r} has no port (host:port, e.g. {example})")
+        return
+    if not _WHOLE.fullmatch(port) or port.startswith(("+", "-")) or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name}: {text!r}: the port {port!r} is not a number from 1 to 65535")
+
+
+def _kafka_servers(value: str | None) -> str | None:
+    """KAFKA_BOOTSTRAP_SERVERS, checked: host:port,... (what librdkafka and faust's kafka:// URLs both take)."""
+    if value is None:
+        return None
+    servers = [entry.strip() for entry in value.split(",")]
+    if not any(servers):
+        raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS={value!r} names no broker (host:port,...)")
+    for entry in servers:
+        if not entry:
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS={value!r} has an empty entry (host:port,host:port,...)")
+        if "://" in entry:
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS: {entry!r}: give host:port without a scheme "
+                              "(the protocol is KAFKA_SECURITY_PROTOCOL)")
+        _host_port("KAFKA_BOOTSTRAP_SERVERS", entry, "kafka-1:9092")
+    return ",".join(servers)
+
+
+# clickhouse-driver's typed URL options (clickhouse_driver.util.helpers.parse_url): checked here, so a typo is
+# one line naming the option rather than a traceback from the driver
+_CH_BOOLEANS = ("secure", "verify", "check_hostname", "use_numpy", "round_robin", "settings_is_important")
+_CH_TIMEOUTS = ("connect_timeout", "send_receive_timeout", "sync_request_timeout")
+_CH_WHOLE = ("compress_block_size", "client_revision", "insert_block_size")
+
+
+def _clickhouse_url(url: str | None) -> str | None:
+    """The URL, checked: a ``clickhouse://`` or ``clickhouses://`` URL with a host and a valid port, its
+    typed options valid, and its TLS options checked: ``ca_certs`` (``certfile``, ``keyfile``) only with
+    ``secure=True`` (or a ``clickhouses://`` URL), and naming a file that exists. Messages never repeat
+    the URL (it may hold the password): at most the host and port."""
+    if url is None:
+        return None
+    import ssl
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    if not url.strip():
+        raise ConfigError("CLICKHOUSE_URL is blank: unset it for the embedded store, or give "
+                          "clickhouse://user:password@host:9000/database")
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise ConfigError(f"CLICKHOUSE_URL is not a URL ({exc}): clickhouse://user:password@host:9000/database") from None
+    if parts.scheme not in ("clickhouse", "clickhouses"):
+        raise ConfigError("CLICKHOUSE_URL must start with clickhouse:// (or clickhouses:// for TLS): callqa speaks "
+                          "ClickHouse's native protocol, e.g. clickhouse://user:password@host:9000/database"
+                          + (f" (not {parts.scheme}://)" if parts.scheme in ("http", "https", "tcp") else ""))
+    rest = url.strip().split("://", 1)[-1][len(parts.netloc):]  # the path, query and fragment
+    if "@" in rest and "@" not in parts.netloc and ("=" not in rest or rest.index("@") < rest.index("=")):
+        # an @ outside a query value: a / ? or # in the password ended the host part early (never echo it)
+        raise ConfigError("CLICKHOUSE_URL: the user or password holds a character that must be percent-encoded "
+                          "(/ ? # as %2F %3F %23)")
+    address = parts.netloc.rpartition("@")[2]  # host:port, without the user and password
+    if not address:
+        raise ConfigError("CLICKHOUSE_URL has no host: clickhouse://user:password@host:9000/database")
+    try:
+        _host_port("CLICKHOUSE_URL", address, "clickhouse-1:9000", required=False)
+    except ConfigError:
+        if "@" in rest and "@" not in parts.netloc:  # what looks like the host may be part of a password
+            raise ConfigError("CLICKHOUSE_URL: no valid host:port (if the password holds / ? or #, percent-encode "
+                              "them: %2F %3F %23)") from None
+        raise
+    if parts.path.strip("/").count("/"):
+        raise ConfigError(f"CLICKHOUSE_URL: the path {parts.path!r} must be one database name (/database)")
+    pairs = parse_qs(parts.query, keep_blank_values=True)
+    twice = sorted(name for name, values in pairs.items() if len(values) > 1)
+    if twice:  # the driver takes the first, a reader the last: say it once
+        raise ConfigError(f"CLICKHOUSE_URL: {', '.join(twice)}= given more than once")
+    query = {name: values[0] for name, values in pairs.items()}
+    for name in _CH_BOOLEANS + ("compression",):
+        if name in query and query[name].strip().lower() not in _BOOLEANS + (("lz4", "lz4hc", "zstd") if name == "compression" else ()):
+            raise ConfigError(f"CLICKHOUSE_URL: {name}={query[name]} must be True or False"
+                              + (" (or lz4, lz4hc, zstd)" if name == "compression" else ""))
+    for name in _CH_TIMEOUTS:
+        if name in query:
+            try:
+                seconds = float(query[name])
+            except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds) or not 0 < seconds <= 86_400:
+                raise ConfigError(f"CLICKHOUSE_URL: {name}={query[name]} must be a number of seconds above 0 (at most 86400)")
+    for name in _CH_WHOLE:
+        if name in query and (not _WHOLE.fullmatch(query[name]) or not 0 < int(query[name]) <= 10**12):
+            raise ConfigError(f"CLICKHOUSE_URL: {name}={query[name]} must be a whole number above 0")
+    version = query.get("ssl_version")
+    if version is not None and not (version.startswith("PROTOCOL_") and isinstance(getattr(ssl, version, None), int)):
+        raise ConfigError(f"CLICKHOUSE_URL: ssl_version={query['ssl_version']} is not one of Python's ssl.PROTOCOL_* "
+                          "(e.g. PROTOCOL_TLS_CLIENT)")
+    if "alt_hosts" in query:
+        for host in query["alt_hosts"].split(","):
+            _host_port("CLICKHOUSE_URL alt_hosts", host.strip(), "clickhouse-2:9000", required=False)
+    if "tcp_keepalive" in query and query["tcp_keepalive"].strip().lower() not in _BOOLEANS:
+        numbers = query["tcp_keepalive"].split(",")
+        if len(numbers) != 3 or not all(_WHOLE.fullmatch(n.strip()) and int(n) > 0 for n in numbers):
+            raise ConfigError(f"CLICKHOUSE_URL: tcp_keepalive={query['tcp_keepalive']} must be True, False or "
+                              "idle,interval,probes (three whole numbers)")
+    secure = parts.scheme == "clickhouses" or query.get("secure", "false").strip().lower() in _BOOLEANS[:6]
     for option in ("ca_certs", "certfile", "keyfile"):
         if option in query:
             if not secure:
                 raise ConfigError(f"CLICKHOUSE_URL has {option}= but not secure=True: the connection would not use TLS")
             if not Path(query[option]).is_file():
                 raise ConfigError(f"CLICKHOUSE_URL: {option}={query[option]}: no such file")
-    return url
+    try:  # what the driver makes of it (it connects later): anything left that it refuses, in one line
+        from clickhouse_driver import Client
+
+        Client.from_url(url.strip())
+    except Exception as exc:  # noqa: BLE001 - the driver raises ValueError, AttributeError, IndexError, ...
+        message = str(exc)
+        if parts.password:
+            message = message.replace(unquote(parts.password), "***").replace(parts.password, "***")
+        raise ConfigError(f"CLICKHOUSE_URL is not usable by clickhouse-driver ({type(exc).__name__}: {message})") from None
+    return url.strip()
+
+
+def _data_dir(value: str) -> Path:
+    """CALLQA_DATA_DIR: not blank, and not a file (nor inside one). Whether it can be written is found out
+    when the embedded store opens it (sinks.store.EmbeddedStore)."""
+    if not value.strip():
+        raise ConfigError(f"CALLQA_DATA_DIR={value!r} is blank: give a folder (default .callqa)")
+    path = Path(value)
+    for folder in (path, *path.parents):
+        try:
+            if not folder.exists():
+                continue
+            is_dir = folder.is_dir()
+        except OSError:  # not even to be looked at (no permission): the store says so when it opens it
+            break
+        if not is_dir:
+            where = "is a file" if folder == path else f"is inside {folder}, which is a file"
+            raise ConfigError(f"CALLQA_DATA_DIR={value} {where}, not a folder")
+        break
+    return path
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's legal topic names
+
+
+def _topic(name: str, value: str, reserve: int = 0) -> str:
+    """A Kafka topic name (or, with ``reserve``, a prefix of topic names that leaves that many characters)."""
+    if not _TOPIC.fullmatch(value) or value in (".", "..") or len(value) > 249 - reserve:
+        raise ConfigError(f"{name}={value!r} is not a Kafka topic name: 1 to {249 - reserve} of the letters "
+                          "a-z, A-Z, the digits and . _ - (not . or ..)")
+    return value
+
+
+def _windows(raw: dict) -> tuple[int, ...]:
+    name, text = "CALLQA_KPI_WINDOWS", raw["CALLQA_KPI_WINDOWS"]
+    windows = tuple(_int(name, w.strip(), 1, 366 * 86_400) for w in text.split(",") if w.strip())
+    if not windows:
+        raise ConfigError(f"{name} must name at least one window size in seconds")
+    if len(set(windows)) != len(windows):
+        raise ConfigError(f"{name}={text!r} names a window size twice")
+    if 3600 not in windows:
+        raise ConfigError(f"{name} must include 3600: the hourly windows feed the day and month rollups")
+    return windows
 
 
 @dataclass(frozen=True)
@@ -391,30 +631,33 @@ class Config:
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
         env = os.environ if env is None else env
         raw = {s.env: (env.get(s.env) or s.default) for s in SETTINGS}
-        windows = tuple(_int("CALLQA_KPI_WINDOWS", w.strip()) for w in raw["CALLQA_KPI_WINDOWS"].split(",") if w.strip())
-        if (raw["KAFKA_BOOTSTRAP_SERVERS"] or raw["CLICKHOUSE_URL"]) and not raw["CALLQA_CALLER_HASH_KEY"]:
+        kafka = _kafka_servers(raw["KAFKA_BOOTSTRAP_SERVERS"])
+        clickhouse = _clickhouse_url(raw["CLICKHOUSE_URL"])
+        if (kafka or clickhouse) and not raw["CALLQA_CALLER_HASH_KEY"]:
             raise ConfigError("CALLQA_CALLER_HASH_KEY must be set when Kafka or a ClickHouse server is configured: "
                               "caller numbers are hashed with it (the development key is for the embedded default only)")
-        if not windows:
-            raise ConfigError("CALLQA_KPI_WINDOWS must name at least one window size in seconds")
-        if 3600 not in windows:
-            raise ConfigError("CALLQA_KPI_WINDOWS must include 3600: the hourly windows feed the day and month rollups")
+        windows = _windows(raw)
+        topics = {name: _topic(name, raw[name]) for name in TOPIC_SETTINGS}
+        same = sorted(name for name in topics if list(topics.values()).count(topics[name]) > 1)
+        if same:
+            raise ConfigError(f"{' and '.join(same)} name the same topic {topics[same[0]]!r}: each needs its own")
         reviewers = _reviewers(raw)
         return cls(
-            kafka_bootstrap_servers=raw["KAFKA_BOOTSTRAP_SERVERS"],
-            clickhouse_url=_clickhouse_url(raw["CLICKHOUSE_URL"]),
-            data_dir=Path(raw["CALLQA_DATA_DIR"]),
-            app_id=raw["CALLQA_APP_ID"],
-            topic_events=raw["CALLQA_TOPIC_EVENTS"],
-            topic_dead_letters=raw["CALLQA_TOPIC_DEAD_LETTERS"],
-            topic_call_records=raw["CALLQA_TOPIC_CALL_RECORDS"],
-            topic_kpis=raw["CALLQA_TOPIC_KPIS"],
-            topic_evaluations=raw["CALLQA_TOPIC_EVALUATIONS"],
-            topic_alerts=raw["CALLQA_TOPIC_ALERTS"],
-            topic_sampling=raw["CALLQA_TOPIC_SAMPLING"],
-            topic_sampling_decisions=raw["CALLQA_TOPIC_SAMPLING_DECISIONS"],
-            topic_review_queue=raw["CALLQA_TOPIC_REVIEW_QUEUE"],
-            topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"]),
+            kafka_bootstrap_servers=kafka,
+            clickhouse_url=clickhouse,
+            data_dir=_data_dir(raw["CALLQA_DATA_DIR"]),
+            app_id=_topic("CALLQA_APP_ID", raw["CALLQA_APP_ID"], reserve=60),  # a prefix of its internal topics
+            topic_events=topics["CALLQA_TOPIC_EVENTS"],
+            topic_dead_letters=topics["CALLQA_TOPIC_DEAD_LETTERS"],
+            topic_call_records=topics["CALLQA_TOPIC_CALL_RECORDS"],
+            topic_kpis=topics["CALLQA_TOPIC_KPIS"],
+            topic_evaluations=topics["CALLQA_TOPIC_EVALUATIONS"],
+            topic_alerts=topics["CALLQA_TOPIC_ALERTS"],
+            topic_sampling=topics["CALLQA_TOPIC_SAMPLING"],
+            topic_sampling_decisions=topics["CALLQA_TOPIC_SAMPLING_DECISIONS"],
+            topic_review_queue=topics["CALLQA_TOPIC_REVIEW_QUEUE"],
+            # the embedded runner's work and memory grow with the partitions (1000: minutes and gigabytes)
+            topic_partitions=_int("CALLQA_TOPIC_PARTITIONS", raw["CALLQA_TOPIC_PARTITIONS"], 1, MAX_PARTITIONS),
             kpi_windows=windows,
             kpi=_kpi_config(raw, windows),
             batch_events=_int("CALLQA_BATCH_EVENTS", raw["CALLQA_BATCH_EVENTS"]),
@@ -432,10 +675,10 @@ class Config:
             test_calls_per_week=_int("CALLQA_TEST_CALLS_PER_WEEK", raw["CALLQA_TEST_CALLS_PER_WEEK"]),
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
             max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
-            metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0),
+            metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0, 65535),
             max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
-            topic_detector_state=raw["CALLQA_TOPIC_DETECTOR_STATE"],
+            topic_detector_state=topics["CALLQA_TOPIC_DETECTOR_STATE"],
             recording_url=_recording_url(raw["CALLQA_RECORDING_URL"]),
             min_calls_for_ratio=_int("CALLQA_MIN_CALLS_FOR_RATIO", raw["CALLQA_MIN_CALLS_FOR_RATIO"], 0),
             **_kafka_security(raw),

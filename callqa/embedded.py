@@ -19,8 +19,10 @@ from pathlib import Path
 
 import orjson
 
+import schemas
 from sinks import rollups, tables
 from sinks.writer import BatchWriter
+from sources.lines import Oversized
 
 from .backfill import EventProcesses
 from .core.dead_letters import EXPIRY, dead_letter
@@ -28,16 +30,26 @@ from .core.graph import Output
 from .core.kpi import KpiConfig
 from .core.local import EventsHere, LocalGraph
 from .core.sampling import PolicyConfig
+from .metrics import reason_kind
 
 BATCH_EVENTS = 5000  # events handed to the graph at a time
 
 
 @dataclass
 class RunSummary:
-    events: int = 0
+    """What a run did with its input. Fed lines (``run``): ``lines`` = ``blank`` + ``events`` +
+    ``dead_letters``, each non-blank line exactly one of the two; of the events, ``duplicates`` were
+    already applied (not stored again: ``raw_events`` gets ``events`` − ``duplicates`` rows).
+    ``dead_by_reason`` splits ``dead_letters`` by kind of reason (``callqa.metrics.reason_kind``, as the
+    store's ``sinks.queries.DEAD_LETTER_KIND`` groups them): the store's dead letters of the run's origin."""
+
+    lines: int = 0  # read by ``run``
+    blank: int = 0
+    events: int = 0  # valid events (a duplicate too)
     by_type: Counter = field(default_factory=Counter)
-    duplicates: int = 0
-    dead_letters: int = 0  # input refused (an input line each)
+    duplicates: int = 0  # call events already applied
+    dead_letters: int = 0  # input refused (an input line, or an adapter's event, each)
+    dead_by_reason: Counter = field(default_factory=Counter)
     expired: int = 0  # calls expired with a dead letter (no end, or never reached the ACD): not input lines
     records: int = 0
     kpi_rows: int = 0
@@ -50,9 +62,12 @@ class RunSummary:
         self.duplicates += duplicates
         self.events += sum(out.counts.values()) - duplicates
         self.by_type.update({k: v for k, v in out.counts.items() if k != "duplicates"})
-        dead = out.rows.get(tables.DEAD_LETTERS, ())
-        self.expired += sum(d["origin"] == EXPIRY for d in dead)
-        self.dead_letters += sum(d["origin"] != EXPIRY for d in dead)
+        for d in out.rows.get(tables.DEAD_LETTERS, ()):
+            if d["origin"] == EXPIRY:
+                self.expired += 1
+            else:
+                self.dead_letters += 1
+                self.dead_by_reason[reason_kind(d["reason"])] += 1
         self.records += len(out.rows.get(tables.CALL_RECORDS, ()))
         self.kpi_rows += len(out.rows.get(tables.KPI_WINDOWS, ()))
         self.alerts += sum(a["status"] == "open" for a in out.rows.get(tables.ALERTS, ()))
@@ -82,6 +97,7 @@ class EmbeddedPipeline:
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:
         """Keep input an adapter could not read as a dead letter, with the reason."""
         self.summary.dead_letters += 1
+        self.summary.dead_by_reason[reason_kind(reason)] += 1
         self.writer.submit(tables.DEAD_LETTERS, dead_letter(reason, raw, origin, position))
 
     def flush(self) -> None:
@@ -108,10 +124,22 @@ class EmbeddedPipeline:
             tmp.write_bytes(orjson.dumps(self.graph.state))
             os.replace(tmp, self.state_path)
 
-    def run(self, lines: Iterable[bytes], origin: str) -> RunSummary:
-        """Feed JSON Lines (blank lines skipped), flush everything to the store and save the state."""
+    def run(self, lines: Iterable[bytes | Oversized], origin: str) -> RunSummary:
+        """Feed JSON Lines (blank lines skipped; a line over CALLQA_MAX_EVENT_BYTES — an ``Oversized`` of
+        ``sources.lines.bounded_lines``, or a line given whole — is a dead letter with its first 4 KiB, not
+        parsed), flush everything to the store and save the state."""
+        summary = self.summary
         for number, line in enumerate(lines, 1):
-            if line.strip():
-                self.feed(line.rstrip(b"\r\n"), origin, str(number))
+            summary.lines = number
+            if isinstance(line, Oversized):
+                self.reject(line.reason, line.payload(), origin, str(number))
+                continue
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                summary.blank += 1
+            elif len(line) > schemas.MAX_EVENT_BYTES:
+                self.reject(schemas.too_large(len(line), schemas.PAYLOAD_PREFIX_BYTES), schemas.payload_prefix(line), origin, str(number))
+            else:
+                self.feed(line, origin, str(number))
         self.close()
-        return self.summary
+        return summary

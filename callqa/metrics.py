@@ -25,6 +25,8 @@ Summed over the workers (``sum(...)``) they are the pipeline's.
 """
 from __future__ import annotations
 
+import errno
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 ROWS = Counter("callqa_rows_written", "Rows stored, per table", ["table"])
@@ -67,6 +69,17 @@ def publish_worker(gauges) -> None:
 
 
 def serve(port: int) -> None:
-    """Serve /metrics on ``port`` (0: not served) in a daemon thread."""
-    if port:
+    """Serve /metrics on ``port`` (0: not served) in a daemon thread. A port that cannot be had (another
+    process holds it, or it needs privileges) is a ConfigError naming CALLQA_METRICS_PORT."""
+    from .config import ConfigError
+
+    if not port:
+        return
+    try:
         start_http_server(port)
+    except OSError as exc:
+        why = " (another process is using it)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"CALLQA_METRICS_PORT={port}: cannot serve metrics on it: {exc.strerror or exc}{why}; "
+                          "choose a free port, or 0 not to serve them") from None
+    except OverflowError:  # not a port number (the configuration allows 0 to 65535)
+        raise ConfigError(f"CALLQA_METRICS_PORT={port} is not a port number (1 to 65535, or 0)") from None

@@ -44,6 +44,12 @@ _VALIDATORS = _compile()
 EVENT_TYPES: tuple[str, ...] = tuple(_VALIDATORS)
 
 
+# Reference data every per-event partition needs in its own order: published to every partition of the
+# events topic (``callqa.publish.Publisher`` does), so an agent's calls published after their profile
+# find it on whichever partition they are, as the embedded run finds it.
+BROADCAST = ("agent.profile",)
+
+
 def key_field(event_type: str) -> str:
     """The field an event of this type is keyed (partitioned) by: call id, agent id, ..."""
     return _VALIDATORS[event_type][1]
@@ -104,10 +110,34 @@ def _format_second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+PAYLOAD_PREFIX_BYTES = 4096  # the dead letter of input over MAX_EVENT_BYTES keeps this much of it (its start)
+
+
+def payload_prefix(text: str | bytes, limit: int | None = None) -> str | bytes:
+    """The first ``limit`` (default ``PAYLOAD_PREFIX_BYTES``) bytes of ``text`` (text: whole characters)."""
+    limit = PAYLOAD_PREFIX_BYTES if limit is None else limit
+    if isinstance(text, bytes) or text.isascii():
+        return text[:limit]
+    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+
+
+def too_large(size: int, kept: int | None = None, refused_by: str | None = None) -> str:
+    """The dead-letter reason of input of ``size`` bytes over the limit (``kept``: the bytes of it the dead
+    letter keeps; ``refused_by``: what refused it, when not the limit itself). It starts "event of N bytes"
+    and names CALLQA_MAX_EVENT_BYTES: the reason kind ``too large`` of ``callqa.metrics.reason_kind`` and
+    ``sinks.queries.DEAD_LETTER_KIND``."""
+    if refused_by:
+        text = (f"event of {size:,} bytes is larger than {refused_by} accepts (CALLQA_MAX_EVENT_BYTES is "
+                f"{MAX_EVENT_BYTES:,}): not published")
+    else:
+        text = f"event of {size:,} bytes is larger than CALLQA_MAX_EVENT_BYTES ({MAX_EVENT_BYTES:,}): not parsed"
+    return text + (f"; the payload kept is its first {kept:,} bytes" if kept is not None else "")
+
+
 def validate(raw: bytes | str) -> dict:
     """Parse and validate one serialized event (one larger than ``MAX_EVENT_BYTES`` is not parsed)."""
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event of {len(raw):,} bytes is larger than CALLQA_MAX_EVENT_BYTES ({MAX_EVENT_BYTES:,}): not parsed")
+        raise InvalidEvent(too_large(len(raw)))
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -5,6 +5,7 @@ contract's text (``2024-03-04T09:15:02.120Z``); each store converts them for its
 """
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +79,13 @@ class EmbeddedStore:
     def __init__(self, path: Path):
         from chdb import session
 
-        path.mkdir(parents=True, exist_ok=True)
+        try:  # the data folder (CALLQA_DATA_DIR) is the user's to fix: say so in one line, not a traceback
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"embedded ClickHouse: cannot create its folder {path} ({exc.strerror or exc}): "
+                             "check CALLQA_DATA_DIR") from None
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            raise StoreError(f"embedded ClickHouse: its folder {path} is not writable: check CALLQA_DATA_DIR")
         self.path = path
         try:
             self._session = session.Session(str(path))
@@ -125,7 +132,10 @@ class ServerStore:
     def __init__(self, url: str):
         from clickhouse_driver import Client
 
-        self._client = Client.from_url(url)  # the URL's query too: secure=True, ca_certs=..., verify=...
+        try:  # the URL's query too: secure=True, ca_certs=..., verify=... (callqa.config checks it first)
+            self._client = Client.from_url(url)
+        except Exception as exc:  # noqa: BLE001 - ValueError, AttributeError, ... of a bad URL; never repeat it
+            raise StoreError(f"CLICKHOUSE_URL is not usable by clickhouse-driver ({type(exc).__name__})") from None
         host, port = self._client.connection.hosts[0]  # 9440 when secure and no port is given
         tls = " (TLS)" if self._client.connection.secure_socket else ""
         self.address = f"{host}:{port}{tls}"  # for messages: the URL may hold a password

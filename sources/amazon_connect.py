@@ -9,13 +9,17 @@ laid end to end from the agent's connection, which keeps hold count and time exa
 """
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import schemas
 from schemas import plausible_ms
 
-from .base import Converted, envelope, invalid
+from .base import Converted, envelope, invalid, too_large
+from .lines import Oversized, bounded_lines, json_values
 from .pii import CallerHasher
 
 CTR_SOURCE = "amazon-connect-ctr"
@@ -37,26 +41,69 @@ def _ms(text: str | None) -> int | None:
     return ms
 
 
-def records(lines: Iterable[str], name: str) -> Iterator[tuple[str, str, dict | None, str | None]]:
-    """(position, raw, record or None, error) for a JSON array, a single object, or JSON Lines."""
-    text = "".join(lines)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield f"{name}:{exc.lineno}", text[:2000], None, f"not valid JSON: {exc.msg}"
-            return
-        for i, item in enumerate(items, 1):
-            yield f"{name}:record {i}", json.dumps(item), item, None
-        return
-    try:  # one pretty-printed object
-        yield f"{name}:record 1", text, json.loads(text), None
-        return
-    except json.JSONDecodeError:
+_CONTENT = re.compile(r"\S")
+
+
+def records(lines: Iterable[str], name: str) -> Iterator[tuple[str, str | Oversized, dict | None, str | None]]:
+    """(position, raw, record or None, error) for a JSON array, a single object, or JSON Lines, read with
+    bounded memory (``sources.lines``): one record is held at a time, and one over CALLQA_MAX_EVENT_BYTES
+    comes as an ``Oversized`` (its start and size; not parsed).
+
+    The layout is told from the file's first line that is not blank: JSON by itself, it is the first
+    record of JSON Lines — unless nothing follows it: then it is the file's one document (an array: its
+    elements are the records, ``record N``). Not JSON by itself, it opens a pretty-printed document when it
+    is ``{`` alone or starts with ``[`` (so does a first line over the limit that starts with ``[`` or
+    ``{``: a one-line array is read record by record); else it is a broken line of JSON Lines."""
+    limit = schemas.MAX_EVENT_BYTES
+    pieces = iter(lines)
+    head, exhausted = "", False
+
+    def more() -> bool:
+        nonlocal head, exhausted
+        piece = next(pieces, None)
+        exhausted = piece is None
+        head += piece or ""
+        return not exhausted
+
+    while not (content := _CONTENT.search(head)) and more():
         pass
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may be raw inside a JSON string
-        if line.strip():
+    if content is None:
+        return  # nothing but blank lines
+    start = content.start()
+    while (end := head.find("\n", start)) < 0 and len(head) - start <= limit and more():
+        pass
+    if end < 0 and not exhausted:  # a first line over the limit
+        document = head[start] in "[{"
+    else:
+        first = head[start:] if end < 0 else head[start:end]
+        try:
+            json.loads(first)
+        except json.JSONDecodeError:
+            document = first.strip() == "{" or first.lstrip().startswith("[")
+        else:  # one record of JSON Lines, or the whole file
+            while end >= 0 and not _CONTENT.search(head, end) and len(head) - end <= limit and more():
+                pass
+            document = end < 0 or (exhausted and not _CONTENT.search(head, end))
+    rest = itertools.chain([head], pieces)
+    if document:
+        for n, (text, complete) in enumerate(json_values(rest), 1):
+            position = f"{name}:record {n}"
+            if isinstance(text, Oversized):
+                yield position, text, None, text.reason
+            elif not complete:
+                yield position, text, None, "not valid JSON: the file ends inside this record"
+            else:
+                try:
+                    yield position, text, json.loads(text), None
+                except json.JSONDecodeError as exc:
+                    yield position, text, None, f"not valid JSON: {exc.msg}"
+        return
+    # not splitlines(): U+2028 may be raw inside a JSON string
+    for number, line in enumerate(bounded_lines(rest), 1):
+        if isinstance(line, Oversized):
+            yield f"{name}:{number}", line, None, line.reason
+        elif line.strip():
+            line = line.rstrip("\r\n")
             try:
                 yield f"{name}:{number}", line, json.loads(line), None
             except json.JSONDecodeError as exc:
@@ -200,6 +247,9 @@ def read_ctr(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher
     order the contacts were initiated, so that a transfer's contact finds its customer's call."""
     newest: dict[str, tuple[str, str, dict]] = {}
     for position, raw, record, error in records(lines, name):
+        if isinstance(raw, Oversized):
+            yield too_large(position, raw)
+            continue
         if error or not isinstance(record, dict) or not isinstance(record.get("ContactId"), str) \
                 or "InitiationTimestamp" not in record:
             yield Converted(position, raw, error=error or "not a contact trace record (no ContactId/InitiationTimestamp)")
@@ -266,6 +316,9 @@ def convert_agent_event(r: dict, site_id: str) -> tuple[list[dict], str | None]:
 
 def read_agent_events(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
     for position, raw, record, error in records(lines, name):
+        if isinstance(raw, Oversized):
+            yield too_large(position, raw)
+            continue
         unit = Converted(position, raw, error=error)
         if not error:
             try:

@@ -25,7 +25,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from .base import Converted, envelope, invalid
+from .base import BoundedLines, Converted, envelope, invalid
 from .pii import CallerHasher
 
 SOURCE = "anonymous-bank"
@@ -79,12 +79,18 @@ def convert_row(r: dict, site_id: str, hasher: CallerHasher) -> list[dict]:
 
 
 def read(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
-    rows = csv.reader(lines)
+    source = BoundedLines(lines, name)
+    rows = csv.reader(source)
     header = next(rows, None)
     if header != COLUMNS:
-        yield Converted(f"{name}:1", ",".join(header or []), error=f"unexpected header; expected {','.join(COLUMNS)}")
+        yield from source.aside() or [Converted(f"{name}:1", ",".join(header or []),
+                                                error=f"unexpected header; expected {','.join(COLUMNS)}")]
         return
     for row in rows:
+        if aside := source.aside():  # lines over the limit (read as empty: a row of its own, or inside a quoted field)
+            yield from aside
+            if not row:
+                continue
         unit = Converted(f"{name}:{rows.line_num}", ",".join(row))
         if len(row) != len(COLUMNS):
             unit.error = f"expected {len(COLUMNS)} columns, got {len(row)}"

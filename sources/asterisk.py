@@ -32,7 +32,8 @@ from functools import partial
 
 from schemas import plausible_ms
 
-from .base import Converted, envelope, invalid
+from .base import BoundedLines, Converted, envelope, invalid, too_large
+from .lines import Oversized, bounded_lines
 from .pii import CallerHasher
 
 SOURCE = "asterisk-queue-log"
@@ -300,9 +301,12 @@ def _event_id(site_id: str, raw: str, seen: Counter) -> str:
 
 
 def read_pipe(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
-    """The standard pipe-separated queue_log."""
+    """The standard pipe-separated queue_log (a line over CALLQA_MAX_EVENT_BYTES is a dead letter, not read)."""
     mapper, seen = QueueLogMapper(site_id, hasher), Counter()
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(bounded_lines(lines, universal=True), 1):
+        if isinstance(line, Oversized):
+            yield too_large(f"{name}:{number}", line)
+            continue
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue
@@ -323,13 +327,18 @@ TABLE_COLUMNS = ["uid", "date_time", "callid", "queue_name", "type", "event", "p
 def read_table(lines: Iterable[str], name: str, site_id: str, hasher: CallerHasher) -> Iterator[Converted]:
     """The PBXware table export (CSV with a header row)."""
     mapper = QueueLogMapper(site_id, hasher)
-    rows = csv.reader(lines)
+    source = BoundedLines(lines, name)
+    rows = csv.reader(source)
     header = next(rows, None)
     if header != TABLE_COLUMNS:
-        yield Converted(f"{name}:1", ",".join(header or []),
-                        error=f"unexpected header; expected {','.join(TABLE_COLUMNS)}")
+        yield from source.aside() or [Converted(f"{name}:1", ",".join(header or []),
+                                                error=f"unexpected header; expected {','.join(TABLE_COLUMNS)}")]
         return
     for row in rows:
+        if aside := source.aside():  # lines over the limit (read as empty: a row of its own, or inside a quoted field)
+            yield from aside
+            if not row:
+                continue
         raw = _csv_line(row)
         unit = Converted(f"{name}:{rows.line_num}", raw)
         if len(row) != len(TABLE_COLUMNS) or not (row[1].isascii() and row[1].isdigit()) or not row[0]:
@@ -366,19 +375,20 @@ def read_realtime(lines: Iterable[str], name: str, site_id: str, hasher: CallerH
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(timezone)
-    lines = iter(lines)
-    first = next(lines, "")
+    source = BoundedLines(lines, name)
+    first = next(source, "")
     delimiter = max((",", "\t", ";"), key=first.count)
     header = [h.strip().strip('"').lower() for h in next(csv.reader([first], delimiter=delimiter), [])]
     data = ["data"] if "data" in header else [f"data{i}" for i in range(1, 6) if f"data{i}" in header]
     if not all(c in header for c in REALTIME_COLUMNS) or not data:
-        yield Converted(f"{name}:1", first.rstrip("\r\n"),
-                        error="unexpected header; expected time,callid,queuename,agent,event and data or data1..data5")
+        yield from source.aside() or [Converted(f"{name}:1", first.rstrip("\r\n"), error=(
+            "unexpected header; expected time,callid,queuename,agent,event and data or data1..data5"))]
         return
     mapper, seen = QueueLogMapper(site_id, hasher), Counter()
     at = {c: header.index(c) for c in (*REALTIME_COLUMNS, *data)}
-    rows = csv.reader(lines, delimiter=delimiter)
+    rows = csv.reader(source, delimiter=delimiter)
     for row in rows:
+        yield from source.aside()  # lines over the limit (read as empty lines)
         if not any(cell.strip() for cell in row):
             continue
         raw = delimiter.join(row)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+import schemas
 from schemas import InvalidEvent, key_field, time_ms, validate, validate_dict
 
 from .agents import AgentStates
@@ -291,32 +292,39 @@ class FcrStage:
         out = Output()
         for key, generation, version, counters in self.windows.drain():
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
+        # how far the verdicts are settled: the window stage keeps a window until every verdict for it came
+        out.marks = {"windows": (self.order.time(), self.order.state())}
         return out
 
 
 class WindowsStage:
     """Per series partition: the sum of each window's partials, its KPI row, and threshold alerts
-    judged once every per-event partition has passed the window."""
+    judged once every per-event partition has passed the window. A window is kept until the per-event
+    partitions and the FCR stage (whose verdicts on a window's calls come up to the FCR horizon later,
+    through a stage of its own) have both passed its retention."""
 
     def __init__(self, ctx: Context, partition: int, state: dict[str, dict]):
         self.ctx = ctx
         self.meta = state["meta"]
         self.sums = WindowSums(state["windows"], ctx.kpi)
         self.order = Ordered(self.meta.setdefault("order", {}), _sources(ctx, "events"), 0)
+        self.verdicts = Ordered(self.meta.setdefault("verdicts", {}), _sources(ctx, "fcr"), 0)
         self.thresholds = ThresholdMonitor(self.meta.setdefault("thresholds", {}))
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
             for _, key, generation, version, counters in bundle["items"]:
                 self.sums.apply(key, generation, version, counters)
-            if bundle["wm"] is not None and bundle["src"].startswith("events/"):
-                self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
+            if bundle["wm"] is not None:
+                marks = self.order if bundle["src"].startswith("events/") else self.verdicts
+                marks.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
         rows = self.sums.drain()
         out.rows["kpi_windows"] = rows
         out.rows["alerts"] = self.thresholds.observe(rows, self.order.frontier())
-        self.sums.sweep(self.order.time())
-        self.meta["order"], self.meta["thresholds"] = self.order.s, self.thresholds.state
+        self.sums.sweep(min(self.order.time(), self.verdicts.time()))
+        self.meta["order"], self.meta["verdicts"] = self.order.s, self.verdicts.s
+        self.meta["thresholds"] = self.thresholds.state
         return out
 
 
@@ -414,8 +422,10 @@ def _sources(ctx: Context, stage: str) -> list[str]:
 
 
 def _payload(raw: bytes | str | dict) -> bytes | str:
-    """The input as received: serialized events as they are, adapter-made dicts as JSON."""
-    return raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw)
+    """The input as received: serialized events as they are, adapter-made dicts as JSON; input over
+    CALLQA_MAX_EVENT_BYTES (put on the topic by another producer) only its first 4 KiB."""
+    payload = raw if isinstance(raw, (bytes, str)) else orjson.dumps(raw)
+    return schemas.payload_prefix(payload) if len(payload) > schemas.MAX_EVENT_BYTES else payload
 
 
 def make_stage(name: str, ctx: Context, partition: int, state: dict[str, dict], store_raw: bool = False):
