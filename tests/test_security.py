@@ -141,7 +141,7 @@ def test_every_client_the_worker_makes_gets_the_security(tls, tmp_path, monkeypa
     import confluent_kafka
 
     import streams.app
-    from callqa.cli import _sink
+    from callqa.cli.operate import _sink
 
     secured = config(**sasl("SASL_SSL", "SCRAM-SHA-256", KAFKA_SSL_CA_FILE=str(tls["ca"])), CALLQA_DATA_DIR=str(tmp_path))
     expected = kafka_security.librdkafka(secured)

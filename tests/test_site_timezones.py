@@ -157,7 +157,7 @@ def test_test_call_slots_are_local_weekdays_and_hours():
 def test_both_runners_take_the_zones_from_the_same_config(tmp_path, monkeypatch):
     """The faust worker's context and the embedded pipeline's are built from ``Config.kpi``."""
     import streams.app
-    from callqa.cli import _embedded_pipeline
+    from callqa.cli.common import _embedded_pipeline
     from sinks.store import EmbeddedStore
 
     config = Config.from_env({"CALLQA_SITE_TIMEZONES": "site-1=Asia/Shanghai", "CALLQA_DATA_DIR": str(tmp_path),

@@ -59,7 +59,7 @@ def test_a_sink_that_cannot_go_on_stops_its_process_and_says_why():
 
     code = """
 import signal, sys, threading, time
-from callqa.cli import _supervised
+from callqa.cli.operate import _supervised
 signal.signal(signal.SIGTERM, lambda *_: (print("stopping"), sys.exit(0)))
 def run(stop):
     raise RuntimeError("store refused the batch")
