@@ -59,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time of its site (in its partition) an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_MAX_FUTURE_S", "86400", "An event more than this many seconds ahead of the machine's clock (or before 2000) is a dead letter, so one mistyped date cannot move the watermark and make every other call late."),
-    Setting("CALLQA_MAX_EVENT_BYTES", "1048576", "An input event larger than this is a dead letter, not parsed (bounds the memory one message can take)."),
+    Setting("CALLQA_MAX_EVENT_BYTES", "1048576", "An input event larger than this (at most 2097152) is a dead letter, not parsed (bounds the memory one message can take)."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
     Setting("CALLQA_REDELIVERY_S", "86400", "A finished call is remembered this long after its last event (at most CALLQA_FCR_HORIZON_S): a record delivered again (Amazon Connect delivers at least once) is a duplicate, and a newer version of the record updates the call, instead of being refused as late."),
     Setting("CALLQA_FCR_HORIZON_S", "259200", "First-call resolution: no repeat call from the same caller within this many seconds (72 h)."),
@@ -94,6 +94,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+# the largest CALLQA_MAX_EVENT_BYTES: a dead letter of such an event, JSON-escaped (up to 6 bytes a byte), still
+# fits the topics' message limit (callqa.topics.MESSAGE_MAX_BYTES, 16 MiB)
+MAX_EVENT_BYTES = 2 << 20
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -676,7 +679,7 @@ class Config:
             caller_hash_key=raw["CALLQA_CALLER_HASH_KEY"] or "",
             max_future_s=_int("CALLQA_MAX_FUTURE_S", raw["CALLQA_MAX_FUTURE_S"], 0),
             metrics_port=_int("CALLQA_METRICS_PORT", raw["CALLQA_METRICS_PORT"], 0, 65535),
-            max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024),
+            max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024, MAX_EVENT_BYTES),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
             topic_detector_state=topics["CALLQA_TOPIC_DETECTOR_STATE"],
             recording_url=_recording_url(raw["CALLQA_RECORDING_URL"]),

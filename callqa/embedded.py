@@ -33,6 +33,7 @@ from .core.sampling import PolicyConfig
 from .metrics import reason_kind
 
 BATCH_EVENTS = 5000  # events handed to the graph at a time
+BATCH_BYTES = 32 << 20  # or events of this much text (lines up to CALLQA_MAX_EVENT_BYTES: memory stays bounded)
 
 
 @dataclass
@@ -86,12 +87,15 @@ class EmbeddedPipeline:
         events = partial(EventProcesses, processes) if processes > 1 else EventsHere
         self.graph = LocalGraph(state, config, policy, sampling_key, partitions, store_raw=True, events=events)
         self.summary = RunSummary()
+        self._fed_bytes = 0
 
     def feed(self, raw: bytes | str | dict, origin: str, position: str) -> None:
         """One event, serialized or made by an adapter (validated in the graph either way); invalid
         input becomes a dead letter."""
         self.graph.feed(raw, origin, position)
-        if self.graph.pending >= BATCH_EVENTS:
+        self._fed_bytes += len(raw) if isinstance(raw, (bytes, str)) else 0
+        if self.graph.pending >= BATCH_EVENTS or self._fed_bytes >= BATCH_BYTES:
+            self._fed_bytes = 0
             self._write(self.graph.advance())
 
     def reject(self, reason: str, raw: bytes | str, origin: str, position: str) -> None:

@@ -55,8 +55,8 @@ class Publisher:
         self._failures: list = []
         self._refusals: list[dict] = []  # dead letters of events refused on delivery, to send
         self._events_partitions: int | None = None
-        # an event within CALLQA_MAX_EVENT_BYTES is not refused by the producer (its default is 1,000,000)
-        max_bytes = max(1_000_000, min(schemas.MAX_EVENT_BYTES + 65_536, 1_000_000_000))
+        # an event within CALLQA_MAX_EVENT_BYTES, with its key (one of its fields), is not refused by the producer
+        max_bytes = max(1_000_000, 2 * schemas.MAX_EVENT_BYTES + 65_536)
         self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
                                    "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random",
                                    "message.max.bytes": max_bytes, **(security or {})})

@@ -1,7 +1,8 @@
 """Batching writer: buffers rows per table and writes them in one insert per table.
 
-A batch is due when any table holds ``max_rows`` rows or the oldest buffered row has waited
-``max_seconds``. Rows stay buffered until a write succeeds, so the caller commits its input offsets
+A batch is due when any table holds ``max_rows`` rows or about ``max_bytes`` of text (dead letters keep
+payloads of up to CALLQA_MAX_EVENT_BYTES: memory stays bounded whatever the rows hold), or the oldest
+buffered row has waited ``max_seconds``; a flush writes inserts of at most both. Rows stay buffered until a write succeeds, so the caller commits its input offsets
 only after ``flush()`` returned:
 
 - a store that cannot take the rows now (unreachable, disk full, out of memory, too many parts:
@@ -29,13 +30,22 @@ from . import tables
 from .store import StatementRefused, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+MAX_BYTES = 32 << 20  # text buffered before a batch is due
+
+
+def _text_bytes(row: dict) -> int:
+    """About the size of a row: its strings' lengths (the large values are strings) and 16 a value else."""
+    return sum(len(v) if isinstance(v, (str, bytes)) else 16 for v in row.values())
 
 
 class BatchWriter:
     def __init__(self, store: Store, max_rows: int, max_seconds: float,
-                 retries: int | None = None, backoff_s: float = 0.2, max_backoff_s: float = 10.0):
+                 retries: int | None = None, backoff_s: float = 0.2, max_backoff_s: float = 10.0,
+                 max_bytes: int = MAX_BYTES):
         self.store = store
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self.max_seconds = max_seconds
         self.retries = retries
         self.backoff_s = backoff_s
@@ -48,6 +58,7 @@ class BatchWriter:
     def submit(self, table: str, row: dict) -> None:
         rows = self._rows[table]
         rows.append(row)
+        self._bytes += _text_bytes(row)
         if self._oldest is None:
             self._oldest = time.monotonic()
 
@@ -58,18 +69,23 @@ class BatchWriter:
     def due(self) -> bool:
         if self._oldest is None:
             return False
-        return (time.monotonic() - self._oldest >= self.max_seconds
+        return (time.monotonic() - self._oldest >= self.max_seconds or self._bytes >= self.max_bytes
                 or any(len(r) >= self.max_rows for r in self._rows.values()))
 
     def flush(self) -> None:
         """Write every buffered row; raises StoreError when the retries are spent (rows kept)."""
         for table in list(self._rows):
             rows = self._rows[table]
-            for start in range(0, len(rows), self.max_rows):
-                chunk = rows[start:start + self.max_rows]
-                self.written[table] += len(chunk) - self._write(table, chunk)
+            while rows:
+                n = size = 0
+                while n < len(rows) and n < self.max_rows and (not n or size < self.max_bytes):
+                    size += _text_bytes(rows[n])
+                    n += 1
+                self.written[table] += n - self._write(table, rows[:n])
+                del rows[:n]  # written: a retry spent later keeps only what is left
             del self._rows[table]
         self._oldest = None
+        self._bytes = 0
 
     def _write(self, table: str, rows: list[dict]) -> int:
         """Write one batch; returns how many of its rows the store refused (now dead letters)."""

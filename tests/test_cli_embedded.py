@@ -81,10 +81,14 @@ def test_query_is_read_only_and_takes_a_format_clause(tmp_path):
                       "ALTER TABLE alerts DELETE WHERE 1", "SELECT 1 SETTINGS readonly = 0", "KILL QUERY WHERE 1",
                       "/* a read */ DROP TABLE alerts", "WITH 1 AS x INSERT INTO alerts SELECT * FROM alerts",
                       "SELECT * FROM file('/etc/hostname', 'LineAsString')", "SELECT 1; DROP TABLE alerts",
+                      "DESCRIBE TABLE file('/etc/passwd', 'TSVWithNames')", "DESC url('http://127.0.0.1:9/x.csv', 'CSV')",
+                      "SELECT * FROM remoteSecure('h:9440', system.one)", "EXPLAIN SELECT * FROM s3('http://h/b/k')",
                       f"SELECT 'x' INTO OUTFILE '{victim}' FORMAT TSVRaw", "SELECT 1; SELECT 2", ""):
         done = run_callqa(["query", statement], env)
         assert done.returncode == 2 and "Traceback" not in done.stderr, statement
-        assert any(word in done.stderr for word in ("readonly", "reads only", "one statement", "OUTFILE", "empty")), statement
+        assert any(word in done.stderr for word in ("readonly", "reads only", "one statement", "OUTFILE", "empty",
+                                                    "outside the store")), statement
+        assert "root:" not in done.stdout + done.stderr, statement
     assert not victim.exists()
     assert run_callqa(["query", "SELECT count() FROM alerts"], env).stdout == before
     done = run_callqa(["query", "SELECT outcome, count() AS n FROM call_records FINAL GROUP BY outcome "

@@ -81,6 +81,8 @@ CASES = {
                             "CALLQA_KPI_WINDOWS='1000000000000' is too large (at most 31622400)"),
     "partitions by the thousand": (["query", "SELECT 1"], {"CALLQA_TOPIC_PARTITIONS": "100000"}, 2,
                                    "CALLQA_TOPIC_PARTITIONS='100000' is too large (at most 256)"),
+    "events larger than the topics take": (["query", "SELECT 1"], {"CALLQA_MAX_EVENT_BYTES": "4194304"}, 2,
+                                           "CALLQA_MAX_EVENT_BYTES='4194304' is too large (at most 2097152)"),
     "topic name": (["query", "SELECT 1"], {"CALLQA_TOPIC_ALERTS": "alerts/today"}, 2,
                    "CALLQA_TOPIC_ALERTS='alerts/today' is not a Kafka topic name"),
     "two settings one topic": (["query", "SELECT 1"], {"CALLQA_TOPIC_ALERTS": "same", "CALLQA_TOPIC_KPIS": "same"}, 2,

@@ -58,3 +58,28 @@ def test_a_rebuilt_stage_partition_holds_what_was_checkpointed():
     assert checked >= 50, checked
     assert all(sp.parts["meta"].get("through", -1) > 0 for sp in live.values()), "every stage partition took input"
     assert any(value is None for table in tables.values() for _, value in table.log)  # deletions were written
+
+
+def test_a_profile_sent_to_every_partition_counts_on_its_own_partition_only():
+    """The publisher sends ``agent.profile`` to every events partition (schemas.BROADCAST). A copy on a
+    partition that is not the profile's own is applied to the profiles and is nothing else: not counted,
+    not stored raw, not a dead letter when invalid, and it does not move that partition's event time."""
+    from callqa.core.graph import make_stage
+
+    profiles: dict = {}
+    ctx = Context(KpiConfig(), PolicyConfig(), b"k", 4, partition_of, profiles)
+    profile = {"event_id": "p1", "event_type": "agent.profile", "schema_version": 1, "source": "hr",
+               "event_time": "2024-03-06T07:00:00.000Z", "site_id": "s1", "agent_id": "a7", "team_id": "s1/t1",
+               "hire_date": "2023-01-01", "tier": "middle"}
+    own = partition_of("a7", 4)
+    other = (own + 1) % 4
+    raw, bogus = orjson.dumps(profile), orjson.dumps(profile | {"event_id": "p2", "tier": "bogus"})
+    copy = make_stage("events", ctx, other, {}, store_raw=True)
+    out = copy.process([(0, raw, "events", "0"), (1, bogus, "events", "1")])
+    assert profiles["a7"]["team_id"] == "s1/t1"
+    assert not out.counts and not out.rows.get("raw_events") and not out.rows.get("dead_letters")
+    assert copy.meta.get("wm", 0) == 0
+    mine = make_stage("events", ctx, own, {}, store_raw=True)
+    out = mine.process([(0, raw, "events", "0"), (1, bogus, "events", "1")])
+    assert out.counts["agent.profile"] == 1 and len(out.rows["raw_events"]) == 1 and len(out.rows["dead_letters"]) == 1
+    assert mine.meta["wm"] > 0

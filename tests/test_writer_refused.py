@@ -30,6 +30,25 @@ def test_refused_rows_are_dead_letters_and_the_rest_is_written(store):
     assert (writer.written["probe"], writer.written["dead_letters"], writer.refused) == (40, 2, 2)
 
 
+def test_a_batch_is_due_at_its_size_in_text_and_written_in_inserts_of_about_that_size(store):
+    """Rows that hold much text (dead letters keep payloads of up to CALLQA_MAX_EVENT_BYTES) make a batch due
+    before its row count, and go in inserts of about ``max_bytes``: memory stays bounded."""
+    writer = BatchWriter(store, max_rows=1000, max_seconds=60, max_bytes=10_000)
+    inserts = []
+    insert = store.insert
+    store.insert = lambda table, rows: (inserts.append(len(rows)), insert(table, rows))
+    rows = [{"id": f"r{i:02}" + "x" * 3000, "n": i} for i in range(10)]
+    for row in rows[:3]:
+        writer.submit("probe", row)
+    assert not writer.due()
+    writer.submit("probe", rows[3])
+    assert writer.due()
+    for row in rows[4:]:
+        writer.submit("probe", row)
+    writer.flush()
+    assert inserts == [4, 4, 2] and store.query("SELECT count() FROM probe FINAL")[1] == [(10,)]
+
+
 def test_a_lone_bad_row_and_a_row_with_an_unknown_field_are_dead_letters_not_a_stopped_sink(store):
     for bad in ({"id": "lone", "n": "not a number"}, {"id": "extra", "n": 1, "no_such_column": 2}):
         writer = BatchWriter(store, max_rows=1000, max_seconds=60)

@@ -208,6 +208,13 @@ _SQL_TOKENS = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\
                          re.DOTALL)
 
 
+# table functions that reach files, URLs, object stores, other servers or programs
+_OUTSIDE = re.compile(r"\b(file|fileCluster|url|urlCluster|s3|s3Cluster|gcs|cosn|oss|hdfs|hdfsCluster|azureBlobStorage|"
+                      r"azureBlobStorageCluster|remote|remoteSecure|cluster|clusterAllReplicas|mysql|postgresql|jdbc|"
+                      r"odbc|mongodb|redis|sqlite|executable|deltaLake|hudi|iceberg\w*|paimon\w*|input|arrowFlight)"
+                      r"\s*\(", re.IGNORECASE)
+
+
 def _statement(sql: str) -> tuple[str, str]:
     """A query without its comments and a final ``;`` (what is run), and the same with every string and
     quoted name blanked (what is checked: a ``;`` or ``--`` inside a string is not syntax)."""
@@ -243,6 +250,9 @@ def query(sql: str, as_json: bool) -> None:
         raise UserError("one statement at a time")
     if not re.match(r"\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", masked, re.IGNORECASE):
         raise UserError("callqa query runs reads only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
+    outside = _OUTSIDE.search(masked)
+    if outside:  # readonly = 1 refuses them in a SELECT, not in a DESCRIBE (which reads the file or URL)
+        raise UserError(f"{outside.group(1)}(...) reads outside the store: callqa query reads its tables only")
     if re.search(r"\bINTO\s+OUTFILE\b", masked, re.IGNORECASE):
         raise UserError("INTO OUTFILE is refused: callqa query writes nothing; use a FORMAT clause and redirect stdout")
     store = _reader(_config())

@@ -129,7 +129,7 @@ class EventsStage:
     """Per input partition: validation, call assembly, agent states, evaluations, partial windows."""
 
     def __init__(self, ctx: Context, partition: int, state: dict[str, dict], store_raw: bool = False):
-        self.ctx, self.source, self.store_raw = ctx, f"events/{partition}", store_raw
+        self.ctx, self.partition, self.source, self.store_raw = ctx, partition, f"events/{partition}", store_raw
         self.meta = state["meta"]
         team_of = lambda agent: (ctx.profiles.get(agent) or {}).get("team_id")
         retention = (ctx.kpi.call_timeout_s + ctx.kpi.allowed_lateness_s) * 1000
@@ -144,6 +144,8 @@ class EventsStage:
         out = Output()
         records: dict[str, dict] = {}
         for offset, raw, origin, position in _new(self.meta, messages):
+            if self._copy(raw):
+                continue
             try:
                 event = validate(raw) if isinstance(raw, (bytes, str)) else validate_dict(raw)
             except InvalidEvent as exc:
@@ -181,6 +183,28 @@ class EventsStage:
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
         out.marks = {stage: (self.meta.get("wm", 0), BUSY) for stage in DOWNSTREAM["events"]}
         return out
+
+    def _copy(self, raw: bytes | str | dict) -> bool:
+        """Whether ``raw`` is a copy of reference data (``schemas.BROADCAST``: the publisher sends it to every
+        partition) on a partition that is not its own: then its profile is applied and nothing else — the
+        event is counted, stored, dead-lettered and moves event time on its own partition only, as on the
+        embedded run."""
+        if not (b'"agent.profile"' in raw if isinstance(raw, bytes) else isinstance(raw, str) and '"agent.profile"' in raw):
+            return False
+        try:
+            event = orjson.loads(raw)
+            if event["event_type"] not in schemas.BROADCAST:
+                return False
+            owner = self.ctx.route(str(event[key_field(event["event_type"])]))
+        except (ValueError, KeyError, TypeError):  # not sent to every partition: it is this one's to judge
+            return False
+        if owner == self.partition:
+            return False
+        try:
+            self._apply(validate(raw), 0)
+        except InvalidEvent:
+            pass  # its own partition dead-letters it
+        return True
 
     def idle(self, finished: bool = False) -> Output:
         """Nothing more for now (caught up), or at all (``finished``): tell the stages downstream."""
