@@ -95,11 +95,13 @@ def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             existing.append(name)
-    _raise_message_limit(admin, existing, timeout_s)
+    _raise_message_limit(admin, [name for name in existing if name != config.topic_events], timeout_s)
 
 
 def _raise_message_limit(admin: AdminClient, names: list[str], timeout_s: float) -> None:
-    """Topics made by an earlier version (or by hand) take messages up to ``MESSAGE_MAX_BYTES`` too."""
+    """The topics the worker writes, made by an earlier version (or by hand), take messages up to
+    ``MESSAGE_MAX_BYTES`` too. (An existing events topic keeps its limit: what it refuses, the publisher
+    dead-letters.)"""
     if not names:
         return
     described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name) for name in names],

@@ -340,10 +340,18 @@ def test_replay_to_kafka_dead_letters_what_is_too_large_and_accounts_for_every_l
     lines = DAY.read_text().splitlines()
     event = json.loads(lines[0])
     huge = json.dumps(event | {"event_id": "huge", "call_id": "x" * 2_000_000})
-    incompressible = json.dumps(event | {"event_id": "broker-refuses", "call_id": secrets.token_hex(1_500_000)})
+    incompressible = json.dumps(event | {"event_id": "broker-refuses", "call_id": secrets.token_hex(700_000)})
     env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka)
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    # an events topic made beforehand with the broker's default limit (1 MiB): callqa keeps it as it is
+    admin = AdminClient({"bootstrap.servers": kafka})  # held until the answer: a freed client drops it
+    made = admin.create_topics(
+        [NewTopic(env["CALLQA_TOPIC_EVENTS"], num_partitions=4, replication_factor=1,
+                  config={"max.message.bytes": str(1 << 20)})])
+    made[env["CALLQA_TOPIC_EVENTS"]].result(30)
     files = {}
-    for name, big, limit in (("huge.jsonl", huge, None), ("refused.jsonl", incompressible, "4000000")):
+    for name, big, limit in (("huge.jsonl", huge, None), ("refused.jsonl", incompressible, "2000000")):
         path = tmp_path / name
         path.write_text("\n".join(lines[:30] + [big, ""] + lines[30:]) + "\n")
         run_env = env | ({"CALLQA_MAX_EVENT_BYTES": limit} if limit else {})
