@@ -19,7 +19,6 @@ from pathlib import Path
 
 import orjson
 
-import schemas
 from sinks import rollups, tables
 from sinks.writer import BatchWriter
 from sources.lines import Oversized
@@ -130,8 +129,8 @@ class EmbeddedPipeline:
 
     def run(self, lines: Iterable[bytes | Oversized], origin: str) -> RunSummary:
         """Feed JSON Lines (blank lines skipped; a line over CALLQA_MAX_EVENT_BYTES — an ``Oversized`` of
-        ``sources.lines.bounded_lines``, or a line given whole — is a dead letter with its first 4 KiB, not
-        parsed), flush everything to the store and save the state."""
+        ``sources.lines.bounded_lines``, or a line given whole, which the graph refuses — is a dead letter
+        with its first 4 KiB, not parsed), flush everything to the store and save the state."""
         summary = self.summary
         for number, line in enumerate(lines, 1):
             summary.lines = number
@@ -141,8 +140,6 @@ class EmbeddedPipeline:
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 summary.blank += 1
-            elif len(line) > schemas.MAX_EVENT_BYTES:
-                self.reject(schemas.too_large(len(line), schemas.PAYLOAD_PREFIX_BYTES), schemas.payload_prefix(line), origin, str(number))
             else:
                 self.feed(line, origin, str(number))
         self.close()

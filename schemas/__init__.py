@@ -136,8 +136,8 @@ def too_large(size: int, kept: int | None = None, refused_by: str | None = None)
 
 def validate(raw: bytes | str) -> dict:
     """Parse and validate one serialized event (one larger than ``MAX_EVENT_BYTES`` is not parsed)."""
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(too_large(len(raw)))
+    if len(raw) > MAX_EVENT_BYTES:  # its dead letter keeps its first PAYLOAD_PREFIX_BYTES (every runner cuts it)
+        raise InvalidEvent(too_large(len(raw), PAYLOAD_PREFIX_BYTES))
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

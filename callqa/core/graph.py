@@ -189,7 +189,8 @@ class EventsStage:
         partition) on a partition that is not its own: then its profile is applied and nothing else — the
         event is counted, stored, dead-lettered and moves event time on its own partition only, as on the
         embedded run."""
-        if not (b'"agent.profile"' in raw if isinstance(raw, bytes) else isinstance(raw, str) and '"agent.profile"' in raw):
+        marks = _BROADCAST_MARKS.get(type(raw))
+        if marks is None or not any(mark in raw for mark in marks):
             return False
         try:
             event = orjson.loads(raw)
@@ -443,6 +444,11 @@ def _new(meta: MutableMapping, messages: list) -> list:
 
 def _sources(ctx: Context, stage: str) -> list[str]:
     return [f"{stage}/{p}" for p in range(ctx.partitions)]
+
+
+# the event types of schemas.BROADCAST as they appear in a serialized event: a cheap look before parsing it
+_BROADCAST_MARKS = {str: tuple(f'"{kind}"' for kind in schemas.BROADCAST),
+                    bytes: tuple(f'"{kind}"'.encode() for kind in schemas.BROADCAST)}
 
 
 def _payload(raw: bytes | str | dict) -> bytes | str:
