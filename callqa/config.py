@@ -54,11 +54,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_SAMPLING_DECISIONS", "callqa.sampling-decisions", "One select-or-skip decision per recorded call, with the reason."),
     Setting("CALLQA_TOPIC_REVIEW_QUEUE", "callqa.review-queue", "Calls selected for review (queued, or dropped for a riskier call)."),
     Setting("CALLQA_TOPIC_DETECTOR_STATE", "callqa.detector-state", "The drift charts' state per series and hour (value, expected value, CUSUM statistic and limit) out: what the report's incident charts draw."),
+    Setting("CALLQA_TOPIC_RAW_EVENTS", "callqa.raw-events", "The input events the worker applied, as received, out (the raw_events table: what an embedded replay stores; late and repeated events are dead letters or duplicates instead)."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates (at most 256)."),
     Setting("CALLQA_KPI_WINDOWS", "900,3600,86400", "Tumbling KPI window sizes in seconds, comma-separated, each at most 366 days and none twice (site and queue also get 300 s buckets for the live last 30 minutes)."),
     Setting("CALLQA_ALLOWED_LATENESS_S", "3600", "How far behind the latest event time of its site (in its partition) an event may arrive and still correct its call and windows."),
     Setting("CALLQA_ORDERING_SLACK_S", "0", "Drift charts and the sampler take their input in event-time order once every input partition has passed it by this many seconds: input later than that is taken as it comes. The worker holds (and saves) the input of this many seconds, so keep it small at high rates."),
     Setting("CALLQA_MAX_FUTURE_S", "86400", "An event more than this many seconds ahead of the machine's clock (or before 2000) is a dead letter, so one mistyped date cannot move the watermark and make every other call late."),
+    Setting("CALLQA_WATERMARK_QUORUM", "2", "How many distinct calls or agents must reach an event time before a partition's (and a site's) watermark moves to it (at most 16): with 2, one call dated ahead, even within CALLQA_MAX_FUTURE_S, times out, closes and settles nothing of the others. 1: the latest event time seen."),
     Setting("CALLQA_MAX_EVENT_BYTES", "1048576", "An input event larger than this (at most 2097152) is a dead letter, not parsed (bounds the memory one message can take)."),
     Setting("CALLQA_CALL_TIMEOUT_S", "14400", "A call with no end this long after its last event is closed as incomplete."),
     Setting("CALLQA_REDELIVERY_S", "86400", "A finished call is remembered this long after its last event (at most CALLQA_FCR_HORIZON_S): a record delivered again (Amazon Connect delivers at least once) is a duplicate, and a newer version of the record updates the call, instead of being refused as late."),
@@ -212,6 +214,7 @@ def _kpi_config(raw: dict, windows: tuple[int, ...]) -> KpiConfig:
                      allowed_lateness_s=_int("CALLQA_ALLOWED_LATENESS_S", raw["CALLQA_ALLOWED_LATENESS_S"], 0),
                      call_timeout_s=_int("CALLQA_CALL_TIMEOUT_S", raw["CALLQA_CALL_TIMEOUT_S"]),
                      ordering_slack_s=_int("CALLQA_ORDERING_SLACK_S", raw["CALLQA_ORDERING_SLACK_S"], 0),
+                     watermark_quorum=_int("CALLQA_WATERMARK_QUORUM", raw["CALLQA_WATERMARK_QUORUM"], 1, 16),
                      fcr_horizon_s=fcr_horizon_s, redelivery_s=redelivery_s, clock=_clock(raw))
 
 
@@ -312,7 +315,8 @@ def _finite_and_positive(value, where: str) -> None:
 
 TOPIC_SETTINGS = ("CALLQA_TOPIC_EVENTS", "CALLQA_TOPIC_DEAD_LETTERS", "CALLQA_TOPIC_CALL_RECORDS", "CALLQA_TOPIC_KPIS",
                   "CALLQA_TOPIC_EVALUATIONS", "CALLQA_TOPIC_ALERTS", "CALLQA_TOPIC_SAMPLING",
-                  "CALLQA_TOPIC_SAMPLING_DECISIONS", "CALLQA_TOPIC_REVIEW_QUEUE", "CALLQA_TOPIC_DETECTOR_STATE")
+                  "CALLQA_TOPIC_SAMPLING_DECISIONS", "CALLQA_TOPIC_REVIEW_QUEUE", "CALLQA_TOPIC_DETECTOR_STATE",
+                  "CALLQA_TOPIC_RAW_EVENTS")
 MAX_PARTITIONS = 256
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -613,6 +617,7 @@ class Config:
     kafka_ssl_cert_file: str | None = None
     kafka_ssl_key_file: str | None = None
     topic_detector_state: str = "callqa.detector-state"
+    topic_raw_events: str = "callqa.raw-events"
     recording_url: str = "{storage_uri}"
     min_calls_for_ratio: int = 20
     reviewers: tuple[Reviewer, ...] = ()  # named reviewers (CALLQA_REVIEWERS_FILE); none: the synthetic qa-01...
@@ -682,12 +687,13 @@ class Config:
             max_event_bytes=_int("CALLQA_MAX_EVENT_BYTES", raw["CALLQA_MAX_EVENT_BYTES"], 1024, MAX_EVENT_BYTES),
             sink_stale_s=_int("CALLQA_SINK_STALE_S", raw["CALLQA_SINK_STALE_S"]),
             topic_detector_state=topics["CALLQA_TOPIC_DETECTOR_STATE"],
+            topic_raw_events=topics["CALLQA_TOPIC_RAW_EVENTS"],
             recording_url=_recording_url(raw["CALLQA_RECORDING_URL"]),
             min_calls_for_ratio=_int("CALLQA_MIN_CALLS_FOR_RATIO", raw["CALLQA_MIN_CALLS_FOR_RATIO"], 0),
             **_kafka_security(raw),
         )
 
 
-# every setting is a Config field, except the KPI rules and site time zones (12, making up Config.kpi) and the
+# every setting is a Config field, except the KPI rules, watermark quorum and site time zones (13, making up Config.kpi) and the
 # policy's (4, Config.policy)
-assert len(SETTINGS) - 12 - 4 == len(fields(Config)) - 2
+assert len(SETTINGS) - 13 - 4 == len(fields(Config)) - 2

@@ -113,14 +113,14 @@ class FileTarget:
 def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order: bool = False,
            scrub: Callable[[str], str] = lambda text: text) -> IngestSummary:
     """Send every unit's events (sorted by event time first when ``in_time_order``) and its errors (their
-    raw text through ``scrub``: the caller hasher's, so no number is kept in clear; a unit over the limit
+    raw text and reason through ``scrub``: the caller hasher's, so no number is kept in clear; a unit over the limit
     keeps its first 4 KiB, cut once scrubbed so that a number across the cut is hashed whole)."""
     summary, held = IngestSummary(), []
     try:
         for unit in units:
             summary.add(unit)
             if unit.error:
-                unit.raw = scrub(unit.raw)
+                unit.raw, unit.error = scrub(unit.raw), scrub(unit.error)  # a reason may quote the line
                 if unit.size is not None:
                     unit.raw = schemas.payload_prefix(unit.raw)
                 summary.dead_letters[reason_kind(unit.error)] += 1

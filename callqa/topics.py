@@ -29,15 +29,15 @@ def topic_names(config: Config) -> list[str]:
     worker's consumer is assigned all of them from the start."""
     return [*(internal_topic(config, name) for name in INTERNAL), config.topic_events, config.topic_dead_letters, config.topic_call_records,
             config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling,
-            config.topic_sampling_decisions, config.topic_review_queue, config.topic_detector_state]
+            config.topic_sampling_decisions, config.topic_review_queue, config.topic_detector_state, config.topic_raw_events]
 
 
 def sink_routes(config: Config) -> dict[str, str]:
-    """The topics the ClickHouse sink reads, each with the table it writes: the input topic's valid events
-    into ``raw_events``, every output topic into its own table."""
+    """The topics the ClickHouse sink reads, each with the table it writes: every output topic of the worker
+    into its own table (the events it applied, as received, into ``raw_events``)."""
     from sinks import tables
 
-    return {config.topic_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS,
+    return {config.topic_raw_events: tables.RAW_EVENTS, config.topic_call_records: tables.CALL_RECORDS,
             config.topic_kpis: tables.KPI_WINDOWS, config.topic_dead_letters: tables.DEAD_LETTERS,
             config.topic_evaluations: tables.EVALUATIONS, config.topic_alerts: tables.ALERTS,
             config.topic_sampling: tables.SAMPLING_RATES, config.topic_sampling_decisions: tables.SAMPLING_DECISIONS,

@@ -1,6 +1,5 @@
-"""Kafka topics → ClickHouse, in Snuba's order: consume, batch, write, then commit. The output
-topics' rows (a JSON object, or an array of them, per message) go to their tables as they are; the
-input topic's valid events go to ``raw_events``.
+"""Kafka topics → ClickHouse, in Snuba's order: consume, batch, write, then commit. The worker's output
+topics' rows (a JSON object, or an array of them, per message) go to their tables as they are.
 
 ``KafkaSink`` follows Arroyo's step shape: ``submit`` one message, ``poll`` to write and commit
 when a batch is due, ``join`` to write and commit what is left. Offsets are committed only after
@@ -17,9 +16,8 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Message
 
 from callqa import metrics
-from callqa.core.dead_letters import dead_letter, raw_event
+from callqa.core.dead_letters import dead_letter
 from callqa.logs import KAFKA_LOG
-from schemas import InvalidEvent, validate
 
 from . import tables
 from .writer import BatchWriter
@@ -37,9 +35,6 @@ class KafkaSink:
 
     def submit(self, message: Message) -> None:
         table = self.routes[message.topic()]
-        if table == tables.RAW_EVENTS:
-            self._raw_event(message)
-            return
         try:
             rows = orjson.loads(message.value())
             rows = [rows] if isinstance(rows, dict) else rows
@@ -51,14 +46,6 @@ class KafkaSink:
                                        str(message.offset()))], tables.DEAD_LETTERS
         for row in rows:
             self.writer.submit(table, row)
-
-    def _raw_event(self, message: Message) -> None:
-        """Input events are stored as they came; invalid ones are the worker's dead letters."""
-        try:
-            event = validate(message.value())
-        except InvalidEvent:
-            return
-        self.writer.submit(tables.RAW_EVENTS, raw_event(event, message.value()))
 
     def poll(self) -> None:
         if self.writer.due():

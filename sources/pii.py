@@ -28,8 +28,10 @@ class CallerHasher:
     def scrub(self, text: str) -> str:
         """``text`` (a source line an adapter could not read, kept as a dead letter; a free-text reason)
         with every number of 7 or more digits — also written with spaces, dots, dashes or brackets, and
-        after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except a line's opening field
-        (a queue_log epoch) and ISO dates: what cannot be parsed cannot be told apart, so all of them go."""
+        after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except ISO dates and the opening
+        field of a queue_log line (at most 10 digits before the first ``|``: an epoch): what cannot be
+        parsed cannot be told apart, so all of them go — a line that opens with a number and no ``|``
+        (a CSV row) loses it too."""
         def hashed(opening: bool):
             def replace(m: re.Match) -> str:
                 found = m.group(0)
@@ -39,8 +41,10 @@ class CallerHasher:
             return replace
 
         parts = DATE_TIME.split(text)  # dates and times are kept as they are; numbers between them go
-        return "".join(part if i % 2 else PHONE.sub(hashed(i == 0), part) for i, part in enumerate(parts))
+        epoch = bool(QUEUE_LOG_OPENING.match(text))
+        return "".join(part if i % 2 else PHONE.sub(hashed(i == 0 and epoch), part) for i, part in enumerate(parts))
 
 
 PHONE = re.compile(r"(?<!\d)\+?\d(?:[\d .()/-]*\d)?")  # digits, maybe with the separators numbers are written with
+QUEUE_LOG_OPENING = re.compile(r"\d{1,10}(?:\.\d+)?[^|,;\t\d]*\|")  # an epoch field (maybe garbled), then a queue_log "|"
 DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?)")

@@ -230,7 +230,7 @@ class StagePartition:
                 values = orjson.loads(value)
                 dict.update(self.parts[part.decode()], values)
                 self.groups[part.decode()][group.decode()] = set(values)
-        self.stage = make_stage(name, ctx, partition, self.parts)
+        self.stage = make_stage(name, ctx, partition, self.parts, store_raw=True)  # raw_events: what it applied
         self.continuity = Continuity()
         self.last_input = time.monotonic()
         self.waiting = 0  # watchdog rounds in a row that found input pending with nothing arriving
@@ -308,7 +308,8 @@ def create_app(config: Config) -> faust.App:
     outputs = {"dead_letters": config.topic_dead_letters, "call_records": config.topic_call_records,
                "kpi_windows": config.topic_kpis, "evaluations": config.topic_evaluations, "alerts": config.topic_alerts,
                "sampling_rates": config.topic_sampling, "sampling_decisions": config.topic_sampling_decisions,
-               "review_queue": config.topic_review_queue, "detector_state": config.topic_detector_state}
+               "review_queue": config.topic_review_queue, "detector_state": config.topic_detector_state,
+               "raw_events": config.topic_raw_events}
     out_topics = {table: app.topic(name, partitions=n, config=TOPIC_CONFIG, **raw) for table, name in outputs.items()}
     tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}

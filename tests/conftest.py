@@ -68,6 +68,7 @@ def callqa_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "CALLQA_TOPIC_SAMPLING_DECISIONS": f"t{run}.sampling-decisions",
         "CALLQA_TOPIC_REVIEW_QUEUE": f"t{run}.review-queue",
         "CALLQA_TOPIC_DETECTOR_STATE": f"t{run}.detector-state",
+        "CALLQA_TOPIC_RAW_EVENTS": f"t{run}.raw-events",
         "CALLQA_SINK_BATCH_SECONDS": "0.5",
         "CALLQA_CALLER_HASH_KEY": "test-caller-hash-key",
     })

@@ -134,7 +134,7 @@ def test_short_abandons_and_service_level():
 def test_call_without_end_is_closed_as_incomplete_after_the_timeout():
     config = KpiConfig(window_sizes_s=(900,), call_timeout_s=600)
     events = [ev(1, 0, "call.queued", "open", queue_id="q"), ev(2, 5, "call.answered", "open", agent_id="a1")]
-    events += answered_call("later", 2000, 1, 30)  # moves the watermark on
+    events += answered_call("later", 2000, 1, 30) + answered_call("later-2", 2000, 1, 30)  # two calls move event time on
     records, rows, _ = run(events, config)
     assert records["open"]["outcome"] == "incomplete"
     assert sum(r["incomplete"] for r in site_rows(rows).values()) == 1
@@ -152,7 +152,7 @@ def test_late_events_correct_within_the_lateness_and_are_refused_after(redeliver
     assert refused == [] and after["offered"] == before["offered"] + 1 and after["version"] > before["version"]
     # far ahead: the watermark moves past "a"'s lateness. A replay of it is never counted twice: within
     # the re-delivery time it is a duplicate of a settled call, after it a late event (refused)
-    run(answered_call("c", 7200, 1, 10), config, state)
+    run(answered_call("c", 7200, 1, 10) + answered_call("d", 7200, 1, 10), config, state)
     _, rows, refused = run(answered_call("a", 0, 10, 30), config, state)
     assert rows == {}
     if redelivery_s:
@@ -166,7 +166,8 @@ def test_late_events_correct_within_the_lateness_and_are_refused_after(redeliver
 def test_first_call_resolution():
     day = 86400
     events = (answered_call("c1", 0, 5, 60, caller="a" * 32) + answered_call("c3", 0, 5, 60, caller="b" * 32)
-              + answered_call("c2", day, 5, 60, caller="a" * 32) + answered_call("c4", 5 * day, 5, 60, caller="c" * 32))
+              + answered_call("c2", day, 5, 60, caller="a" * 32) + answered_call("c4", 5 * day, 5, 60, caller="c" * 32)
+              + answered_call("c5", 5 * day, 5, 60, caller="d" * 32))
     config = KpiConfig(window_sizes_s=(86400,))
     _, rows, _ = run(events, config)
     days = {r["window_start"][:10]: r for r in rows.values() if r["level"] == "site" and r["window_s"] == 86400}
@@ -182,7 +183,8 @@ def test_fcr_verdicts_settled_together_all_count():
     day = 86400
     callers = [chr(ord("a") + i) * 32 for i in range(5)]
     events = [e for i, caller in enumerate(callers) for e in answered_call(f"c{i}", 100 * i, 5, 60, caller=caller)]
-    events += answered_call("c1-again", 300, 5, 60, caller=callers[1]) + answered_call("later", 5 * day, 5, 60)
+    events += answered_call("c1-again", 300, 5, 60, caller=callers[1])
+    events += answered_call("later", 5 * day, 5, 60) + answered_call("later-2", 5 * day, 5, 60)
     _, rows, _ = run(events, KpiConfig(window_sizes_s=(86400,)))
     first = next(r for r in rows.values() if r["level"] == "site" and r["window_s"] == 86400
                  and r["window_start"].startswith("2024-03-04"))
@@ -266,9 +268,10 @@ def test_state_stays_bounded_when_a_batch_spans_past_a_windows_retention():
                                    "event_time": format_ms(at), "site_id": "s1", "source": "test",
                                    "call_id": f"c{i}", **extra}).encode(), "test", str(i))
     graph.flush()
-    graph.feed(json.dumps({"schema_version": 1, "event_id": "last", "event_type": "call.queued",
-                           "event_time": format_ms(start + 400 * 600_000), "site_id": "s1", "source": "test",
-                           "call_id": "last", "queue_id": "q1"}).encode(), "test", "last")
+    for last in ("last", "last-2"):  # two calls: event time moves once two reach it (CALLQA_WATERMARK_QUORUM)
+        graph.feed(json.dumps({"schema_version": 1, "event_id": last, "event_type": "call.queued",
+                               "event_time": format_ms(start + 400 * 600_000), "site_id": "s1", "source": "test",
+                               "call_id": last, "queue_id": "q1"}).encode(), "test", last)
     graph.flush()
     held = graph.state["events"]["0"]["windows"]
     kept_ms = 2 * (config.call_timeout_s + config.allowed_lateness_s) * 1000 + 900_000  # tombstones: one more retention
@@ -315,7 +318,8 @@ def test_a_crash_part_way_through_saving_counts_nothing_twice():
                            "source": "test", "call_id": call, "event_time": format_ms(at), **extra}).encode()
 
     first = [ev("c", "call.queued", t0, queue_id="q1"), ev("c", "call.answered", t0 + 10_000, agent_id="a1")]
-    second = [ev("c", "call.ended", t0 + 100_000, agent_id="a1"), ev("d", "call.queued", t0 + 7_200_000, queue_id="q1")]
+    second = [ev("c", "call.ended", t0 + 100_000, agent_id="a1"), ev("d", "call.queued", t0 + 7_200_000, queue_id="q1"),
+              ev("e", "call.queued", t0 + 7_200_000, queue_id="q1")]
     graph = LocalGraph({}, config)
     for i, line in enumerate(first):
         graph.feed(line, "t", str(i))
@@ -325,7 +329,7 @@ def test_a_crash_part_way_through_saving_counts_nothing_twice():
         graph.feed(line, "t", str(i + 2))
     graph.flush()
     key = f"site|s1|s1|900|{t0}"
-    assert "c" not in graph.state["events"]["0"]["windows"].get(key, {})  # swept by d's watermark
+    assert "c" not in graph.state["events"]["0"]["windows"].get(key, {})  # swept by d's and e's watermark
     # the crash: the events stage's windows were saved, its calls and progress were not
     crashed = copy.deepcopy(graph.state)
     for part in ("calls", "agents", "evaluations", "meta"):

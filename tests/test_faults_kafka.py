@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Producer
 
 from callqa.publish import event_key
+from schemas import format_ms, time_ms
 from sources.simulator import SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
@@ -373,6 +374,12 @@ def test_a_file_published_whole_gives_the_tables_of_its_embedded_replay(kafka, t
     settled FCR verdicts came after their windows had gone: 4,094 of 7,728 counted on a five-day run.)"""
     settings = {"CALLQA_FCR_HORIZON_S": "7200", "CALLQA_REDELIVERY_S": "3600"}
     events = list(Simulator(SimConfig(sites=2, agents_per_site=3, days=2, start=date(2024, 3, 4), seed=5)).events())
+    # at the end, input the worker refuses or ignores: a call event a day late (a dead letter), and an event id
+    # sent again with another time (a duplicate: the first payload is the one kept, in raw_events too)
+    first = next(e for e in events if e["event_type"] == "call.offered")
+    last = next(e for e in reversed(events) if e["event_type"] == "call.ended")
+    events += [first | {"event_id": "late-1", "call_id": "late-call"},
+               last | {"event_time": format_ms(time_ms(last["event_time"]) + 1000)}]
     file = tmp_path / "all.jsonl"
     file.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
     assert run_callqa(["replay", str(file)], callqa_env(tmp_path / "embedded", **settings)).returncode == 0
@@ -388,5 +395,9 @@ def test_a_file_published_whole_gives_the_tables_of_its_embedded_replay(kafka, t
         settled(kafka, env, timeout=300)
     finally:
         worker.stop()
-    figures, examples = differences(store_snapshot(tmp_path / "kafka" / "data"), embedded)
+    streamed = store_snapshot(tmp_path / "kafka" / "data")
+    figures, examples = differences(streamed, embedded)
     assert not any(any(f) for f in figures.values()), (figures, examples)
+    assert any('"late-1"' in row[3] for row in streamed["dead"]) and "late-1" not in {row[0] for row in streamed["raw"]}
+    assert [row for row in streamed["raw"] if row[0] == last["event_id"]] == \
+        [row for row in embedded["raw"] if row[0] == last["event_id"]]

@@ -427,9 +427,9 @@ def test_connect_transfer_to_an_agent_and_a_queue_transfer():
                + ctr("qt-4", "QUEUE_TRANSFER", 60, 300, queue=("Overflow", 61, 80), agent=("agent-04", 82),
                      previous="in-4", initial="in-4")).replace("+445550100300", "+445550100400"))
     settle = ctr("in-9", "INBOUND", 4 * 86400, 4 * 86400 + 60, queue=("Sales", 4 * 86400 + 1, 4 * 86400 + 5))
-    records, w, _, _ = through("amazon-connect-ctr", text + settle.replace("+445550100300", "+445550100999"),
-                               day="2024-03-18")
-    assert set(records) == {"in-3", "in-4", "in-9"}
+    settle = settle.replace("+445550100300", "+445550100999")  # two later contacts move event time on
+    records, w, _, _ = through("amazon-connect-ctr", text + settle + settle.replace("in-9", "in-8"), day="2024-03-18")
+    assert set(records) == {"in-3", "in-4", "in-9", "in-8"}
     assert records["in-3"]["segment_agent_ids"] == ["agent-01", "agent-02"]
     assert records["in-3"]["segment_talk_ms"] == [86_000, 296_000]
     assert records["in-4"]["stint_outcomes"] == ["transferred", "answered"] and records["in-4"]["wait_ms"] == 79_000

@@ -243,7 +243,8 @@ def ingest_file(tmp_path):
         "garbage,row",
         table_row(3, T0 + 20, "c1", "support", "SIP/2001", "CONNECT", "20", "c1.1", "3"),  # repeated: duplicates
         over,
-        table_row(4, T0 + 3 * 3600, "c9", "support", "NONE", "ENTERQUEUE", "555"),  # the watermark moves on
+        table_row(4, T0 + 3 * 3600, "c9", "support", "NONE", "ENTERQUEUE", "555"),  # two calls: the watermark moves on
+        table_row(8, T0 + 3 * 3600, "c8", "support", "NONE", "ENTERQUEUE", "556"),
         table_row(5, T0 + 3 * 3600 + 60, "c-out", "NONE", "SIP/2002", "OUTANSWER", NUMBER, "COMPLETEAGENT", "", ttime=2 * 3600),
         table_row(6, T0 + 60, "c1", "support", "SIP/2001", "COMPLETEAGENT", "20", "40", "1"),
         table_row(7, T0 + 3 * 3600 + 90, "c9", "support", "SIP/2003", "CONNECT", "5", "c9.1", "abc"),  # not a number
@@ -261,7 +262,7 @@ def test_ingest_accounts_for_every_unit_and_event_as_the_store_holds_it(tmp_path
     n = json.loads(done.stdout)
     assert n["units"] == len(rows)
     assert n["units"] == n["units_with_events"] + sum(n["skipped"].values()) + n["unreadable"] + n["units_without_event"]
-    assert (n["units_with_events"], n["skipped"], n["unreadable"]) == (6, {"QUEUESTART": 1}, 3)
+    assert (n["units_with_events"], n["skipped"], n["unreadable"]) == (7, {"QUEUESTART": 1}, 3)
     assert n["events_made"] == sum(n["events"].values()) == n["events_stored"] + n["duplicates"] + n["events_refused"]
     assert (n["duplicates"], n["events_refused"]) == (2, 1)  # the repeated CONNECT; the late answer
     assert n["dead_letters"] == n["unreadable"] + n["units_partly_refused"] + n["events_refused"] == 4
@@ -269,7 +270,7 @@ def test_ingest_accounts_for_every_unit_and_event_as_the_store_holds_it(tmp_path
     kinds, dead, raw = store_rows(tmp_path / "data", str(path))
     assert kinds == n["dead_letters_by_reason"] and len(dead) == n["dead_letters"] and raw == n["events_stored"]
     late = [d for d in dead if reason_kind(d[1]) == "late event"]
-    assert [d[0] for d in late] == ["export.csv:9#site-1:aqlt:5:answered"]  # its own dead letter: the line's event
+    assert [d[0] for d in late] == ["export.csv:10#site-1:aqlt:5:answered"]  # its own dead letter: the line's event
     (too_large,) = [d for d in dead if reason_kind(d[1]) == "too large"]
     assert too_large[0] == "export.csv:7" and f"event of {len(over):,} bytes" in too_large[1]
     # its payload: the first 4 KiB, the caller number across the cut hashed whole (scrubbed, then cut)
@@ -278,7 +279,7 @@ def test_ingest_accounts_for_every_unit_and_event_as_the_store_holds_it(tmp_path
     assert not any(digits[i:i + 4] in payload for i in range(len(digits) - 3)), payload[-60:]
     human = run_callqa(["ingest", "--format", "asterisk-queue-log-table", str(path)],
                        callqa_env(tmp_path / "again", CALLQA_MAX_EVENT_BYTES="4096", CALLQA_TOPIC_PARTITIONS="1"))
-    assert (f"export.csv: 10 input units: 6 with events, 1 skipped (no canonical event), 3 unreadable; "
+    assert (f"export.csv: 11 input units: 7 with events, 1 skipped (no canonical event), 3 unreadable; "
             f"{n['events_made']} events made: {n['events_stored']} stored, 2 duplicates, 1 refused; 4 dead letters "
             "(late event 1, source 2, too large 1)") in human.stdout
 

@@ -83,6 +83,27 @@ def test_unreadable_lines_keep_no_number_in_the_dead_letters(tmp_path):
     assert stored_numbers(tmp_path / "data") & {"447700900123", "5550142"} == set()
 
 
+def test_a_line_that_opens_with_a_caller_number_keeps_none_however_it_is_refused(tmp_path):
+    """Only a queue_log epoch (digits before the first ``|``) opens a dead letter as it was: a line that opens
+    with a caller number keeps it hashed, whether unreadable or over CALLQA_MAX_EVENT_BYTES (its 4 KiB kept)."""
+    from tests.conftest import callqa_env, run_callqa
+
+    log = tmp_path / "queue_log"
+    log.write_text("1710324000|c1|sales|NONE|ENTERQUEUE||5550142|1\n"
+                   "447700900123|c2|sales|NONE|ENTERQUEUE||x|1\n"  # unreadable: a number, not an epoch
+                   "07700900124|c3|sales|NONE|ENTERQUEUE||x|1|" + "y" * 5000 + "\n"  # over the limit
+                   "1710324098|c1|sales|PJSIP/2001|ABANDON|1|1|90\n")
+    done = run_callqa(["ingest", "--format", "asterisk-queue-log", str(log)], callqa_env(tmp_path, CALLQA_MAX_EVENT_BYTES="2048"))
+    assert done.returncode == 0, done.stderr
+    store = EmbeddedStore(tmp_path / "data" / "chdb")
+    try:
+        payloads = [p for (p,) in store.query("SELECT payload FROM dead_letters FINAL ORDER BY position")[1]]
+    finally:
+        store.close()
+    assert len(payloads) == 2 and all(p.startswith("#") for p in payloads), [p[:40] for p in payloads]
+    assert stored_numbers(tmp_path / "data") & {"447700900123", "07700900124", "7700900124"} == set()
+
+
 def test_members_reached_at_a_phone_number_and_pause_reasons_are_hashed(tmp_path):
     from tests.conftest import callqa_env, run_callqa
 

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from callqa.core.dead_letters import raw_event
 from callqa.publish import event_key
+from schemas import InvalidEvent, validate
 from callqa.topics import INTERNAL
 from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa, wait_for
 from tests.events import expected_site_windows
@@ -22,13 +25,23 @@ pytestmark = pytest.mark.services
 DAY = FIXTURES / "day.jsonl"
 
 
-def produce(bootstrap, topic):
+def produce(bootstrap, topic, rows=False):
+    """The day's events to ``topic``: as they are, or (``rows``) as the worker sends their raw_events rows."""
     producer = Producer({"bootstrap.servers": bootstrap})
     lines = DAY.read_bytes().splitlines()
+    if rows:
+        lines = [orjson.dumps(raw_event(validate(line), line.decode())) for line in lines if _valid(line)]
     for line in lines:
         producer.produce(topic, line, key=event_key(line))
     assert producer.flush(30) == 0
     return len(lines)
+
+
+def _valid(line: bytes) -> bool:
+    try:
+        return bool(validate(line))
+    except InvalidEvent:
+        return False
 
 
 def lag(bootstrap, group, topics):
@@ -198,13 +211,13 @@ def test_check_fails_when_the_sink_is_stopped_and_passes_once_it_stored_everythi
     ensure_topics(Config.from_env(env))
     ready = run_callqa(["check"], env)
     assert ready.returncode == 0 and "sink lag 0 messages" in ready.stdout, ready.stdout + ready.stderr
-    sent = produce(kafka, env["CALLQA_TOPIC_EVENTS"])  # no sink is running
+    sent = produce(kafka, env["CALLQA_TOPIC_RAW_EVENTS"], rows=True)  # the worker's output; no sink is running
     time.sleep(4)
     stale = run_callqa(["check"], env)
     assert stale.returncode == 2 and "sink is stale" in stale.stderr and f"{sent} messages not stored" in stale.stderr
     sink = Worker(env, tmp_path / "sink.log", ("sink",))  # (the embedded store takes one process at a time)
     try:
-        wait_for(lambda: lag(kafka, f"{env['CALLQA_APP_ID']}-sink", [env["CALLQA_TOPIC_EVENTS"]]) == 0, 60,
+        wait_for(lambda: lag(kafka, f"{env['CALLQA_APP_ID']}-sink", [env["CALLQA_TOPIC_RAW_EVENTS"]]) == 0, 60,
                  what="the sink caught up")
     finally:
         sink.stop()

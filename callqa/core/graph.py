@@ -48,6 +48,7 @@ from .qa import QaAssembler
 from .sampling import PolicyConfig, Sampler, agent_targets, change_signal, incident_signal
 from .surveys import SurveyAssembler
 from .thresholds import ThresholdMonitor
+from .watermark import advance
 
 SWEEP_EVERY_MS = 60_000
 STAGES = ("events", "fcr", "windows", "monitor", "sampler")  # in graph order
@@ -153,12 +154,17 @@ class EventsStage:
                 continue
             out.counts[event["event_type"]] += 1
             t = time_ms(event["event_time"])
-            before = self.meta.get("wm", 0)
-            self.meta["wm"] = wm = max(before, t)
-            # lateness is judged on the event's own site: one site's clock running ahead (a mistyped date
-            # within CALLQA_MAX_FUTURE_S) cannot make another site's calls late
-            sites = self.meta.setdefault("site_wm", {})
-            sites[event["site_id"]] = site_wm = max(sites.get(event["site_id"], 0), t)
+            before = wm = self.meta.get("wm", 0)
+            site = self._site(event["site_id"])
+            if event["event_type"] in schemas.BROADCAST:  # reference data (an HR export of today): no event time
+                site_wm = site.get("wm", 0)
+            else:
+                # event time moves once CALLQA_WATERMARK_QUORUM calls or agents reach it, in the partition and
+                # in the event's site (which lateness is judged on): one call dated ahead (within
+                # CALLQA_MAX_FUTURE_S) times out, settles and makes late nothing of the others
+                entity, quorum = str(event[key_field(event["event_type"])]), self.ctx.kpi.watermark_quorum
+                wm = advance(self.meta, entity, t, quorum)
+                site_wm = advance(site, entity, t, quorum)
             tag = [offset, 0]
             update = self._apply(event, site_wm)
             if update is not None and update.refused:
@@ -183,6 +189,14 @@ class EventsStage:
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
         out.marks = {stage: (self.meta.get("wm", 0), BUSY) for stage in DOWNSTREAM["events"]}
         return out
+
+    def _site(self, site: str) -> dict:
+        """The watermark state of a site (from ``site_wm`` when saved by an earlier version)."""
+        sites = self.meta.setdefault("sites", {})
+        state = sites.get(site)
+        if state is None:
+            state = sites[site] = {"wm": self.meta.get("site_wm", {}).get(site, 0)}
+        return state
 
     def _copy(self, raw: bytes | str | dict) -> bool:
         """Whether ``raw`` is a copy of reference data (``schemas.BROADCAST``: the publisher sends it to every

@@ -59,6 +59,7 @@ class KpiConfig:
     fcr_horizon_s: int = 72 * 3600
     redelivery_s: int = 24 * 3600  # a settled call is known this long after its last event (≤ fcr_horizon_s)
     queue_reading: str = "standard"  # "standard": each queue counts its own stint; "multi_stint": a call counts once, in its first queue
+    watermark_quorum: int = 2  # distinct entities that must reach an event time before a watermark moves to it (core.watermark)
     ordering_slack_s: int = 0  # drift charts and the sampler: how long ordered input is held for late arrivals
     clock: SiteClock = field(default_factory=SiteClock)  # each site's time zone (CALLQA_SITE_TIMEZONES)
 
