@@ -118,11 +118,12 @@ def ingest(units: Iterable[Converted], target, origin: Path | str, in_time_order
     summary, held = IngestSummary(), []
     try:
         for unit in units:
-            summary.add(unit)
-            if unit.error:
+            if unit.error:  # scrubbed before the summary takes it: its reasons are printed
                 unit.raw, unit.error = scrub(unit.raw), scrub(unit.error)  # a reason may quote the line
                 if unit.size is not None:
                     unit.raw = schemas.payload_prefix(unit.raw)
+            summary.add(unit)
+            if unit.error:
                 summary.dead_letters[reason_kind(unit.error)] += 1
                 target.reject(unit, str(origin))
             for event in unit.events:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 
 log = logging.getLogger(__name__)
 DEVELOPMENT_KEY = "callqa-development-key-not-secret"
@@ -25,26 +26,29 @@ class CallerHasher:
             return None
         return hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def scrub(self, text: str) -> str:
+    def scrub(self, text: str, epoch_opening: bool = False) -> str:
         """``text`` (a source line an adapter could not read, kept as a dead letter; a free-text reason)
         with every number of 7 or more digits — also written with spaces, dots, dashes or brackets, and
-        after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except ISO dates and the opening
-        field of a queue_log line (at most 10 digits before the first ``|``: an epoch): what cannot be
-        parsed cannot be told apart, so all of them go — a line that opens with a number and no ``|``
-        (a CSV row) loses it too."""
+        after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except ISO dates and, with
+        ``epoch_opening`` (a queue_log line), its opening field when it is at most 10 digits before the
+        first ``|`` (an epoch): what cannot be parsed cannot be told apart, so all of them go."""
         def hashed(opening: bool):
             def replace(m: re.Match) -> str:
                 found = m.group(0)
-                if sum(c.isdigit() for c in found) < 7 or (opening and m.start() == 0):
+                if sum(c.isdigit() for c in found) < 7 or (opening and m.start() == 0 and _epoch_like(found)):
                     return found
                 return "#" + (self(found) or "")[:16]
             return replace
 
         parts = DATE_TIME.split(text)  # dates and times are kept as they are; numbers between them go
-        epoch = bool(QUEUE_LOG_OPENING.match(text))
+        epoch = epoch_opening and "|" in text
         return "".join(part if i % 2 else PHONE.sub(hashed(i == 0 and epoch), part) for i, part in enumerate(parts))
 
 
-PHONE = re.compile(r"(?<!\d)\+?\d(?:[\d .()/-]*\d)?")  # digits, maybe with the separators numbers are written with
-QUEUE_LOG_OPENING = re.compile(r"\d{1,10}(?:\.\d+)?[^|,;\t\d]*\|")  # an epoch field (maybe garbled), then a queue_log "|"
+PHONE = re.compile(r"(?<!\d)\+?\d(?:[\d .()/\u00a0\u2007\u2009\u202f\u2010-\u2015\u2212-]*\d)?")  # digits, maybe with the separators numbers are written with
 DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?)")
+
+
+def _epoch_like(found: str) -> bool:
+    """Whether a line's opening number can be a queue_log epoch: plain digits, not after a year from now."""
+    return found.isdigit() and int(found) <= time.time() + 366 * 86400

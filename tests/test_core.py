@@ -356,3 +356,19 @@ def test_a_call_state_saved_before_stints_is_read():
     update = calls.apply(ev(4, 70, "call.ended", agent_id="a1"), T0 + 70_000)
     (record,) = update.records
     assert (record["outcome"], record["wait_ms"], record["talk_ms"], record["queue_id"]) == ("answered", 10_000, 60_000, "q")
+
+
+def test_the_events_one_source_line_makes_move_event_time_as_one():
+    """A source line can make events of two calls (a Connect callback record ends the contact it calls
+    back; a queue_log transfer line moves its consultation leg): dated a day ahead, it still moves no
+    watermark alone (CALLQA_WATERMARK_QUORUM counts it once), so a later call of the stream is not late."""
+    graph = LocalGraph({}, QUARTER)
+    for e in answered_call("c1", 0, 5, 60) + answered_call("c2", 0, 5, 60):
+        graph.feed(e, "file", e["event_id"])
+    for call in ("x1", "x2"):  # one line, two calls
+        graph.feed(ev(1, 86_400, "call.offered", call, queue_id="q"), "file", "line-9")
+    for e in answered_call("c3", 600, 5, 60):
+        graph.feed(e, "file", e["event_id"])
+    out = graph.flush()
+    assert graph.state["events"]["0"]["meta"]["wm"] < T0 + 86_400_000
+    assert not out.rows.get("dead_letters") and {r["call_id"] for r in out.rows["call_records"]} >= {"c1", "c2", "c3"}

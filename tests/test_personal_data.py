@@ -92,16 +92,20 @@ def test_a_line_that_opens_with_a_caller_number_keeps_none_however_it_is_refused
     log.write_text("1710324000|c1|sales|NONE|ENTERQUEUE||5550142|1\n"
                    "447700900123|c2|sales|NONE|ENTERQUEUE||x|1\n"  # unreadable: a number, not an epoch
                    "07700900124|c3|sales|NONE|ENTERQUEUE||x|1|" + "y" * 5000 + "\n"  # over the limit
+                   "1709542812.4915112345678|c5|sales|NONE|ENTERQUEUE||x|1\n"  # digits after an epoch's dot
+                   "1710324010|c6|sales|NONE|ABANDON|+4915112345670|2|30\n"  # its reason quotes the number
                    "1710324098|c1|sales|PJSIP/2001|ABANDON|1|1|90\n")
     done = run_callqa(["ingest", "--format", "asterisk-queue-log", str(log)], callqa_env(tmp_path, CALLQA_MAX_EVENT_BYTES="2048"))
     assert done.returncode == 0, done.stderr
     store = EmbeddedStore(tmp_path / "data" / "chdb")
     try:
-        payloads = [p for (p,) in store.query("SELECT payload FROM dead_letters FINAL ORDER BY position")[1]]
+        dead = store.query("SELECT payload, reason FROM dead_letters FINAL ORDER BY position")[1]
     finally:
         store.close()
-    assert len(payloads) == 2 and all(p.startswith("#") for p in payloads), [p[:40] for p in payloads]
-    assert stored_numbers(tmp_path / "data") & {"447700900123", "07700900124", "7700900124"} == set()
+    assert len(dead) == 4 and all(p.startswith("#") for p, _ in dead[:3]), [p[:40] for p, _ in dead]
+    numbers = {"447700900123", "07700900124", "7700900124", "4915112345678", "4915112345670"}
+    assert stored_numbers(tmp_path / "data") & numbers == set()
+    assert not any(n in done.stdout + done.stderr for n in numbers), done.stderr  # the reasons printed
 
 
 def test_members_reached_at_a_phone_number_and_pause_reasons_are_hashed(tmp_path):

@@ -127,3 +127,27 @@ def test_one_call_dated_ahead_within_the_future_limit_makes_no_other_call_late(t
         mine = lambda rows: [r for r in rows if "Z" not in r and f"ahead-{run}" not in r]
         assert mine(kpis) == clean[0] and mine(records) == clean[1]
         assert [reason for _, reason in dead] == [reason for _, reason in clean[2]]  # no late event
+
+
+def test_a_sites_clock_running_a_day_ahead_times_out_none_of_the_other_sites_calls(tmp_path):
+    """Every event of site-2 dated a day ahead (a site's clock set wrong), in a simulated day of two sites:
+    its calls move event time, but calls time out and are judged late on their own site's clock, so every
+    call of site-1 is stored as in the clean run, with no dead letter. (Before, 173 of site-1's answered
+    calls were closed as incomplete, some KPI counters went below zero and the store refused them.)"""
+    from datetime import date
+
+    from schemas import format_ms, time_ms
+    from sources.simulator import SimConfig, Simulator
+
+    events = list(Simulator(SimConfig(sites=2, agents_per_site=6, days=1, start=date(2024, 3, 4), seed=3)).events())
+    shifted = [e | {"event_time": format_ms(time_ms(e["event_time"]) + 86_400_000)} if e["site_id"] == "site-2" else e
+               for e in events]
+    got = {}
+    for name, file in (("clean", events), ("ahead", shifted)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in file))
+        assert run_callqa(["replay", str(path)], callqa_env(tmp_path / name)).returncode == 0
+        got[name] = stored(tmp_path / name / "data")
+    site_1 = lambda rows: [r for r in rows if "site-1" in r]
+    assert len(site_1(got["clean"][1])) > 100
+    assert site_1(got["ahead"][1]) == site_1(got["clean"][1]) and got["ahead"][2] == got["clean"][2] == []

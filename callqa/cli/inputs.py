@@ -214,7 +214,8 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
         lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
                  else _pieces(handle, progress, task, lambda: target.sent))
         try:
-            summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS, hasher.scrub)
+            scrub = partial(hasher.scrub, epoch_opening=fmt.startswith("asterisk-queue-log") and not fmt.endswith("table"))
+            summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS, scrub)
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
         except KafkaException as exc:

@@ -74,10 +74,17 @@ def _new_state(call_id: str, site_id: str) -> dict:
 def _settle(s: dict) -> dict:
     """A finished call's state as one string (few objects to keep) without its contribution: what a
     re-delivery or a newer version of its record needs."""
-    packed = {"settled": orjson.dumps({k: v for k, v in s.items() if k != "contrib"}).decode(), "last_ms": s["last_ms"]}
+    packed = {"settled": orjson.dumps({k: v for k, v in s.items() if k != "contrib"}).decode(), "last_ms": s["last_ms"],
+              "site_id": s["site_id"]}
     if s.get("result") == "incomplete":
         packed["held"] = _held(s)  # for its dead letter when it is forgotten still incomplete
     return packed
+
+
+def _site_of(s: dict) -> str:
+    """A call state's site (a settled state saved before it kept its site: from its packed state)."""
+    site = s.get("site_id")
+    return site if site is not None else orjson.loads(s["settled"])["site_id"]
 
 
 def _upgraded(s: dict) -> dict:
@@ -286,8 +293,19 @@ class CallAssembler:
         self.states = states
         self.config = config
         self.team_of = team_of
-        self.expiry = Expiry()
-        self.expiry.rebuild((k, self._due(_upgraded(s))) for k, s in states.items())
+        self.expiry: dict[str, Expiry] = {}  # per site: a site's calls time out on its own event time
+        by_site: dict[str, list] = {}
+        for k, s in states.items():
+            by_site.setdefault(_site_of(s), []).append((k, self._due(_upgraded(s))))
+        for site, items in by_site.items():
+            self.expiry[site] = Expiry()
+            self.expiry[site].rebuild(items)
+
+    def _push(self, key: str, state: dict, due_ms: int) -> None:
+        expiry = self.expiry.get(site := _site_of(state))
+        if expiry is None:
+            expiry = self.expiry[site] = Expiry()
+        expiry.push(key, due_ms)
 
     def _due(self, s: dict, result: str | None = "?") -> int:
         """When the sweep looks at the call next (``result``: its outcome, when already known)."""
@@ -342,19 +360,21 @@ class CallAssembler:
                     state["observed"] = True
                     update.observations = self._observations(state, record)
         self.states[state["call_id"]] = state  # reassign: a faust Table writes its changelog on set
-        self.expiry.push(state["call_id"], self._due(state, result))
+        self._push(state["call_id"], state, self._due(state, result))
         return update
 
-    def sweep(self, watermark_ms: int, owns: Callable[[str], bool] = lambda key: True) -> Update:
-        """Close calls past their timeout as incomplete; forget calls past their lateness."""
+    def sweep(self, site: str, watermark_ms: int) -> Update:
+        """Close the site's calls past their timeout as incomplete; forget its calls past their lateness
+        (``watermark_ms``: the site's event time, so a site whose clock runs ahead times out only its own)."""
         update = Update()
-        for key in list(self.expiry.due(watermark_ms)):
+        expiry = self.expiry.get(site)
+        for key in list(expiry.due(watermark_ms) if expiry else ()):
             state = self.states.get(key)
-            if state is None or not owns(key):
+            if state is None:
                 continue
             due = self._due(state)
             if due > watermark_ms:
-                self.expiry.push(key, due)
+                self._push(key, state, due)
             elif "settled" in state:  # past the re-delivery time
                 if "held" in state:
                     update.expired.append((key, self._no_end, state["held"]))
@@ -369,7 +389,7 @@ class CallAssembler:
                 del self.states[key]
             elif self.config.redelivery_s > self.config.allowed_lateness_s:
                 self.states[key] = _settle(state)  # kept, packed, to know a re-delivery
-                self.expiry.push(key, self._due(self.states[key]))
+                self._push(key, self.states[key], self._due(self.states[key]))
             else:
                 if state.get("result") == "incomplete":
                     update.expired.append((key, self._no_end, _held(state)))

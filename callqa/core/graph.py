@@ -144,6 +144,7 @@ class EventsStage:
         """``messages``: (offset, serialized event or adapter-made dict, origin, position)."""
         out = Output()
         records: dict[str, dict] = {}
+        units: dict[tuple, str] = {}  # adapter units (source lines) of the batch: the identity their events move time as
         for offset, raw, origin, position in _new(self.meta, messages):
             if self._copy(raw):
                 continue
@@ -156,13 +157,16 @@ class EventsStage:
             t = time_ms(event["event_time"])
             before = wm = self.meta.get("wm", 0)
             site = self._site(event["site_id"])
-            if event["event_type"] in schemas.BROADCAST:  # reference data (an HR export of today): no event time
-                site_wm = site.get("wm", 0)
-            else:
+            site_before = site_wm = site.get("wm", 0)
+            if event["event_type"] not in schemas.BROADCAST:  # reference data (an HR export of today): no event time
                 # event time moves once CALLQA_WATERMARK_QUORUM calls or agents reach it, in the partition and
-                # in the event's site (which lateness is judged on): one call dated ahead (within
-                # CALLQA_MAX_FUTURE_S) times out, settles and makes late nothing of the others
+                # in the event's site (whose time lateness and call timeouts are judged on): one call dated
+                # ahead (within CALLQA_MAX_FUTURE_S) times out, settles and makes late nothing of the others
+                # (the events an adapter made of one line count as one: a Connect callback record also
+                # ends the contact it calls back, a queue_log transfer line also moves its consultation)
                 entity, quorum = str(event[key_field(event["event_type"])]), self.ctx.kpi.watermark_quorum
+                if isinstance(raw, dict):
+                    entity = units.setdefault((origin, position), entity)
                 wm = advance(self.meta, entity, t, quorum)
                 site_wm = advance(site, entity, t, quorum)
             tag = [offset, 0]
@@ -180,8 +184,9 @@ class EventsStage:
                 continue  # the first payload of an event id is the one kept
             if self.store_raw:
                 out.row("raw_events", raw_event(event, _payload(raw)))
+            if site_wm // SWEEP_EVERY_MS > site_before // SWEEP_EVERY_MS:
+                self._emit(self.calls.sweep(event["site_id"], site_wm), tag, out, records)
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
-                self._emit(self.calls.sweep(wm), tag, out, records)
                 self.windows.sweep(wm)
                 self.surveys.sweep(wm)
         out.rows.setdefault("call_records", []).extend(records.values())

@@ -30,6 +30,9 @@ def advance(state: dict, key: str, t_ms: int, quorum: int) -> int:
         state["wm"] = wm = max(wm, t_ms)
         return wm
     leads = state.setdefault("leads", [])
+    while len(leads) > quorum - 1:  # saved with a larger quorum: the time of the last lead is reached now
+        wm = max(wm, leads.pop()[0])
+    state["wm"] = wm
     for lead in leads:
         if lead[1] == key:
             if t_ms > lead[0]:
