@@ -151,3 +151,41 @@ def test_a_sites_clock_running_a_day_ahead_times_out_none_of_the_other_sites_cal
     site_1 = lambda rows: [r for r in rows if "site-1" in r]
     assert len(site_1(got["clean"][1])) > 100
     assert site_1(got["ahead"][1]) == site_1(got["clean"][1]) and got["ahead"][2] == got["clean"][2] == []
+
+
+def test_an_event_dated_ahead_waits_at_the_end_of_a_run_and_the_next_run_charts_as_one(tmp_path):
+    """The end of a run releases what the drift charts and the sampler held for ordering only up to
+    CALLQA_CALL_TIMEOUT_S past the newest watermark, and judges KPI thresholds only as far as event time
+    has got: one evaluation dated two days ahead, in the first of two files replayed into one data dir,
+    waits for event time instead of moving the charts on. The store then equals one replay of both files.
+    (Before, its site lost half its detector_state rows and 12 threshold alerts, and windows still filling
+    at the end of the first file were judged on their figures so far.)"""
+    from datetime import date
+
+    from sources.simulator import SimConfig, Simulator
+
+    events = [e for e in Simulator(SimConfig(sites=2, agents_per_site=6, days=1, start=date(2024, 3, 4), seed=3)).events()
+              if e["event_type"] != "evaluation.submitted" or e["event_time"] < "2024-03-05"]
+    poison = next(e for e in events if e["event_type"] == "evaluation.submitted" and e["site_id"] == "site-2")
+    poison = poison | {"event_id": "ahead-eval", "evaluation_id": "ahead-eval", "event_time": "2024-03-06T12:00:00.000Z"}
+    half = len(events) // 2
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(e) + "\n" for e in [*events[:half], poison]))
+    second.write_text("".join(json.dumps(e) + "\n" for e in events[half:]))
+    both = tmp_path / "both.jsonl"
+    both.write_text(first.read_text() + second.read_text())
+    assert run_callqa(["replay", str(both)], callqa_env(tmp_path / "once")).returncode == 0
+    for file in (first, second):
+        assert run_callqa(["replay", str(file)], callqa_env(tmp_path / "twice")).returncode == 0
+
+    def charts(data_dir):
+        store = EmbeddedStore(data_dir / "chdb")
+        try:
+            return [store.query(f"SELECT * EXCEPT ingested_at FROM {table} FINAL ORDER BY ALL")[1]
+                    for table in ("detector_state", "alerts")]
+        finally:
+            store.close()
+
+    once, twice = charts(tmp_path / "once" / "data"), charts(tmp_path / "twice" / "data")
+    assert len(once[0]) > 100 and once[1]
+    assert twice == once

@@ -365,7 +365,9 @@ class WindowsStage:
         out = Output()
         rows = self.sums.drain()
         out.rows["kpi_windows"] = rows
-        out.rows["alerts"] = self.thresholds.observe(rows, self.order.frontier())
+        # judged as far as the input has got in event time (caught up: not past the newest watermark, so a
+        # window still filling is never judged on the figures it has when the input pauses)
+        out.rows["alerts"] = self.thresholds.observe(rows, self.order.time())
         self.sums.sweep(min(self.order.time(), self.verdicts.time()))
         self.meta["order"], self.meta["verdicts"] = self.order.s, self.verdicts.s
         self.meta["thresholds"] = self.thresholds.state
@@ -384,7 +386,8 @@ class MonitorStage:
             value["charts"] = {}
         self.value = value
         self.monitor = QualityMonitor(value["charts"], ctx.profiles, record=True)
-        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
+        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000,
+                             ahead_ms=ctx.kpi.call_timeout_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
@@ -426,7 +429,7 @@ class SamplerStage:
         self.sampler = Sampler(value["agents"], value["partitions"], ctx.profiles, ctx.policy, ctx.sampling_key,
                                ctx.partitions, ctx.kpi.clock)
         self.order = Ordered(value["order"], _sources(ctx, "events") + _sources(ctx, "monitor"),
-                             ctx.kpi.ordering_slack_s * 1000)
+                             ctx.kpi.ordering_slack_s * 1000, ahead_ms=ctx.kpi.call_timeout_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
