@@ -46,7 +46,7 @@ class CallerHasher:
 
 
 PHONE = re.compile(r"(?<!\d)\+?\d(?:[\d .()/\u00a0\u2007\u2009\u202f\u2010-\u2015\u2212-]*\d)?")  # digits, maybe with the separators numbers are written with
-DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?)")
+DATE_TIME = re.compile(r"((?<!\d)(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?(?!\d))")
 
 
 def _epoch_like(found: str) -> bool:

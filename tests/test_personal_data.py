@@ -125,3 +125,13 @@ def test_members_reached_at_a_phone_number_and_pause_reasons_are_hashed(tmp_path
     finally:
         store.close()
     assert len(agents) == 1 and next(iter(agents)).startswith("phone-")  # 2002 has no interval yet
+
+
+def test_only_real_dates_are_kept_by_the_scrub():
+    """Dates and times are kept in an unreadable line as they are; a number that merely has a date's
+    shape at its start (``0151-12-34567``) is a number, and goes."""
+    from sources.pii import CallerHasher
+
+    scrub = CallerHasher("k").scrub
+    assert scrub("at 2024-03-04 09:00:00 and 2024-03-04T09:00:00.000Z") == "at 2024-03-04 09:00:00 and 2024-03-04T09:00:00.000Z"
+    assert "34567" not in scrub("call 0151-12-34567 now") and "0151" not in scrub("call 0151-12-34567 now")

@@ -187,6 +187,11 @@ class EventsStage:
             if site_wm // SWEEP_EVERY_MS > site_before // SWEEP_EVERY_MS:
                 self._emit(self.calls.sweep(event["site_id"], site_wm), tag, out, records)
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
+                # a site whose own events stopped (closed, cut off) has its calls closed once the partition
+                # is CALLQA_MAX_FUTURE_S (the clock skew allowed) past them
+                for quiet in [s for s in self.calls.expiry if s != event["site_id"]]:
+                    held = max(self._site(quiet).get("wm", 0), wm - schemas.MAX_FUTURE_S * 1000)
+                    self._emit(self.calls.sweep(quiet, held), tag, out, records)
                 self.windows.sweep(wm)
                 self.surveys.sweep(wm)
         out.rows.setdefault("call_records", []).extend(records.values())
@@ -386,8 +391,7 @@ class MonitorStage:
             value["charts"] = {}
         self.value = value
         self.monitor = QualityMonitor(value["charts"], ctx.profiles, record=True)
-        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000,
-                             ahead_ms=ctx.kpi.call_timeout_s * 1000)
+        self.order = Ordered(value["order"], _sources(ctx, "events"), ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
@@ -429,7 +433,7 @@ class SamplerStage:
         self.sampler = Sampler(value["agents"], value["partitions"], ctx.profiles, ctx.policy, ctx.sampling_key,
                                ctx.partitions, ctx.kpi.clock)
         self.order = Ordered(value["order"], _sources(ctx, "events") + _sources(ctx, "monitor"),
-                             ctx.kpi.ordering_slack_s * 1000, ahead_ms=ctx.kpi.call_timeout_s * 1000)
+                             ctx.kpi.ordering_slack_s * 1000)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):

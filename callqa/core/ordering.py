@@ -9,9 +9,7 @@ workers and after any restart (for input whose lateness stays within the allowan
 Each source says how far it has got with *marks*: its event-time watermark, and whether it is busy,
 caught up (nothing more for now) or finished (the end of an embedded run; a partition that never had
 data). A finished source no longer holds the others back; when no source is busy, everything held is
-released (the frontier drops back when input resumes: items then wait again) — or, with ``ahead_ms``,
-everything up to that far past the newest watermark: an item dated further ahead (one call's clock a
-day fast) waits for event time to reach it, instead of moving the order on for everything after it.
+released (the frontier drops back when input resumes: items then wait again).
 
 Items carry a *tag*, ``[input offset, n]`` of the source; an item whose tag is not above the last one
 taken from its source is a repeat (a replay after a restart) and is dropped.
@@ -36,7 +34,7 @@ BUSY, CAUGHT_UP, FINISHED = 0, 1, 2
 
 
 class Ordered:
-    def __init__(self, state: dict, sources: list[str], slack_ms: int, ahead_ms: int | None = None):
+    def __init__(self, state: dict, sources: list[str], slack_ms: int):
         """``state``: where the pending items, marks and last tags live (filled in place)."""
         self.s = state
         state.setdefault("marks", {})  # source -> [watermark, idle]
@@ -45,7 +43,6 @@ class Ordered:
         state.setdefault("frontier", 0)
         self.sources = sources
         self.slack_ms = slack_ms
-        self.ahead_ms = ahead_ms
 
     def offer(self, source: str, tag: list[int], order: tuple, item) -> bool:
         """Hold ``item`` until its turn; False (and dropped) when the tag was already taken."""
@@ -73,9 +70,8 @@ class Ordered:
         everything has arrived (``END``)."""
         marks = self.s["marks"]
         if self.sources and self.state() > BUSY:
-            newest = max((marks[s][0] for s in self.sources if s in marks), default=None)
-            self.s["frontier"] = END if self.ahead_ms is None or newest is None else newest + self.ahead_ms
-            return self.s["frontier"]
+            self.s["frontier"] = END
+            return END
         low = [marks[s][0] - self.slack_ms if s in marks else -1 for s in self.sources
                if s not in marks or marks[s][1] != FINISHED]
         self.s["frontier"] = min(low) if low else END
