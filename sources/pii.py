@@ -30,8 +30,9 @@ class CallerHasher:
         """``text`` (a source line an adapter could not read, kept as a dead letter; a free-text reason)
         with every number of 7 or more digits — also written with spaces, dots, dashes or brackets, and
         after letters (``tel+49 151 …``) — replaced by ``#<its hash>``, except ISO dates and, with
-        ``epoch_opening`` (a queue_log line), its opening field when it is at most 10 digits before the
-        first ``|`` (an epoch): what cannot be parsed cannot be told apart, so all of them go."""
+        ``epoch_opening`` (a queue_log file), a ``|``-separated line's opening number when it can be an
+        epoch (plain digits, not after a year from now): what cannot be parsed cannot be told apart, so
+        all of them go."""
         def hashed(opening: bool):
             def replace(m: re.Match) -> str:
                 found = m.group(0)
