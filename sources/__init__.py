@@ -18,3 +18,7 @@ BATCH_FORMATS = {"amazon-connect-ctr", "anonymous-bank"}
 
 # Formats whose times are the source's local clock: read in the site's time zone (`ingest --timezone`).
 LOCAL_TIME_FORMATS = {"asterisk-queue-log-realtime"}
+
+# Formats whose lines open with an epoch and a "|" (queue_log): an unreadable line keeps it in clear when it
+# can be one (``CallerHasher.scrub``); in every other format a line's opening number is scrubbed too.
+EPOCH_LINE_FORMATS = {"asterisk-queue-log"}

@@ -187,7 +187,7 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
 
     from confluent_kafka import KafkaException
 
-    from sources import BATCH_FORMATS, FORMATS, LOCAL_TIME_FORMATS
+    from sources import BATCH_FORMATS, EPOCH_LINE_FORMATS, FORMATS, LOCAL_TIME_FORMATS
     from sources.pii import CallerHasher
 
     from .. import ingest as run
@@ -214,7 +214,7 @@ def ingest(fmt: str, site: str, timezone: str, follow: bool, as_json: bool, proc
         lines = (run.follow(handle, target.idle, lambda: bool(interrupted)) if follow
                  else _pieces(handle, progress, task, lambda: target.sent))
         try:
-            scrub = partial(hasher.scrub, epoch_opening=fmt.startswith("asterisk-queue-log") and not fmt.endswith("table"))
+            scrub = partial(hasher.scrub, epoch_opening=fmt in EPOCH_LINE_FORMATS)
             summary = run.ingest(reader(lines, file.name, site, hasher), target, file, fmt in BATCH_FORMATS, scrub)
         except WorkerFailed as exc:
             raise click.ClickException(str(exc)) from None
