@@ -30,6 +30,7 @@ from .core.kpi import KpiConfig
 from .core.local import EventsHere, LocalGraph
 from .core.sampling import PolicyConfig
 from .metrics import reason_kind
+from .runtime import fewer_full_collections
 
 BATCH_EVENTS = 5000  # events handed to the graph at a time
 BATCH_BYTES = 32 << 20  # or events of this much text (lines up to CALLQA_MAX_EVENT_BYTES: memory stays bounded)
@@ -80,6 +81,7 @@ class EmbeddedPipeline:
     def __init__(self, writer: BatchWriter, config: KpiConfig, state_path: Path | None = None,
                  policy: PolicyConfig = PolicyConfig(), sampling_key: bytes = b"callqa-development", partitions: int = 1,
                  processes: int = 1):
+        fewer_full_collections()
         self.writer = writer
         self.state_path = state_path
         state = orjson.loads(state_path.read_bytes()) if state_path and state_path.exists() else {}

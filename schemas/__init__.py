@@ -100,14 +100,22 @@ def time_ms(text: str) -> int:
 
 
 def format_ms(ms: int) -> str:
-    """The contract's timestamp text for epoch milliseconds."""
+    """The contract's timestamp text for epoch milliseconds.
+
+    >>> format_ms(1709543702120), format_ms(-1)
+    ('2024-03-04T09:15:02.120Z', '1969-12-31T23:59:59.999Z')
+    """
     seconds, millis = divmod(ms, 1000)
-    return f"{_format_second(seconds)}.{millis:03d}Z"
+    days, second = divmod(seconds, 86400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    return f"{_format_day(days)}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
 @lru_cache(maxsize=4096)
-def _format_second(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+def _format_day(days: int) -> str:
+    """The UTC date of a day since the epoch (UTC days have no leap seconds: the time of day is arithmetic)."""
+    return datetime.fromtimestamp(days * 86400, UTC).strftime("%Y-%m-%d")
 
 
 PAYLOAD_PREFIX_BYTES = 4096  # the dead letter of input over MAX_EVENT_BYTES keeps this much of it (its start)

@@ -35,7 +35,8 @@ MAX_BYTES = 32 << 20  # text buffered before a batch is due
 
 def _text_bytes(row: dict) -> int:
     """About the size of a row: its strings' lengths (the large values are strings) and 16 a value else."""
-    return sum(len(v) if isinstance(v, (str, bytes)) else 16 for v in row.values())
+    texts = [v for v in row.values() if isinstance(v, (str, bytes))]
+    return sum(map(len, texts)) + 16 * (len(row) - len(texts))
 
 
 class BatchWriter:
@@ -51,14 +52,16 @@ class BatchWriter:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._rows: dict[str, list[dict]] = defaultdict(list)
+        self._sizes: dict[str, list[int]] = defaultdict(list)  # of each buffered row: its ``_text_bytes``
         self._oldest: float | None = None
         self.written: dict[str, int] = defaultdict(int)
         self.refused = 0  # rows the store refused, now dead letters
 
     def submit(self, table: str, row: dict) -> None:
-        rows = self._rows[table]
-        rows.append(row)
-        self._bytes += _text_bytes(row)
+        size = _text_bytes(row)
+        self._rows[table].append(row)
+        self._sizes[table].append(size)
+        self._bytes += size
         if self._oldest is None:
             self._oldest = time.monotonic()
 
@@ -75,15 +78,15 @@ class BatchWriter:
     def flush(self) -> None:
         """Write every buffered row; raises StoreError when the retries are spent (rows kept)."""
         for table in list(self._rows):
-            rows = self._rows[table]
+            rows, sizes = self._rows[table], self._sizes[table]
             while rows:
                 n = size = 0
                 while n < len(rows) and n < self.max_rows and (not n or size < self.max_bytes):
-                    size += _text_bytes(rows[n])
+                    size += sizes[n]
                     n += 1
                 self.written[table] += n - self._write(table, rows[:n])
-                del rows[:n]  # written: a retry spent later keeps only what is left
-            del self._rows[table]
+                del rows[:n], sizes[:n]  # written: a retry spent later keeps only what is left
+            del self._rows[table], self._sizes[table]
         self._oldest = None
         self._bytes = 0
 

@@ -2,6 +2,7 @@
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -70,6 +71,27 @@ def test_an_agent_who_stops_apologising_is_found_within_a_dozen_holds():
     assert all(step(s, float(rng.random() < 0.07), family, h) is None for _ in range(300))
     holds = next(i for i in range(1, 50) if step(s, 1.0, family, h))
     assert holds <= 12
+
+
+@pytest.mark.parametrize("p0", [0.07, 0.25])
+def test_the_stop_design_keeps_the_run_length_and_finds_a_behaviour_that_stops_no_later(p0):
+    """An item chart with the stop design beside the tenfold-odds one: in control it alarms no more than
+    the run length asked for allows; an agent who stops is found in no more holds than with the
+    tenfold design alone (fewer for a good agent), on the same baseline."""
+    stop = METRICS["item:waiting.apology_after_hold"]
+    alone = replace(stop, stop=0.0)
+    assert stop.stop and limit(stop, 2000) == pytest.approx(limit(alone, 2000) + math.log(2))
+    alarms, steps = run_lengths(stop, lambda rng: (float(rng.random() < p0) for _ in range(2000)), limit(stop, 2000),
+                                series=100)
+    assert alarms / steps <= 1 / 2000
+    found = {}
+    for family in (stop, alone):
+        s, h, rng = new_state(), limit(family, 2e5), random.Random(3)
+        assert all(step(s, float(rng.random() < p0), family, h) is None for _ in range(300))
+        while s[drift.S] or s[drift.S2]:
+            step(s, 0.0, family, h)
+        found[family.stop] = next(i for i in range(1, 60) if step(s, 1.0, family, h))
+    assert found[0.9] <= found[0.0] and (p0 > 0.1 or found[0.9] < found[0.0])
 
 
 def test_handle_time_is_charted_on_a_log_scale_and_a_15_percent_rise_is_found():
@@ -146,6 +168,42 @@ def test_an_agent_who_moves_away_from_their_peers_is_their_own_incident():
     incidents = [r for r in rows if r["kind"] == "incident" and r["status"] == "open"]
     assert [(r["level"], r["entity_id"]) for r in incidents] == [("agent", "a13")]
     assert json.loads(incidents[0]["evidence"])["series"] == ["agent|s1|a13|qa_human"]
+
+
+def test_an_agents_own_drift_is_not_excused_by_the_move_it_gives_their_team():
+    """The peers' deviation an agent is charted against leaves the agent out: a13 dropping 30 points
+    moves team t1's level by 2 points, and a13's expected value must stay at the team's baseline."""
+    monitor = QualityMonitor({}, PROFILES, record=True)
+    feed(monitor, range(0, 200))
+    monitor.drain()
+    feed(monitor, range(200, 212), lambda agent, hour: -30.0 if agent == "a13" else 0.0)
+    expected = [r["expected"] for r in monitor.drain() if r["series"] == "agent|s1|a13|qa_human"]
+    team = monitor.series["team|s1|s1/t1|qa_human"]
+    assert team["fast"][0] < team["c"][drift.MEAN] - 0.5  # the team's current level did move
+    assert len(expected) >= 10 and sum(expected) / len(expected) == pytest.approx(85.0, abs=0.8)
+
+
+def test_durations_are_charted_on_the_sites_case_mix_of_queues():
+    """A team taking more of the long queue's calls, each as long as before, is not a drift; the same
+    team's calls growing 15 % in every queue is. Two queues of geometric means 120 s and 600 s."""
+    monitor, rng = QualityMonitor({}, PROFILES), random.Random(5)
+
+    def hours(span, long_share, factor):
+        rows = []
+        for hour in span:
+            for k in range(4):
+                at = hour * HOUR + k * HOUR // 4
+                for agent, p in PROFILES.items():
+                    moved = p["team_id"] == "s1/t1"
+                    queue = "long" if rng.random() < (long_share if moved else 0.5) else "short"
+                    value = rng.lognormvariate(math.log(600 if queue == "long" else 120), 0.5) * (factor if moved else 1)
+                    for key in (f"agent|s1|{agent}|handle_s", f"team|s1|{p['team_id']}|handle_s", "site|s1|s1|handle_s"):
+                        rows += monitor.observe(key, value, at, 1.0, queue)[0]
+        return [(r["level"], r["entity_id"]) for r in rows if r["kind"] == "drift" and r["status"] == "open"]
+
+    assert hours(range(0, 150), 0.5, 1.0) == []
+    assert hours(range(150, 250), 0.9, 1.0) == []  # the team's geometric mean is 1.9 times what it was
+    assert ("team", "s1/t1") in hours(range(250, 262), 0.9, 1.15)
 
 
 def test_the_budget_shares_limits_by_level_and_size():

@@ -127,6 +127,7 @@ def run(sink: bool) -> None:
     from streams.app import create_app
 
     from ..logs import hold_repeats
+    from ..runtime import fewer_full_collections
 
     config = _kafka_config(serve_metrics=True)
     store = _store(config) if sink else None
@@ -137,6 +138,8 @@ def run(sink: bool) -> None:
                                        name="clickhouse-sink", daemon=True)
         sink_thread.start()
     app = create_app(config)
+    fewer_full_collections()
+
     class QuietWorker(Worker):
         def on_setup_root_logger(self, logger, level) -> None:
             super().on_setup_root_logger(logger, level)

@@ -28,27 +28,24 @@ from schemas import format_ms, time_ms
 
 from . import kpi
 from .expiry import Expiry
-from .sampling import Decisions
 
 UNANSWERED = {"caller_hangup": "abandoned"}  # other reasons (timeout, phantom, ...) are outcomes of their own
 
 
-@dataclass
+@dataclass(slots=True)
 class Update:
     """What one event (or sweep) changed: call records and evaluations to (re)write, KPI deltas, FCR
-    notes, drift observations and alerts, sampling candidates, signals and decisions, or why it was
-    refused."""
+    notes, drift observations, sampling candidates, analyses and signals, expired calls, or why it was
+    refused. One is made per event: slotted."""
 
     records: list[dict] = field(default_factory=list)
     deltas: list[tuple[str, dict]] = field(default_factory=list)
     fcr: list[dict] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
-    observations: list[tuple] = field(default_factory=list)  # (series key, value, at ms[, weight])
-    alerts: list[dict] = field(default_factory=list)
+    observations: list[tuple] = field(default_factory=list)  # (series key, value, at ms[, weight[, stratum]])
     candidates: list[dict] = field(default_factory=list)  # recorded calls for the sampling stage
     analyses: list[tuple] = field(default_factory=list)  # (agent, call, at ms, {"shortfall": %, "negative": 0..1})
     signals: list[tuple[str, str, dict, int]] = field(default_factory=list)  # (agent, signal id, signal, at ms)
-    sampled: Decisions = field(default_factory=Decisions)
     refused: str | None = None
     expired: list[tuple[str, str, dict]] = field(default_factory=list)  # (call id, reason, what it held): dead letters
 
@@ -573,7 +570,8 @@ class CallAssembler:
 
     def _observations(self, s: dict, record: dict) -> list[tuple[str, float, int]]:
         """Per answered call: handle, hold and transfer for its agent, team and site (service level and
-        abandonment are judged against their targets by ``thresholds``, not charted for drift)."""
+        abandonment are judged against their targets by ``thresholds``, not charted for drift); durations
+        carry the call's queue, their case mix (``QualityMonitor``)."""
         at = max(s["last_ms"], arrival_ms(s) or 0)
         out = []
         if record["outcome"] == "answered" and record["agent_id"]:
@@ -582,8 +580,8 @@ class CallAssembler:
                 levels.append(("team", record["team_id"]))
             for level, entity in levels:
                 key = f"{level}|{s['site_id']}|{entity}|"
-                out += [(key + "handle_s", (record["talk_ms"] + record["hold_ms"]) / 1000, at),
-                        (key + "hold_s", record["hold_ms"] / 1000, at),
+                out += [(key + "handle_s", (record["talk_ms"] + record["hold_ms"]) / 1000, at, 1.0, record["queue_id"]),
+                        (key + "hold_s", record["hold_ms"] / 1000, at, 1.0, record["queue_id"]),
                         (key + "transferred", float(record["transfer_count"] > 0), at)]
         return out
 

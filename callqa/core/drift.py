@@ -20,6 +20,10 @@ it is kept because a binomial series' rate is estimated from few events (an agen
 ln(ARL0 · KL0) raised false alarms with no drift from 0–0.018 to 0–0.094 per agent-month in
 ``bench/monitoring.py`` and found drifts only 5–20 % sooner.
 
+A binary chart may run a second CUSUM beside it (``stop``), designed for the worse outcome becoming
+nearly certain (an agent who no longer apologises at all): both add up the same steps, the chart
+signals when either passes the limit, and each is given twice the run length (h = ln 2·ARL0).
+
 "As expected" is the series' baseline plus ``shift``: the current deviation of its peers (an agent is
 compared with their team in the same hours, so a team-wide move is the team's, not fifteen agents').
 The baseline keeps learning slowly (weight max(1/n, 1/``learn``), ``learn`` steps: about four weeks of
@@ -42,9 +46,9 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-# state layout: one list per series
-N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT, WSUM, W2 = range(11)
-NEW = (0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0.0)
+# state layout: one list per series (S2: the binary ``stop`` design's CUSUM)
+N, MEAN, VAR, S, ALARM, R, OPENED, SUM, COUNT, WSUM, W2, S2 = range(12)
+NEW = (0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0)
 P_CLIP = (0.002, 0.998)
 
 
@@ -54,7 +58,9 @@ class Family:
     (normal and log); ``shift`` the design shift in sigmas of a step (normal, log) and ``odds_ratio``
     (binary); ``worse`` +1 when higher is worse (normal, log; binary: 1 is always the worse outcome);
     ``positive`` charts only values > 0 (log) or turns a value into 1 when > 0 (binary); ``floor`` the
-    least per-observation sigma (in charted units); ``warmup`` steps before the chart may signal."""
+    least per-observation sigma (in charted units); ``warmup`` steps before the chart may signal;
+    ``stop`` (binary) a second CUSUM beside the ``odds_ratio`` one, designed for the worse outcome's
+    probability rising to ``stop`` (a behaviour that stops), the two sharing the false-alarm allowance."""
 
     scale: str
     subgroup: int = 1
@@ -64,6 +70,7 @@ class Family:
     positive: bool = False
     floor: float = 0.0
     warmup: int = 20
+    stop: float = 0.0
     learn: int = 500
     prior: float = 5.0
     recover: float = 6.9  # ln 1000
@@ -116,8 +123,16 @@ def cusum_limit(arl0: float, shift: float) -> float:
 
 
 def limit(family: Family, arl0: float) -> float:
-    """The limit for an in-control run length of ``arl0`` steps (see the module's docstring)."""
-    return cusum_limit(arl0, family.shift) if family.scale != "binary" else math.log(max(arl0, 2.0))
+    """The limit for an in-control run length of ``arl0`` steps (see the module's docstring); a binary
+    chart with a ``stop`` design runs two CUSUMs, each for twice the run length (Bonferroni)."""
+    if family.scale != "binary":
+        return cusum_limit(arl0, family.shift)
+    return math.log(max(arl0, 2.0) * (2 if family.stop else 1))
+
+
+def statistic(s: list[float]) -> float:
+    """The chart's CUSUM statistic: the higher of its designs'."""
+    return max(s[S], s[S2]) if len(s) > S2 else s[S]
 
 
 def transform(family: Family, x: float) -> float | None:
@@ -158,6 +173,8 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
     y = transform(family, x)
     if y is None:
         return None
+    if len(s) == S2:  # saved before the stop design
+        s.append(0.0)
     if family.scale != "binary":
         s[SUM] += weight * y
         s[COUNT] += 1
@@ -176,32 +193,35 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
         p0 = mu
         odds = p0 / (1 - p0) * family.odds_ratio
         p1 = odds / (1 + odds)
-        llr = math.log(p1 / p0) if y else math.log((1 - p1) / (1 - p0))
+        designs = [(math.log(q / p0), math.log((1 - q) / (1 - p0))) for q in ([p1, max(family.stop, p1)] if family.stop else [p1])]
+        llr, llr2 = (designs[0][0], designs[-1][0]) if y else (designs[0][1], designs[-1][1])
         sigma = math.sqrt(var)
     else:
         sigma = math.sqrt(var / m)
         z = family.worse * (y - mu) / sigma
-        llr = z - family.shift / 2
+        llr = llr2 = z - family.shift / 2
     out = None
-    start = s[S]
+    start = statistic(s)
     if ready and not s[ALARM]:
         s[S] = max(0.0, s[S] + llr)
-        if s[S] > h:
+        if family.stop:
+            s[S2] = max(0.0, s[S2] + llr2)
+        if statistic(s) > h:
             s[ALARM], s[R], s[OPENED] = 1, 0.0, at_ms
-            out = Signal("cusum", family.worse if family.scale != "binary" else 1, _raw(family, y), s[S], h,
+            out = Signal("cusum", family.worse if family.scale != "binary" else 1, _raw(family, y), statistic(s), h,
                          _raw(family, mu), sigma, int(s[N]))
-    if seen is not None:
-        a, b = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0))) if family.scale == "binary" else (sigma, 0.0)
-        seen.append(Step(y, mu, a, b, start, s[S], bool(ready), bool(s[ALARM]) and out is None))
+    if seen is not None:  # a binary step's a, b: the log-likelihood ratios of the design now higher
+        a, b = designs[1 if s[S2] > s[S] else 0] if family.scale == "binary" else (sigma, 0.0)
+        seen.append(Step(y, mu, a, b, start, statistic(s), bool(ready), bool(s[ALARM]) and out is None))
     if out is not None:
-        s[S] = 0.0
+        s[S] = s[S2] = 0.0
     elif s[ALARM]:
         s[R] = max(0.0, s[R] - llr)
         if s[R] > family.recover or at_ms - s[OPENED] >= family.accept_ms:
             accepted = s[R] <= family.recover
             out = Signal("accepted" if accepted else "cleared", 0, _raw(family, y), s[R], family.recover,
                          _raw(family, mu), sigma, int(s[N]))
-            s[ALARM], s[R], s[S] = 0, 0.0, 0.0
+            s[ALARM], s[R], s[S], s[S2] = 0, 0.0, 0.0, 0.0
             if accepted and level is None:  # a lasting change: learn the new level afresh
                 s[N], s[MEAN], s[VAR] = 0, 0.0, 0.0
             elif accepted:  # a lasting change at a known level: the baseline moves there, keeping its spread

@@ -289,11 +289,11 @@ class EventsStage:
         for note in update.fcr:
             tag[1] += 1
             out.send("fcr", route(note["caller"]), ["note", list(tag), note])
-        for series, value, at, *weight in update.observations:
+        for series, value, at, *extra in update.observations:
             if series.rsplit("|", 1)[1] in METRICS:
                 tag[1] += 1
                 out.send("monitor", route(series.split("|", 2)[1]),
-                         ["obs", list(tag), at, series, value, weight[0] if weight else 1.0])
+                         ["obs", list(tag), at, series, value, *(extra or [1.0])])
             for agent, site, metric in sampling_signal(series):
                 tag[1] += 1
                 out.send("sampler", route(agent), ["observe", list(tag), at, f"{agent}|{metric}", [agent, site, metric, value]])
@@ -395,14 +395,14 @@ class MonitorStage:
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
-            for _, tag, at, series, value, *weight in bundle["items"]:  # (no weight: sent by an earlier version)
-                self.order.offer(bundle["src"], tag, (at, 0, series), [series, value, at, weight[0] if weight else 1.0])
+            for _, tag, at, series, value, *extra in bundle["items"]:  # (weight[, stratum]; none: an earlier version)
+                self.order.offer(bundle["src"], tag, (at, 0, series), [series, value, at, *(extra or [1.0])])
             if bundle["wm"] is not None:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
         policy, profiles = self.ctx.policy, self.ctx.profiles
-        for series, value, at, *weight in self.order.release():
-            rows, reviews = self.monitor.observe(series, value, at, weight[0] if weight else 1.0)
+        for series, value, at, *extra in self.order.release():
+            rows, reviews = self.monitor.observe(series, value, at, *extra)
             for row in rows:
                 out.row("alerts", row)
             for row in self.monitor.drain():

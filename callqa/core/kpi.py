@@ -182,7 +182,7 @@ def row(key: str, acc: dict, clock: SiteClock | None = None) -> dict:
     out = {"level": level, "site_id": site, "entity_id": entity, "window_s": size_s,
            "window_start": format_ms(start_ms), "window_end": format_ms(clock.window_end(site, size_s, start_ms)),
            "local_day": clock.local_date(site, start_ms)}
-    out.update((name, c[name]) for name in COUNTERS)
+    out |= {name: c[name] for name in COUNTERS}
     out.update({
         "max_wait_ms": longest * 1000,
         "service_level": _ratio(c["sl_numerator"], c["sl_denominator"]),
@@ -201,7 +201,7 @@ def row(key: str, acc: dict, clock: SiteClock | None = None) -> dict:
         "nps": _ratio(100 * (c["nps_promoters"] - c["nps_detractors"]), c["nps_responses"], 1, 3),
         "survey_resolved_rate": _ratio(c["survey_resolved"], c["survey_resolved_responses"]),
     })
-    out.update((pct, _ratio(100 * c[score], c[most], 1, 3)) for pct, score, most in _QA)
+    out |= {pct: _ratio(100 * c[score], c[most], 1, 3) for pct, score, most in _QA}
     out["longest_wait_s"] = float(longest)
     out["version"] = c.get("version", 0)
     return out

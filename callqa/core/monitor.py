@@ -5,7 +5,11 @@ site, so an agent's series and their team's and site's are charted together:
 
 - **Peers.** An agent is charted against their team in the same hours: the expected value is the
   agent's baseline (shrunk towards the team's while it is short) plus the team's current deviation
-  from its own baseline. A move of the whole team is the team's incident, not fifteen agents'.
+  from its own baseline, leaving the agent's own part of it out. A move of the whole team is the team's
+  incident, not fifteen agents'.
+- **Case mix.** A duration (handle, hold time) is charted as if its call were of the site's usual mix
+  of queues (``_case_mix``): the spread between a short billing queue and a long technical one is not
+  noise the charts must allow for, and a team's move is seen sooner.
 - **Budget.** ``MonitorConfig.budget`` false alarms per 100 agents per week, over every series and
   level together (default 1), is shared by level (``level_share``) and within a level equally per
   agent and metric. A false alarm is counted once per agent whose review rate it raises: a team's
@@ -30,6 +34,7 @@ automatic score is a lumpy mix of them, so its items are charted on their binomi
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
 
@@ -40,6 +45,9 @@ from .drift import Family, Signal
 from .incidents import Incidents
 
 WEEK_MS = 7 * 86_400_000
+LIMIT_YOUNG = 100  # a series' limit is revised at each of its first observations, then at every 50th
+# case mix: a queue's calls in its mean, and before it counts fully; the site's calls in its reference
+MIX_MEMORY, MIX_PRIOR, MIX_REFERENCE = 5000, 30, 1000
 HOUR_MS = 3_600_000
 # a series' hour of steps, as ``QualityMonitor`` stores the chart's state: the hour, steps, the sums of the
 # charted value, of its expected value and of the steps' a and b (``drift.Step``), the statistic at the
@@ -59,8 +67,9 @@ METRICS: dict[str, Family] = {
     "hold_s": Family("log", subgroup=5, shift=0.75, positive=True, floor=0.1, warmup=20),
     "transferred": Family("binary", odds_ratio=3.0, warmup=100, prior=10),
     "sentiment_negative": Family("binary", odds_ratio=3.0, positive=True, warmup=100, prior=10),
-    # an item's typical failure is a behaviour that stops: designed for a tenfold rise in the odds of failing
-    **{f"item:{item}": Family("binary", odds_ratio=10.0, warmup=30, prior=10) for item in ITEMS},
+    # an item's typical failure is a behaviour that stops: designed for a tenfold rise in the odds of failing,
+    # and beside it for failing nine times in ten (an agent who no longer does it at all)
+    **{f"item:{item}": Family("binary", odds_ratio=10.0, warmup=30, prior=10, stop=0.9) for item in ITEMS},
 }
 # a team's and a site's human QA mixes agents reviewed at different rates: weighted subgroups of 5
 BY_LEVEL = {(level, "qa_human"): replace(METRICS["qa_human"], subgroup=5) for level in ("team", "site")}
@@ -114,16 +123,22 @@ class QualityMonitor:
         others = [self.series[key] for entity, key in self._charts("team", site, metric) if entity != team]
         family = self.config.metrics[metric]
         return bool(others) and all(s["c"][drift.N] >= family.warmup and not s["c"][drift.ALARM]
-                                    and s["c"][drift.S] < s["h"] / 2 for s in others)
+                                    and drift.statistic(s["c"]) < s["h"] / 2 for s in others)
 
-    def observe(self, key: str, value: float, at_ms: int, weight: float = 1.0) -> tuple[list[dict], list[tuple]]:
+    def observe(self, key: str, value: float, at_ms: int, weight: float = 1.0,
+                stratum: str = "") -> tuple[list[dict], list[tuple]]:
         """One observation. Returns alert rows (series alarms of kind ``drift`` and incident notices of
-        kind ``incident``) and the incidents' review signals (``Incidents._review``)."""
+        kind ``incident``) and the incidents' review signals (``Incidents._review``). ``stratum``: the
+        call's queue, for the case mix of a duration."""
         level, site, entity, metric = key.split("|")
         family = self.config.metrics.get(metric)
         if family is None or level not in LEVELS:
             return [], []
         family = self.config.levels.get((level, metric), family)
+        if stratum and family.scale == "log" and value > 0:
+            site_chart = self.series.get(key) if level == "site" else None
+            value = self._case_mix(metric, stratum, value, learn=level == "site" and not (
+                site_chart and site_chart["c"][drift.ALARM]))
         if self.record and at_ms // HOUR_MS > self.state.get("hour", 0):
             self._sweep(at_ms // HOUR_MS)
         closed, ended = self.incidents.tick(at_ms) if self.incidents.open else ([], [])
@@ -141,8 +156,8 @@ class QualityMonitor:
         fast[1] += 1
         fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
         baseline = s["c"][drift.MEAN]
-        peer = self._peer(level, site, entity, metric, family) if level == "agent" else None
-        if s["n"] % 50 == 1 or not s["h"]:
+        peer = self._peer(site, entity, metric, family, s, y) if level == "agent" else None
+        if s["n"] <= LIMIT_YOUNG or s["n"] % 50 == 1:  # a young series' volume is still being learnt
             s["h"], s["learn"] = self._limit(level, family, s, at_ms)
         seen = [] if self.record else None
         signal = drift.step(s["c"], value, family, s["h"], peer, at_ms, weight, s["learn"], fast[0], seen=seen)
@@ -207,15 +222,47 @@ class QualityMonitor:
                 s["c"][drift.MEAN] += delta
                 self.series[key] = s  # reassigned: a runner that saves changed keys sees the change
 
-    def _peer(self, level: str, site: str, entity: str, metric: str, family: Family) -> tuple[float, float, float] | None:
-        """(baseline mean, variance, current deviation) of an agent's team on the metric."""
+    def _peer(self, site: str, entity: str, metric: str, family: Family, s: dict,
+              y: float) -> tuple[float, float, float] | None:
+        """(baseline mean, variance, current deviation) of an agent's team on the metric. The deviation
+        leaves the agent out: their share of the team's current level (an EWMA of the team's
+        observations, ``fast``) is tracked on their series (``own``: their weighted sum and weight in it,
+        as of a team observation count), so an agent who drifts alone is not partly excused by the move
+        they give their team. ``y``: the agent's charted value now, which the team's level takes next."""
         team = self.series.get(f"team|{site}|{self._team_of(entity)}|{metric}")
         if team is None:
             return None
-        c = team["c"]
-        if c[drift.N] < family.warmup or team["fast"][1] < self.config.fast:
+        c, (level, count) = team["c"], team["fast"]
+        lam = 1 / max(min(count + 1, self.config.fast), 1)
+        own_sum, own_weight, at_count = s.get("own") or (0.0, 0.0, count)
+        decay = (1 - lam) ** max(count - at_count, 0)
+        own_sum, own_weight = own_sum * decay, own_weight * decay
+        s["own"] = [(1 - lam) * own_sum + lam * y, (1 - lam) * own_weight + lam, count + 1]
+        if c[drift.N] < family.warmup or count < self.config.fast:
             return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
-        return c[drift.MEAN], c[drift.VAR], team["fast"][0] - c[drift.MEAN]
+        if own_weight < 0.5:
+            level = (level - own_sum) / (1 - own_weight)
+        return c[drift.MEAN], c[drift.VAR], level - c[drift.MEAN]
+
+    def _case_mix(self, metric: str, queue: str, value: float, learn: bool) -> float:
+        """A duration as if its call were of the site's usual mix: ``value`` × the ratio of the site's
+        reference (the geometric mean of its first ``MIX_REFERENCE`` calls, then fixed: a scale, not a
+        level) to its queue's geometric mean (a billing call is not a long technical one). A queue's mean
+        of log(value) is learnt over its last ``MIX_MEMORY`` calls (once per call: at the site's level,
+        ``learn``; not while the site's chart of the metric is in alarm) and counts fully after
+        ``MIX_PRIOR`` calls. The risk adjustment of Steiner et al. (2000), the queue as the risk model."""
+        mix = self.state.setdefault("mix", {}).setdefault(metric, {})  # queue: [calls, mean log]; "*": reference
+        if learn:
+            y = math.log(value)
+            for name, memory in ((queue, MIX_MEMORY), ("*", None)):
+                m = mix.setdefault(name, [0, 0.0])
+                if memory or m[0] < MIX_REFERENCE:
+                    m[0] += 1
+                    m[1] += (y - m[1]) / min(m[0], memory or MIX_REFERENCE)
+        q, reference = mix.get(queue), mix.get("*")
+        if q is None or reference is None:
+            return value
+        return value * math.exp(q[0] / (q[0] + MIX_PRIOR) * (reference[1] - q[1]))
 
     def _limit(self, level: str, family: Family, s: dict, at_ms: int) -> tuple[float, float]:
         """The series' limit (from its steps per week and allowance) and its baseline's memory in steps."""
@@ -241,7 +288,8 @@ def state_row(key: str, family: Family, b: list, in_alarm: bool) -> dict:
       baseline, shrunk towards the peers', plus the peers' current deviation);
     - ``statistic``: the CUSUM's highest value in the hour (the one that crossed ``decision_limit`` when
       it signalled); ``start_statistic``: its value as the hour began; ``decision_limit``: the limit h of
-      the step that reached ``statistic`` (h is revised every 50 observations from the series' volume);
+      the step that reached ``statistic`` (h is revised from the series' volume at each of its first
+      ``LIMIT_YOUNG`` observations, then every 50);
     - ``alarm_value``: the hour's value that brings the statistic from ``start_statistic`` to the limit
       with the hour's steps: for a normal or log chart (one step: exact) the mean ȳ with
       Σ(worse·(y − μ)/σ − k) = h − S₀, i.e. ȳ = μ̄ + worse·σ̄·((h − S₀)/n + k); for a yes/no chart the
