@@ -39,6 +39,7 @@ from .core.graph import Context, Output
 from .core.kpi import KpiConfig
 from .core.local import EventsHere, Sent
 from .core.sampling import PolicyConfig
+from .runtime import fewer_full_collections
 
 
 class WorkerFailed(RuntimeError):
@@ -84,6 +85,7 @@ def _work(inbox: Connection, outbox: Connection, kpi: KpiConfig, policy: PolicyC
     messages until the pipe closes: ``run`` a batch (a path), ``idle``, take ``profiles``, send back
     the ``state`` (and stop). It answers with the path of its results, or its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    fewer_full_collections()  # it holds its partitions' state
     try:
         state = orjson.loads(_take(inbox.recv()))
         profiles = _Noted(state["profiles"])

@@ -206,6 +206,45 @@ def test_durations_are_charted_on_the_sites_case_mix_of_queues():
     assert ("team", "s1/t1") in hours(range(250, 262), 0.9, 1.15)
 
 
+def test_each_site_has_its_own_case_mix_in_a_monitor_holding_several():
+    """Sites sharing a monitor partition, with queues of the same name: site A's billing calls take
+    100 s, site B's 1,000 s; B's calls move from half billing to nine in ten, each as long as before."""
+    monitor, rng, rows = QualityMonitor({}, {"a1": {"team_id": "A/t"}, "b1": {"team_id": "B/t"}}), random.Random(1), []
+    for i in range(8000):
+        for site, agent in (("A", "a1"), ("B", "b1")):
+            queue = "billing" if site == "A" or rng.random() < (0.5 if i < 5000 else 0.9) else "tech"
+            value = rng.lognormvariate(math.log(100 if site == "A" else 1000), 0.4)
+            for key in (f"agent|{site}|{agent}|handle_s", f"site|{site}|{site}|handle_s", f"team|{site}|{site}/t|handle_s"):
+                rows += monitor.observe(key, value, i * 120_000, 1.0, queue)[0]
+    assert [r for r in rows if r["kind"] == "drift"] == []
+    assert sorted(monitor.state["mix"]) == ["A|handle_s", "B|handle_s"]
+
+
+def test_an_agent_who_changes_team_is_not_charted_against_the_old_teams_share():
+    """a10 scores 60 in team t1 (its level moves), then joins t2: a10's expected value there is t2's."""
+    profiles = {agent: dict(p) for agent, p in PROFILES.items()}
+    monitor = QualityMonitor({}, profiles, record=True)
+    feed(monitor, range(0, 100))
+    low = lambda agent, hour: -25.0 if agent == "a10" else 0.0
+    feed(monitor, range(100, 104), low)
+    monitor.drain()
+    profiles["a10"]["team_id"] = "s1/t2"
+    monitor.observe("agent|s1|a10|qa_human", 60.0, 104 * HOUR)
+    expected = [r["expected"] for r in monitor.drain() if r["series"] == "agent|s1|a10|qa_human"]
+    t2, own = monitor.series["team|s1|s1/t2|qa_human"], monitor.series["agent|s1|a10|qa_human"]["c"]
+    # the agent's baseline plus t2's own deviation (t1's share of a10 left in t2 would add 1.6 points)
+    assert expected[-1] == pytest.approx(own[drift.MEAN] + t2["fast"][0] - t2["c"][drift.MEAN], abs=0.3)
+
+
+def test_duration_charts_kept_from_before_the_case_mix_start_afresh_on_its_scale():
+    state = {"series": {"agent|s1|a1|handle_s": {"c": new_state()}, "agent|s1|a1|qa_human": {"c": new_state()}}}
+    QualityMonitor(state, PROFILES)
+    assert list(state["series"]) == ["agent|s1|a1|qa_human"] and state["mix"] == {}
+    state["series"]["agent|s1|a1|handle_s"] = {"c": new_state()}
+    QualityMonitor(state, PROFILES)  # once: charts learnt on the case mix are kept
+    assert "agent|s1|a1|handle_s" in state["series"]
+
+
 def test_the_budget_shares_limits_by_level_and_size():
     config = MonitorConfig()
     assert config.allowance("agent") * 100 / config.budget == pytest.approx(0.4 / len(METRICS))

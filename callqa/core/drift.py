@@ -22,7 +22,8 @@ ln(ARL0 · KL0) raised false alarms with no drift from 0–0.018 to 0–0.094 pe
 
 A binary chart may run a second CUSUM beside it (``stop``), designed for the worse outcome becoming
 nearly certain (an agent who no longer apologises at all): both add up the same steps, the chart
-signals when either passes the limit, and each is given twice the run length (h = ln 2·ARL0).
+signals when either passes the limit, and each is given twice the run length (h = ln 2·ARL0). An alarm
+of either clears on the recovery CUSUM of the ``odds_ratio`` design.
 
 "As expected" is the series' baseline plus ``shift``: the current deviation of its peers (an agent is
 compared with their team in the same hours, so a team-wide move is the team's, not fifteen agents').
@@ -175,6 +176,8 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
         return None
     if len(s) == S2:  # saved before the stop design
         s.append(0.0)
+    if not family.stop:
+        s[S2] = 0.0
     if family.scale != "binary":
         s[SUM] += weight * y
         s[COUNT] += 1
@@ -202,6 +205,7 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
         llr = llr2 = z - family.shift / 2
     out = None
     start = statistic(s)
+    higher = 1 if s[S2] > s[S] else 0  # the design the step's stored a, b are of: the higher as it begins
     if ready and not s[ALARM]:
         s[S] = max(0.0, s[S] + llr)
         if family.stop:
@@ -210,8 +214,8 @@ def step(s: list[float], x: float, family: Family, h: float, peer: tuple[float, 
             s[ALARM], s[R], s[OPENED] = 1, 0.0, at_ms
             out = Signal("cusum", family.worse if family.scale != "binary" else 1, _raw(family, y), statistic(s), h,
                          _raw(family, mu), sigma, int(s[N]))
-    if seen is not None:  # a binary step's a, b: the log-likelihood ratios of the design now higher
-        a, b = designs[1 if s[S2] > s[S] else 0] if family.scale == "binary" else (sigma, 0.0)
+    if seen is not None:  # a binary step's a, b: the log-likelihood ratios of the design higher as it began
+        a, b = designs[higher] if family.scale == "binary" else (sigma, 0.0)
         seen.append(Step(y, mu, a, b, start, statistic(s), bool(ready), bool(s[ALARM]) and out is None))
     if out is not None:
         s[S] = s[S2] = 0.0

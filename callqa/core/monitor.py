@@ -103,6 +103,11 @@ class QualityMonitor:
                  config: MonitorConfig = MonitorConfig(), record: bool = False):
         self.state = state
         self.series = state.setdefault("series", {})
+        if "mix" not in state:  # duration charts learnt before the case mix: started afresh on its scale
+            durations = {metric for metric, family in config.metrics.items() if family.scale == "log"}
+            for key in [k for k in self.series if k.rsplit("|", 1)[1] in durations]:
+                del self.series[key]
+            state["mix"] = {}
         self.incidents = Incidents(state.setdefault("incidents", {}), self._team_of, self._calm_elsewhere)
         self.profiles = profiles
         self.config = config
@@ -137,7 +142,7 @@ class QualityMonitor:
         family = self.config.levels.get((level, metric), family)
         if stratum and family.scale == "log" and value > 0:
             site_chart = self.series.get(key) if level == "site" else None
-            value = self._case_mix(metric, stratum, value, learn=level == "site" and not (
+            value = self._case_mix(site, metric, stratum, value, learn=level == "site" and not (
                 site_chart and site_chart["c"][drift.ALARM]))
         if self.record and at_ms // HOUR_MS > self.state.get("hour", 0):
             self._sweep(at_ms // HOUR_MS)
@@ -227,31 +232,40 @@ class QualityMonitor:
         """(baseline mean, variance, current deviation) of an agent's team on the metric. The deviation
         leaves the agent out: their share of the team's current level (an EWMA of the team's
         observations, ``fast``) is tracked on their series (``own``: their weighted sum and weight in it,
-        as of a team observation count), so an agent who drifts alone is not partly excused by the move
+        as of a team observation count, and the team), so an agent who drifts alone is not partly excused by the move
         they give their team. ``y``: the agent's charted value now, which the team's level takes next."""
-        team = self.series.get(f"team|{site}|{self._team_of(entity)}|{metric}")
+        team_key = f"team|{site}|{self._team_of(entity)}|{metric}"
+        team = self.series.get(team_key)
         if team is None:
             return None
         c, (level, count) = team["c"], team["fast"]
-        lam = 1 / max(min(count + 1, self.config.fast), 1)
-        own_sum, own_weight, at_count = s.get("own") or (0.0, 0.0, count)
-        decay = (1 - lam) ** max(count - at_count, 0)
-        own_sum, own_weight = own_sum * decay, own_weight * decay
-        s["own"] = [(1 - lam) * own_sum + lam * y, (1 - lam) * own_weight + lam, count + 1]
+        fast = self.config.fast
+        own = s.get("own")
+        if not own or own[3:] != [team_key] or own[2] > count + 1:  # none yet, or kept in another team
+            own = [0.0, 0.0, count, team_key]
+        # the weight the team's level keeps of an observation from its count a to count c: a running mean
+        # up to ``fast`` observations (a/c), then an EWMA (1 - 1/fast a step)
+        a = own[2]
+        decay = (a / min(count, fast) if a < min(count, fast) else 1.0) * (1 - 1 / fast) ** max(0, count - max(a, fast))
+        lam = 1 / min(count + 1, fast)  # the agent's value now enters the team's level with this weight
+        own_sum, own_weight = own[0] * decay, own[1] * decay
+        s["own"] = [(1 - lam) * own_sum + lam * y, (1 - lam) * own_weight + lam, count + 1, team_key]
         if c[drift.N] < family.warmup or count < self.config.fast:
             return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
         if own_weight < 0.5:
             level = (level - own_sum) / (1 - own_weight)
         return c[drift.MEAN], c[drift.VAR], level - c[drift.MEAN]
 
-    def _case_mix(self, metric: str, queue: str, value: float, learn: bool) -> float:
+    def _case_mix(self, site: str, metric: str, queue: str, value: float, learn: bool) -> float:
         """A duration as if its call were of the site's usual mix: ``value`` × the ratio of the site's
         reference (the geometric mean of its first ``MIX_REFERENCE`` calls, then fixed: a scale, not a
         level) to its queue's geometric mean (a billing call is not a long technical one). A queue's mean
         of log(value) is learnt over its last ``MIX_MEMORY`` calls (once per call: at the site's level,
         ``learn``; not while the site's chart of the metric is in alarm) and counts fully after
-        ``MIX_PRIOR`` calls. The risk adjustment of Steiner et al. (2000), the queue as the risk model."""
-        mix = self.state.setdefault("mix", {}).setdefault(metric, {})  # queue: [calls, mean log]; "*": reference
+        ``MIX_PRIOR`` calls. Kept per site (a monitor partition holds several). The queue means keep
+        learning while a team is in alarm: a team that alone works a queue has its drift absorbed over that
+        queue's memory. The risk adjustment of Steiner et al. (2000), the queue as the risk model."""
+        mix = self.state["mix"].setdefault(f"{site}|{metric}", {})  # queue: [calls, mean log]; "*": reference
         if learn:
             y = math.log(value)
             for name, memory in ((queue, MIX_MEMORY), ("*", None)):
@@ -294,7 +308,7 @@ def state_row(key: str, family: Family, b: list, in_alarm: bool) -> dict:
       with the hour's steps: for a normal or log chart (one step: exact) the mean ȳ with
       Σ(worse·(y − μ)/σ − k) = h − S₀, i.e. ȳ = μ̄ + worse·σ̄·((h − S₀)/n + k); for a yes/no chart the
       share of failures f/n with Σb + f·mean(a − b) = h − S₀ (a, b the log-likelihood ratios of a failure
-      and of a success). Approximate over several steps (the statistic's floor at zero, changes of μ
+      and of a success; on an item chart's two designs, of the design higher as each step began). Approximate over several steps (the statistic's floor at zero, changes of μ
       within the hour and steps after a signal in the hour are left out); empty when the chart could not
       signal in the hour (warming up, or in alarm as it began), or when no share of the hour's calls
       would reach the limit;
