@@ -232,8 +232,8 @@ class QualityMonitor:
         """(baseline mean, variance, current deviation) of an agent's team on the metric. The deviation
         leaves the agent out: their share of the team's current level (an EWMA of the team's
         observations, ``fast``) is tracked on their series (``own``: their weighted sum and weight in it,
-        as of a team observation count, and the team), so an agent who drifts alone is not partly excused by the move
-        they give their team. ``y``: the agent's charted value now, which the team's level takes next."""
+        as of a team observation count, and the team), so an agent who drifts alone is not partly excused
+        by the move they give their team. ``y``: the agent's charted value now, which the team's level takes next."""
         team_key = f"team|{site}|{self._team_of(entity)}|{metric}"
         team = self.series.get(team_key)
         if team is None:
