@@ -231,9 +231,9 @@ def test_an_agent_who_changes_team_is_not_charted_against_the_old_teams_share():
     profiles["a10"]["team_id"] = "s1/t2"
     monitor.observe("agent|s1|a10|qa_human", 60.0, 104 * HOUR)
     expected = [r["expected"] for r in monitor.drain() if r["series"] == "agent|s1|a10|qa_human"]
-    t2, own = monitor.series["team|s1|s1/t2|qa_human"], monitor.series["agent|s1|a10|qa_human"]["c"]
+    t2, chart = monitor.series["team|s1|s1/t2|qa_human"], monitor.series["agent|s1|a10|qa_human"]["c"]
     # the agent's baseline plus t2's own deviation (t1's share of a10 left in t2 would add 1.6 points)
-    assert expected[-1] == pytest.approx(own[drift.MEAN] + t2["fast"][0] - t2["c"][drift.MEAN], abs=0.3)
+    assert expected[-1] == pytest.approx(chart[drift.MEAN] + t2["fast"][0] - t2["c"][drift.MEAN], abs=0.3)
 
 
 def test_duration_charts_kept_from_before_the_case_mix_start_afresh_on_its_scale():

@@ -233,7 +233,8 @@ class QualityMonitor:
         leaves the agent out: their share of the team's current level (an EWMA of the team's
         observations, ``fast``) is tracked on their series (``own``: their weighted sum and weight in it,
         as of a team observation count, and the team), so an agent who drifts alone is not partly excused
-        by the move they give their team. ``y``: the agent's charted value now, which the team's level takes next."""
+        by the move they give their team. ``y``: the agent's charted value now, which the team's level
+        takes next."""
         team_key = f"team|{site}|{self._team_of(entity)}|{metric}"
         team = self.series.get(team_key)
         if team is None:
@@ -250,7 +251,7 @@ class QualityMonitor:
         lam = 1 / min(count + 1, fast)  # the agent's value now enters the team's level with this weight
         own_sum, own_weight = own[0] * decay, own[1] * decay
         s["own"] = [(1 - lam) * own_sum + lam * y, (1 - lam) * own_weight + lam, count + 1, team_key]
-        if c[drift.N] < family.warmup or count < self.config.fast:
+        if c[drift.N] < family.warmup or count < fast:
             return (c[drift.MEAN], c[drift.VAR], 0.0) if c[drift.N] else None
         if own_weight < 0.5:
             level = (level - own_sum) / (1 - own_weight)
@@ -268,11 +269,13 @@ class QualityMonitor:
         mix = self.state["mix"].setdefault(f"{site}|{metric}", {})  # queue: [calls, mean log]; "*": reference
         if learn:
             y = math.log(value)
-            for name, memory in ((queue, MIX_MEMORY), ("*", None)):
-                m = mix.setdefault(name, [0, 0.0])
-                if memory or m[0] < MIX_REFERENCE:
-                    m[0] += 1
-                    m[1] += (y - m[1]) / min(m[0], memory or MIX_REFERENCE)
+            q = mix.setdefault(queue, [0, 0.0])
+            q[0] += 1
+            q[1] += (y - q[1]) / min(q[0], MIX_MEMORY)
+            reference = mix.setdefault("*", [0, 0.0])
+            if reference[0] < MIX_REFERENCE:  # the site's first calls' mean, then fixed
+                reference[0] += 1
+                reference[1] += (y - reference[1]) / reference[0]
         q, reference = mix.get(queue), mix.get("*")
         if q is None or reference is None:
             return value
@@ -308,8 +311,9 @@ def state_row(key: str, family: Family, b: list, in_alarm: bool) -> dict:
       with the hour's steps: for a normal or log chart (one step: exact) the mean ȳ with
       Σ(worse·(y − μ)/σ − k) = h − S₀, i.e. ȳ = μ̄ + worse·σ̄·((h − S₀)/n + k); for a yes/no chart the
       share of failures f/n with Σb + f·mean(a − b) = h − S₀ (a, b the log-likelihood ratios of a failure
-      and of a success; on an item chart's two designs, of the design higher as each step began). Approximate over several steps (the statistic's floor at zero, changes of μ
-      within the hour and steps after a signal in the hour are left out); empty when the chart could not
+      and of a success; on an item chart's two designs, of the design higher as each step began).
+      Approximate over several steps (the statistic's floor at zero, changes of μ within the hour and
+      steps after a signal in the hour are left out); empty when the chart could not
       signal in the hour (warming up, or in alarm as it began), or when no share of the hour's calls
       would reach the limit;
     - ``in_alarm``: the series is in alarm after the hour's last step.
