@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from callqa import kafka_security
 from callqa.config import Config, ConfigError
-from callqa.topics import INTERNAL
+from callqa.topics import INTERNAL, sink_routes
 from scripts import services
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
@@ -210,8 +210,7 @@ def test_the_whole_pipeline_over_sasl_ssl_with_scram(secure_kafka, tls, tmp_path
     assert published.returncode == 0 and "published 65 events" in published.stdout, published.stderr
     conf = {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], **kafka_security.librdkafka(Config.from_env(env))}
     app = env["CALLQA_APP_ID"]
-    outputs = [env[f"CALLQA_TOPIC_{name}"] for name in ("CALL_RECORDS", "KPIS", "DEAD_LETTERS", "EVALUATIONS",
-                                                       "ALERTS", "SAMPLING", "SAMPLING_DECISIONS", "REVIEW_QUEUE")]
+    outputs = list(sink_routes(Config.from_env(env)))  # every topic the sink reads
     quiet = []
 
     def drained() -> bool:

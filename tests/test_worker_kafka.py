@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from callqa.core.dead_letters import raw_event
 from callqa.publish import event_key
 from schemas import InvalidEvent, validate
-from callqa.topics import INTERNAL
+from callqa.config import Config
+from callqa.topics import INTERNAL, internal_topic, sink_routes
 from tests.conftest import FIXTURES, ROOT, callqa_env, run_callqa, wait_for
 from tests.events import expected_site_windows
 from tests.test_cli_embedded import store_snapshot
@@ -93,11 +94,8 @@ def drained(bootstrap, env) -> bool:
 
 def stages(env) -> tuple[list[str], list[str]]:
     """The worker's internal topics and the sink's input topics."""
-    app = env["CALLQA_APP_ID"]
-    internal = [f"{app}-{name}" for name in INTERNAL]
-    outputs = [env[f"CALLQA_TOPIC_{name}"] for name in ("CALL_RECORDS", "KPIS", "DEAD_LETTERS", "EVALUATIONS", "ALERTS",
-                                                       "SAMPLING", "SAMPLING_DECISIONS", "REVIEW_QUEUE")]
-    return internal, outputs
+    config = Config.from_env(env)
+    return [internal_topic(config, name) for name in INTERNAL], list(sink_routes(config))
 
 
 def _drained(bootstrap, env) -> bool:
