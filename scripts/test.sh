@@ -12,4 +12,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 scripts/services.py fetch >/dev/null   # resolve the Kafka jars once (mvn, ~/.m2)
-exec python3 -m pytest "$@"
+# two test processes (CALLQA_TEST_PROCESSES), each test file in one of them (its fixtures built once): the
+# Kafka tests mostly wait on servers, so the other process runs the CPU-bound ones meanwhile
+exec python3 -m pytest -n "${CALLQA_TEST_PROCESSES:-2}" --dist loadfile "$@"

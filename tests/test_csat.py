@@ -262,6 +262,7 @@ def test_csat_in_the_site_comparison(simulated):
 
 
 # -- adapters ------------------------------------------------------------------------------------------
+@pytest.mark.shared_data
 def test_amazon_connect_maps_a_survey_from_the_contacts_attributes():
     record = json.loads((SHARED_DATA / "amazon-connect" / "ctr-record.json").read_text())
     read = lambda attributes: next(read_ctr([json.dumps({**record, "Attributes": attributes})], "ctr", "s1",

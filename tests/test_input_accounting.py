@@ -114,6 +114,7 @@ def test_json_records_are_cut_by_structure_and_one_over_the_limit_is_oversized()
     assert list(json_values(['[{"a": 1}, {"a": "x'])) == [('{"a": 1}', True), ('{"a": "x', False)]
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("layout", ["lines", "array", "array of lines", "pretty array", "pretty object"])
 def test_connect_files_of_every_layout_are_read_record_by_record(layout):
     """JSON Lines, an array (on one line over the limit, a record a line, pretty-printed), one pretty-printed

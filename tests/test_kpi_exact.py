@@ -109,6 +109,7 @@ def stored(data_dir):
 
 @pytest.mark.parametrize("fmt,path,tally", [("anonymous-bank", BANK, bank_tally),
                                             ("asterisk-queue-log-table", ASTERISK, asterisk_tally)])
+@pytest.mark.shared_data
 def test_daily_and_hourly_kpis_equal_the_raw_tally(ingested, fmt, path, tally):
     data_dir, _ = ingested(fmt, path, "bank" if fmt == "anonymous-bank" else "pbx")
     got, want = stored(data_dir), tally()
@@ -128,6 +129,7 @@ def test_daily_and_hourly_kpis_equal_the_raw_tally(ingested, fmt, path, tally):
             assert g["service_level"] == pytest.approx(w["sl_numerator"] / w["sl_denominator"], abs=1e-6), key
 
 
+@pytest.mark.shared_data
 def test_callqa_query_shows_a_sites_hourly_kpis_for_a_day(ingested):
     from sinks.queries import SITE_HOURLY
     from tests.conftest import callqa_env, run_callqa

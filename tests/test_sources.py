@@ -5,6 +5,7 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 
 from callqa.ingest import follow
 from sinks.store import EmbeddedStore
@@ -41,6 +42,7 @@ def totals(data_dir):
         store.close()
 
 
+@pytest.mark.shared_data
 def test_anonymous_bank_month_converts_without_loss(ingested):
     rows = list(csv.DictReader(BANK.open()))
     served = sum(r["outcome"] == "AGENT" for r in rows)
@@ -61,6 +63,7 @@ def test_anonymous_bank_month_converts_without_loss(ingested):
     assert outcomes == {"answered": served, "abandoned": queue_hangs + ivr_hangs}
 
 
+@pytest.mark.shared_data
 def test_asterisk_table_converts_without_loss(ingested):
     rows = list(csv.DictReader(ASTERISK.open()))
     verbs = Counter(r["event"] for r in rows)
@@ -128,6 +131,7 @@ def test_caller_numbers_never_leave_the_adapter():
     assert CallerHasher("a")("8613800138000") != CallerHasher("b")("8613800138000")
 
 
+@pytest.mark.shared_data
 def test_malformed_lines_go_to_dead_letters_and_the_rest_goes_through(tmp_path):
     lines = BANK.read_text().splitlines()[:201]
     lines.insert(50, "garbage,line")
@@ -145,6 +149,7 @@ def test_malformed_lines_go_to_dead_letters_and_the_rest_goes_through(tmp_path):
     assert dead[2][2] == "garbage,line" and "unknown outcome" in dead[0][1]
 
 
+@pytest.mark.shared_data
 def test_amazon_connect_records():
     units, summary = convert("amazon-connect-ctr", CTR, "ctr-record.json")
     record = json.loads(CTR.read_text())
@@ -156,6 +161,7 @@ def test_amazon_connect_records():
     assert (event["state"], event["agent_id"]) == ("on_call", "P12345678")
 
 
+@pytest.mark.shared_data
 def test_amazon_connect_keeps_the_newest_record_per_contact():
     old = json.loads(CTR.read_text())
     new = dict(old, LastUpdateTimestamp="2019-01-30T15:20:00Z",

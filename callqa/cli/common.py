@@ -12,8 +12,8 @@ from rich.table import Table
 from ..config import Config, ConfigError
 
 console = Console()
-if not console.is_terminal:  # piped: do not squeeze tables to 80 columns
-    console = Console(width=250)
+if not console.is_terminal:  # piped: do not squeeze tables to 80 columns, nor break a long line of text
+    console = Console(width=250, soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
