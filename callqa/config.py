@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_TOPIC_ALERTS", "callqa.alerts", "Alerts out."),
     Setting("CALLQA_TOPIC_SAMPLING", "callqa.sampling", "Agents' review-rate changes out (the audit trail: old and new rate, cause, evidence)."),
     Setting("CALLQA_TOPIC_SAMPLING_DECISIONS", "callqa.sampling-decisions", "One select-or-skip decision per recorded call, with the reason."),
-    Setting("CALLQA_TOPIC_REVIEW_QUEUE", "callqa.review-queue", "Calls selected for review (queued, or dropped for a riskier call)."),
+    Setting("CALLQA_TOPIC_REVIEW_QUEUE", "callqa.review-queue", "Calls selected for review (queued, or dropped for a call of lower priority)."),
     Setting("CALLQA_TOPIC_DETECTOR_STATE", "callqa.detector-state", "The drift charts' state per series and hour (value, expected value, CUSUM statistic and limit) out: what the report's incident charts draw."),
     Setting("CALLQA_TOPIC_RAW_EVENTS", "callqa.raw-events", "The input events the worker applied, as received, out (the raw_events table: what an embedded replay stores; late and repeated events are dead letters or duplicates instead)."),
     Setting("CALLQA_TOPIC_PARTITIONS", "4", "Partitions of the topics callqa creates (at most 256)."),

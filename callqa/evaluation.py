@@ -118,6 +118,7 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
         for d in out.rows.get("sampling_decisions", ()):
             if d["version"] == 1:
                 calls_of[d["agent_id"]].append(d["call_id"])
+            if d["selected"]:  # as selected, then revised once its day's capacity cut is known
                 probability[d["call_id"]] = d["probability"]
         for e in out.rows.get("evaluations", ()):
             if e["kind"] == "human":
@@ -127,10 +128,13 @@ def _run(sim_config: SimConfig, policy: PolicyConfig, seed: int, progress: Calla
 
     due: list[tuple[int, str]] = []  # (when, call): reviews of queued calls, submitted the next working day
     scheduled: set[str] = set()
-    day = None
+    day = reviews_day = None
     for event in sim.events():
         result.events += 1
         t = time_ms(event["event_time"])
+        if due and due[0][0] <= t and reviews_day != day:  # the day's first review: yesterday's cut is known
+            reviews_day = day
+            collect(graph.flush())
         while due and due[0][0] <= t:
             at, call = heapq.heappop(due)
             review = sim.review(call, probability.get(call, 1.0), at)

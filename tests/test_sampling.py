@@ -164,27 +164,67 @@ def test_a_weekday_and_shift_band_without_a_review_this_month_is_drawn_more_ofte
     assert uncovered["probability"] == round(covered["probability"] * (1 + 2 * ramp), 6)  # same factors while learning
 
 
-def test_capacity_caps_a_day_and_keeps_the_riskiest_agents():
+def busy_days(s, days, agents=("veteran", "star", "laggard"), per_day=30):
+    """Every agent's workday calls through ``s`` in time order; the decisions and review rows, each as
+    last revised, and the days' queues as they ended."""
+    calls = sorted((c for a in agents for c in workday_calls(a, days, per_day)), key=lambda c: (c["at_ms"], c["call_id"]))
+    decisions, reviews, queues = {}, {}, []
+    for c in calls + [call("veteran", T0 + days * DAY_MS + 9 * HOUR, 10**6)]:  # a next day's call ends the last
+        day = s.partitions.get("0", {}).get("day")
+        queue = list(s.partitions.get("0", {}).get("queue", []))
+        out = s.decide(c)
+        if s.partitions["0"]["day"] != day and day is not None:
+            queues.append(queue)
+        for d in out.decisions:
+            decisions[d["call_id"]] = d
+        for r in out.reviews:
+            reviews[r["call_id"]] = r
+    return calls, decisions, reviews, queues
+
+
+def test_capacity_caps_a_day_and_favours_the_riskiest_agents():
     policy = replace(PolicyConfig(), base_rate=0.5, reviewers=1, reviews_per_hour=5, review_hours=1.0)
     s = sampler(policy)
-    queued, dropped, capacity_skips = Counter(), Counter(), 0
-    for agent in ("veteran", "star", "laggard"):  # the riskiest agent's calls come last
-        for c in workday_calls(agent, 1, per_day=30):
-            out = s.decide(c)
-            capacity_skips += sum(d["reason"].startswith("capacity") for d in out.decisions)
-            for r in out.reviews:
-                (queued if r["status"] == "queued" else dropped)[r["call_id"]] += 1
-    final = {c for c in queued if c not in dropped}
-    assert len(final) == 5  # 1 reviewer × 5 reviews an hour × 1 hour
-    assert all(c.startswith("laggard") for c in final)  # low tier (×2.25) displaced the others
-    assert dropped and capacity_skips > 0
-    # the displaced decisions were revised with their reason
-    day = s.partitions["0"]["queue"]
-    assert len(day) == 5
+    calls, decisions, reviews, queues = busy_days(s, 1)
+    final = {c for c, r in reviews.items() if r["status"] == "queued" and c in {c["call_id"] for c in calls}}
+    assert len(final) == len(queues[0]) == 5  # 1 reviewer × 5 reviews an hour × 1 hour
+    by_agent = Counter(c.split("-")[0] for c in final)
+    assert by_agent["laggard"] >= 3  # low tier (×2.25) first
+    assert any(d["reason"].startswith("capacity") for d in decisions.values())
+    dropped = [c for c, r in reviews.items() if r["status"] == "dropped"]
+    assert dropped and all(decisions[c]["reason"].startswith("displaced") and not decisions[c]["selected"]
+                           for c in dropped)
+    # the day over: the kept calls' chance was lowered by the cut, and their decisions say so
+    kept = [decisions[c] for c in final]
+    assert all(d["version"] == 3 and 0 < d["factors"]["capacity"] < 1 for d in kept)
     # a new day starts with a fresh capacity
-    out = s.decide(call("veteran", T0 + DAY_MS + 10 * HOUR, 999))
-    assert s.partitions["0"]["day"] == "2024-03-05"
-    assert len(s.partitions["0"]["queue"]) == (1 if out.decisions[0]["selected"] else 0)
+    assert s.partitions["0"]["day"] == "2024-03-05" and len(s.partitions["0"]["queue"]) <= 1
+
+
+def test_capacity_cut_keeps_every_calls_inclusion_probability_known():
+    """Over busy days (capacity 8 a day against ~22 selections), the Horvitz-Thompson count of each
+    agent's calls — the sum of 1/p over their reviewed calls, p as last revised — is their true number
+    of calls (pooled over six sampling keys: one key's 80 days leave ±20 % of noise on the agents
+    reviewed least); with p as first decided it falls short by the cut. Every agent is reviewed on
+    busy days, the riskiest most."""
+    policy = replace(PolicyConfig(), base_rate=0.2, min_per_month=0, coverage_factor=1.0, reviewers=1,
+                     reviews_per_hour=8, review_hours=1.0)
+    days, keys = 80, 6
+    estimate, as_first, share = Counter(), Counter(), Counter()
+    for k in range(keys):
+        calls, decisions, reviews, _ = busy_days(sampler(policy, key=f"key-{k}".encode()), days)
+        ids = {c["call_id"] for c in calls}
+        reviewed = [decisions[c] for c, r in reviews.items() if r["status"] == "queued" and c in ids]
+        assert 0.95 * 8 * days <= len(reviewed) <= 8 * days  # nearly every day full
+        for d in reviewed:
+            estimate[d["agent_id"]] += 1 / d["probability"]
+            as_first[d["agent_id"]] += d["factors"].get("capacity", 1.0) / d["probability"]
+            share[d["agent_id"]] += 1
+    truth = 30 * days * keys
+    for agent in ("veteran", "star", "laggard"):
+        assert abs(estimate[agent] / truth - 1) < 0.2, (agent, estimate[agent] / truth)
+        assert as_first[agent] / truth < 0.8, (agent, as_first[agent] / truth)
+    assert share["laggard"] > 3 * share["star"] > 0 and share["veteran"] > 0
 
 
 def test_call_factors_steer_reviews_to_the_manuals_shares():

@@ -20,8 +20,14 @@ a decision waits ``analysis_wait_ms`` of event time for them). A weekday × shif
 ``coverage_factor`` more (rising as the month runs out); an agent behind pace for ``min_per_month`` reviews gets the rate that
 catches up. The draw is a keyed hash of the call id: unpredictable without the key, and the same on
 a replay. Selections are capped by QA capacity (the named reviewers' reviews a day, else reviewers × reviews per hour × hours a day, split
-evenly over partitions): when a day is full, a call of a riskier agent (higher rate multiplier)
-displaces the least risky selection, which is dropped with its reason.
+evenly over partitions) as in priority sampling (Duffield, Lund & Thorup 2007; Ohlsson's sequential
+Poisson sampling, 1998): a full day keeps the selections of lowest priority u / (p × risk), the draw over
+the call's probability and its agent's rate multiplier, a call of lower priority displacing the highest
+(dropped with its reason). So a busy day's reviews go to riskier agents first, yet every call keeps a
+known chance: once the day is over, each kept call's decision is revised with the factor ``capacity`` =
+min(1, τ × risk), τ the lowest priority the day refused; p × capacity is its inclusion probability given
+the other calls, the weight its human evaluation should carry (so a busy day does not bias the QA
+estimates towards the riskier agents).
 
 Local time: shift bands (the profile's ``shift`` is wall-clock time in its ``timezone``, else the site's),
 peak hours, weekdays of coverage cells, the agent's month and rotation days, and the review queue's ``day``
@@ -317,7 +323,7 @@ class Sampler:
         if a["work_day"] != day_index:
             a["rotation"] = a["rotation"] + 1 if day_index - a["work_day"] == 1 else 0
             a["work_day"] = day_index
-        part = self._partition(partition, day, part_month)
+        part = self._partition(partition, day, part_month, out)
         factors, cell = self._call_factors(part, c, a, profile)
         low, high = p.call_factor_clip
         rate = a["rate"] * min(high, max(low, math.prod(factors.values())))
@@ -369,10 +375,11 @@ class Sampler:
             return "side_by_side"
         return "live_remote" if kinds else "recording_review"
 
-    def _partition(self, partition: str, day: str, month: str) -> dict:
+    def _partition(self, partition: str, day: str, month: str, out: Decisions) -> dict:
         part = self.partitions.get(partition) or {"day": day, "queue": [], "month": month, "stats": {}}
         if day > part["day"]:  # a new day's queue (a late call of an earlier day joins today's)
-            part.update(day=day, queue=[], queued={})
+            out.decisions += self._day_over(part)
+            part.update(day=day, queue=[], queued={}, threshold=None)
         if part["month"] != month:  # older months count half: shares follow the traffic
             if part["month"]:
                 for counts in part["stats"].values():
@@ -448,22 +455,27 @@ class Sampler:
         return "first_hour" if into < 60 else "last_two_hours" if into >= length - 120 else "middle"
 
     def _enqueue(self, part: dict, decision: dict, c: dict, u: float, out: Decisions, current: dict, day: str) -> None:
-        """Add a selection to the partition's review queue for the day, within capacity: a riskier
-        call displaces the least risky one; otherwise the new call is skipped. ``day``: the site's
-        local date of the call (the review queue's day)."""
-        entry = [decision["risk"], -u, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", ""), "day": day}]
-        queue = part["queue"]
+        """Add a selection to the partition's review queue for the day, within capacity: the day keeps
+        the selections of lowest priority u / (p × risk) (the module's priority sampling); a call of a
+        higher priority than every queued one is skipped, else it displaces the highest. The lowest
+        priority refused is the day's ``threshold``. ``day``: the site's local date of the call (the
+        review queue's day)."""
+        priority = u / _weight(decision)
+        entry = [-priority, c["call_id"], {**decision, "storage_uri": c.get("storage_uri", ""), "day": day}]
+        queue = _priority_queue(part)
         queued = part.setdefault("queued", {})
         if c["call_id"] in queued:  # the same recording again: already queued
             return
         if len(queue) >= self.capacity:
-            if entry[:2] <= queue[0][:2]:
+            if priority >= -queue[0][0]:
+                part["threshold"] = min(part.get("threshold") or priority, priority)
                 decision.update(selected=False, reason=f"capacity ({self.capacity} reviews a day in this partition)")
                 return
-            _, _, _, dropped = heapq.heapreplace(queue, entry)
+            highest, _, dropped = heapq.heapreplace(queue, entry)
+            part["threshold"] = min(part.get("threshold") or -highest, -highest)
             del queued[dropped["call_id"]]
             revised = {k: v for k, v in dropped.items() if k not in ("storage_uri", "day")}
-            revised.update(selected=False, reason=f"displaced by a riskier call ({c['call_id']})", version=2)
+            revised.update(selected=False, reason=f"displaced by a call of lower priority ({c['call_id']})", version=2)
             out.decisions.append(revised)
             out.reviews.append(review_row(dropped, "dropped"))
             mine = dropped["agent_id"] == decision["agent_id"]
@@ -475,7 +487,38 @@ class Sampler:
         else:
             heapq.heappush(queue, entry)
         queued[c["call_id"]] = 1
-        out.reviews.append(review_row(entry[3], "queued"))
+        out.reviews.append(review_row(entry[2], "queued"))
+
+    @staticmethod
+    def _day_over(part: dict) -> list[dict]:
+        """A day's queue is final: when capacity refused calls, each kept call whose chance the cut
+        lowered has its decision revised with the factor ``capacity`` = min(1, τ × risk), τ the day's
+        threshold (its inclusion probability given the other calls: p × capacity)."""
+        threshold = part.get("threshold")
+        revised = []
+        for _, _, kept in sorted(_priority_queue(part) if threshold else [], key=lambda e: e[1]):
+            share = threshold * _weight(kept) / kept["probability"]
+            if share < 1:
+                decision = {k: v for k, v in kept.items() if k not in ("storage_uri", "day")}
+                decision.update(probability=round(decision["probability"] * share, 6),
+                                factors={**decision["factors"], "capacity": round(share, 6)}, version=3)
+                revised.append(decision)
+        return revised
+
+
+def _weight(decision: dict) -> float:
+    """A selection's weight in the capacity cut: its probability × its agent's rate multiplier."""
+    return decision["probability"] * max(decision["risk"], 1e-6)
+
+
+def _priority_queue(part: dict) -> list:
+    """The day's queue as a heap of ``[-priority, call id, decision]`` (a queue saved by an earlier version,
+    ``[risk, -u, call id, decision]``, converted)."""
+    queue = part["queue"]
+    if queue and len(queue[0]) == 4:
+        queue[:] = [[e[1] / _weight(e[3]), e[2], e[3]] for e in queue]
+        heapq.heapify(queue)
+    return queue
 
 
 def review_row(decision: dict, status: str) -> dict:
