@@ -182,21 +182,32 @@ def busy_days(s, days, agents=("veteran", "star", "laggard"), per_day=30):
     return calls, decisions, reviews, queues
 
 
-def test_capacity_caps_a_day_and_favours_the_riskiest_agents():
+def test_capacity_caps_a_day_at_the_lowest_priorities_and_revises_their_probability():
+    """A full day keeps the selections of lowest priority u / (p × risk), whatever their order of arrival;
+    the others are skipped or displaced with their reason; once the day is over each kept call's
+    probability is revised by min(1, τ × risk), τ the lowest priority refused (recomputed here from the
+    keyed draws)."""
     policy = replace(PolicyConfig(), base_rate=0.5, reviewers=1, reviews_per_hour=5, review_hours=1.0)
     s = sampler(policy)
     calls, decisions, reviews, queues = busy_days(s, 1)
-    final = {c for c, r in reviews.items() if r["status"] == "queued" and c in {c["call_id"] for c in calls}}
+    ids = {c["call_id"] for c in calls}
+    final = {c for c, r in reviews.items() if r["status"] == "queued" and c in ids}
     assert len(final) == len(queues[0]) == 5  # 1 reviewer × 5 reviews an hour × 1 hour
-    by_agent = Counter(c.split("-")[0] for c in final)
-    assert by_agent["laggard"] >= 3  # low tier (×2.25) first
-    assert any(d["reason"].startswith("capacity") for d in decisions.values())
-    dropped = [c for c, r in reviews.items() if r["status"] == "dropped"]
-    assert dropped and all(decisions[c]["reason"].startswith("displaced") and not decisions[c]["selected"]
-                           for c in dropped)
-    # the day over: the kept calls' chance was lowered by the cut, and their decisions say so
-    kept = [decisions[c] for c in final]
-    assert all(d["version"] == 3 and 0 < d["factors"]["capacity"] < 1 for d in kept)
+    first_p = {c: d["probability"] / d["factors"].get("capacity", 1.0) for c, d in decisions.items() if c in ids}
+    draws = {c: uniform(b"test-key", c) for c in ids}
+    drawn = [c for c in ids if draws[c] < first_p[c]]
+    priority = {c: draws[c] / (first_p[c] * decisions[c]["risk"]) for c in drawn}
+    ranked = sorted(drawn, key=priority.get)
+    assert len(drawn) > 10 and final == set(ranked[:5])
+    assert all(decisions[c]["reason"].startswith(("capacity", "displaced")) and not decisions[c]["selected"]
+               for c in ranked[5:])
+    assert any(r["status"] == "dropped" for r in reviews.values())
+    tau = priority[ranked[5]]
+    for c in final:
+        d = decisions[c]
+        share = min(1.0, tau * d["risk"])
+        assert d["factors"].get("capacity", 1.0) == pytest.approx(share, abs=1e-5)
+        assert d["version"] == (3 if share < 1 else 1) and d["probability"] == pytest.approx(first_p[c] * share, abs=1e-5)
     # a new day starts with a fresh capacity
     assert s.partitions["0"]["day"] == "2024-03-05" and len(s.partitions["0"]["queue"]) <= 1
 
