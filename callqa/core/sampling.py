@@ -24,10 +24,12 @@ evenly over partitions) as in priority sampling (Duffield, Lund & Thorup 2007; O
 Poisson sampling, 1998): a full day keeps the selections of lowest priority u / (p × risk), the draw over
 the call's probability and its agent's rate multiplier, a call of lower priority displacing the highest
 (dropped with its reason). So a busy day's reviews go to riskier agents first, yet every call keeps a
-known chance: once the day is over, each kept call's decision is revised with the factor ``capacity`` =
-min(1, τ × risk), τ the lowest priority the day refused; p × capacity is its inclusion probability given
-the other calls, the weight its human evaluation should carry (so a busy day does not bias the QA
-estimates towards the riskier agents).
+known chance: once the day is over (the partition decides a call of a later day), each kept call whose
+chance the cut lowered has its decision revised (version 3) with the factor ``capacity`` = min(1, τ × risk),
+τ the lowest priority the day refused; p × capacity is its inclusion probability given the other calls,
+the weight its human evaluation should carry (so a busy day does not bias the QA estimates towards the
+riskier agents). A review submitted before that carries p, and weighs its call too little; the last day
+of a run, and a day begun under an earlier version of this cut, are not revised.
 
 Local time: shift bands (the profile's ``shift`` is wall-clock time in its ``timezone``, else the site's),
 peak hours, weekdays of coverage cells, the agent's month and rotation days, and the review queue's ``day``
@@ -83,7 +85,8 @@ class PolicyConfig:
     analysis_wait_ms: int = 300_000  # a decision waits (in event time) for its call's speech analytics
     call_signal_clip: tuple = (0.75, 2.0)
     # the call factors together move a call's probability at most this much either way: inclusion
-    # probabilities stay within 16x of each other for an agent, so weighted estimates stay stable
+    # probabilities stay within 16x of each other for an agent, so weighted estimates stay stable (a full
+    # day's capacity cut scales them further down: the ``capacity`` factor)
     call_factor_clip: tuple = (0.25, 4.0)
     learn_calls: int = 200  # calls seen in a site before its observed shares are trusted
     drift_factor: dict = field(default_factory=lambda: {"agent": 3.0, "team": 2.0, "site": 1.5})
@@ -468,11 +471,11 @@ class Sampler:
             return
         if len(queue) >= self.capacity:
             if priority >= -queue[0][0]:
-                part["threshold"] = min(part.get("threshold") or priority, priority)
+                part["threshold"] = priority if part.get("threshold") is None else min(part["threshold"], priority)
                 decision.update(selected=False, reason=f"capacity ({self.capacity} reviews a day in this partition)")
                 return
             highest, _, dropped = heapq.heapreplace(queue, entry)
-            part["threshold"] = min(part.get("threshold") or -highest, -highest)
+            part["threshold"] = -highest if part.get("threshold") is None else min(part["threshold"], -highest)
             del queued[dropped["call_id"]]
             revised = {k: v for k, v in dropped.items() if k not in ("storage_uri", "day")}
             revised.update(selected=False, reason=f"displaced by a call of lower priority ({c['call_id']})", version=2)
@@ -496,7 +499,7 @@ class Sampler:
         threshold (its inclusion probability given the other calls: p × capacity)."""
         threshold = part.get("threshold")
         revised = []
-        for _, _, kept in sorted(_priority_queue(part) if threshold else [], key=lambda e: e[1]):
+        for _, _, kept in sorted(_priority_queue(part) if threshold is not None else [], key=lambda e: e[1]):
             share = threshold * _weight(kept) / kept["probability"]
             if share < 1:
                 decision = {k: v for k, v in kept.items() if k not in ("storage_uri", "day")}

@@ -22,7 +22,8 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(at)
 ORDER BY (site_id, agent_id, change_id);
 
--- One decision per recorded call (select or skip, with the reason); a displaced selection is revised.
+-- One decision per recorded call (select or skip, with the reason); a displaced selection is revised (version 2),
+-- and a kept one whose chance a full day lowered (version 3: probability × the capacity factor).
 CREATE TABLE IF NOT EXISTS sampling_decisions
 (
     call_id      String,
@@ -46,7 +47,7 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(at)
 ORDER BY (site_id, agent_id, call_id);
 
--- Calls selected for review (status queued, or dropped when a riskier call took the capacity).
+-- Calls selected for review (status queued, or dropped when a call of lower priority took the capacity).
 CREATE TABLE IF NOT EXISTS review_queue
 (
     call_id      String,
