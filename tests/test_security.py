@@ -18,11 +18,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from callqa import kafka_security
 from callqa.config import Config, ConfigError
-from callqa.topics import INTERNAL, sink_routes
 from scripts import services
 from tests.conftest import callqa_env, run_callqa, wait_for
 from tests.test_cli_embedded import store_snapshot
-from tests.test_worker_kafka import DAY, Worker
+from tests.test_worker_kafka import DAY, Worker, stages
 
 USER, PASSWORD = "callqa", "s3cret-Pass"
 
@@ -210,12 +209,12 @@ def test_the_whole_pipeline_over_sasl_ssl_with_scram(secure_kafka, tls, tmp_path
     assert published.returncode == 0 and "published 65 events" in published.stdout, published.stderr
     conf = {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], **kafka_security.librdkafka(Config.from_env(env))}
     app = env["CALLQA_APP_ID"]
-    outputs = list(sink_routes(Config.from_env(env)))  # every topic the sink reads
+    internal, outputs = stages(env)  # every topic the sink reads
     quiet = []
 
     def drained() -> bool:
         try:
-            done = (lag(conf, app, [env["CALLQA_TOPIC_EVENTS"], *(f"{app}-{n}" for n in INTERNAL)]) == 0
+            done = (lag(conf, app, [env["CALLQA_TOPIC_EVENTS"], *internal]) == 0
                     and lag(conf, f"{app}-sink", outputs) == 0)
         except KafkaException:  # a coordinator still loading
             done = False

@@ -471,11 +471,11 @@ class Sampler:
             return
         if len(queue) >= self.capacity:
             if priority >= -queue[0][0]:
-                part["threshold"] = priority if part.get("threshold") is None else min(part["threshold"], priority)
+                _refused(part, priority)
                 decision.update(selected=False, reason=f"capacity ({self.capacity} reviews a day in this partition)")
                 return
             highest, _, dropped = heapq.heapreplace(queue, entry)
-            part["threshold"] = -highest if part.get("threshold") is None else min(part["threshold"], -highest)
+            _refused(part, -highest)
             del queued[dropped["call_id"]]
             revised = {k: v for k, v in dropped.items() if k not in ("storage_uri", "day")}
             revised.update(selected=False, reason=f"displaced by a call of lower priority ({c['call_id']})", version=2)
@@ -512,6 +512,12 @@ class Sampler:
 def _weight(decision: dict) -> float:
     """A selection's weight in the capacity cut: its probability × its agent's rate multiplier."""
     return decision["probability"] * max(decision["risk"], 1e-6)
+
+
+def _refused(part: dict, priority: float) -> None:
+    """The day refused a selection of ``priority``: its ``threshold`` is the lowest so refused."""
+    held = part.get("threshold")
+    part["threshold"] = priority if held is None else min(held, priority)
 
 
 def _priority_queue(part: dict) -> list:
