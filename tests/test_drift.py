@@ -8,7 +8,7 @@ import pytest
 
 from callqa.core import drift
 from callqa.core.drift import Family, cusum_limit, limit, new_state, step
-from callqa.core.monitor import METRICS, MonitorConfig, QualityMonitor
+from callqa.core.monitor import BY_LEVEL, METRICS, MonitorConfig, QualityMonitor
 
 QA = Family("normal", worse=-1, floor=2.0, warmup=10)
 HOUR = 3_600_000
@@ -364,3 +364,36 @@ def test_every_hour_of_every_series_is_stored_once_with_its_latest_steps():
     site = [stored[("site|s1|s1|handle_s", f"1970-01-01T0{h}:00:00.000Z")] for h in range(6)]
     assert [r["steps"] for r in site] == [15] * 6 and all(r["observations"] == 150 for r in site)  # 150 calls, subgroups of 10
     assert not any(r["kind"] == "drift" for r in rows)
+
+
+def test_weighted_human_qa_is_charted_by_design_band_and_keeps_its_false_alarm_budget():
+    """Adaptive sampling draws the calls it expects to be poor: 10 % of a site's 1,000 calls a day are
+    risky, drawn with p = 0.6 and scoring 66 ± 6; the others p = 0.005, 88 ± 6. Weighted by 1/p the
+    scores are unbiased, but a subgroup of risky calls only is far below the mean and one with a rare
+    good call only a little above. With a 100-fold budget (so that false alarms can be counted) over 8
+    centers x 60 days: adjusted to their design band, the site's chart keeps within 3 times the run
+    length it is given; unadjusted, it raised several times more. With the default budget, a real drop of
+    8 points is found by the next day."""
+    def run(seed: int, by_design: bool, days: int = 60, drop_from: int | None = None, budget: float = 100.0) -> list[int]:
+        levels = {k: replace(f, by_design=by_design) for k, f in BY_LEVEL.items()}
+        monitor, rng, opened = QualityMonitor({}, {}, MonitorConfig(budget=budget, levels=levels)), random.Random(seed), []
+        for day in range(days):
+            evaluations = []
+            for _ in range(1000):
+                risky = rng.random() < 0.1
+                p = 0.6 if risky else 0.005
+                if rng.random() < p:
+                    score = rng.gauss(66 if risky else 88, 6) - (8 if drop_from is not None and day >= drop_from else 0)
+                    evaluations.append((day * 24 * HOUR + 9 * HOUR + rng.randrange(8 * HOUR), min(100.0, max(0.0, score)), 1 / p))
+            for at, score, weight in sorted(evaluations):
+                opened += [day for r in monitor.observe("site|s1|s1|qa_human", score, at, weight)[0]
+                           if r["kind"] == "drift" and r["status"] == "open"]
+        return opened
+
+    weeks = 8 * 60 / 7
+    allowed = MonitorConfig(budget=100.0).allowance("site") * weeks  # false alarms the budget gives them
+    adjusted = sum(len(run(seed, True)) for seed in range(8))
+    plain = sum(len(run(seed, False)) for seed in range(8))
+    assert adjusted <= 3 * allowed, (adjusted, allowed)
+    assert plain > 2 * max(adjusted, allowed), (plain, adjusted)
+    assert all(run(seed, True, days=40, drop_from=30, budget=1.0)[:1] in ([30], [31]) for seed in range(3))

@@ -61,7 +61,9 @@ class Family:
     ``positive`` charts only values > 0 (log) or turns a value into 1 when > 0 (binary); ``floor`` the
     least per-observation sigma (in charted units); ``warmup`` steps before the chart may signal;
     ``stop`` (binary) a second CUSUM beside the ``odds_ratio`` one, designed for the worse outcome's
-    probability rising to ``stop`` (a behaviour that stops), the two sharing the false-alarm allowance."""
+    probability rising to ``stop`` (a behaviour that stops), the two sharing the false-alarm allowance;
+    ``by_design`` (weighted scores) adjusts each score to its inclusion probability's band (the monitor's
+    ``_design_mix``)."""
 
     scale: str
     subgroup: int = 1
@@ -72,6 +74,7 @@ class Family:
     floor: float = 0.0
     warmup: int = 20
     stop: float = 0.0
+    by_design: bool = False
     learn: int = 500
     prior: float = 5.0
     recover: float = 6.9  # ln 1000

@@ -19,7 +19,8 @@ site, so an agent's series and their team's and site's are charted together:
 - **Incidents** (``callqa.core.incidents``) group the series alarms by root cause.
 - **Weights.** A human evaluation counts with its inverse inclusion probability; a team's and a site's
   human QA are charted as weighted means of 5 (``BY_LEVEL``), so reviewing one agent more does not
-  move their team's chart.
+  move their team's chart, each score first adjusted to its design band (``_design_mix``): the calls the
+  sampler draws most are the ones it expects to be poor.
 - **The charts' state, stored** (``record``): per series and hour with steps, one ``detector_state`` row
   (``state_row``): the steps' mean value and mean expected value on the metric's scale, the CUSUM's
   highest statistic in the hour and its limit, and the hour's value that would have reached the limit.
@@ -72,7 +73,7 @@ METRICS: dict[str, Family] = {
     **{f"item:{item}": Family("binary", odds_ratio=10.0, warmup=30, prior=10, stop=0.9) for item in ITEMS},
 }
 # a team's and a site's human QA mixes agents reviewed at different rates: weighted subgroups of 5
-BY_LEVEL = {(level, "qa_human"): replace(METRICS["qa_human"], subgroup=5) for level in ("team", "site")}
+BY_LEVEL = {(level, "qa_human"): replace(METRICS["qa_human"], subgroup=5, by_design=True) for level in ("team", "site")}
 LEVELS = ("agent", "team", "site")
 
 
@@ -140,6 +141,10 @@ class QualityMonitor:
         if family is None or level not in LEVELS:
             return [], []
         family = self.config.levels.get((level, metric), family)
+        if family.by_design and level != "agent":
+            site_chart = self.series.get(key) if level == "site" else None
+            value = self._design_mix(site, metric, weight, value, learn=level == "site" and not (
+                site_chart and site_chart["c"][drift.ALARM]))
         if stratum and family.scale == "log" and value > 0:
             site_chart = self.series.get(key) if level == "site" else None
             value = self._case_mix(site, metric, stratum, value, learn=level == "site" and not (
@@ -161,7 +166,12 @@ class QualityMonitor:
         fast[1] += 1
         fast[0] += (y - fast[0]) / min(fast[1], self.config.fast)
         baseline = s["c"][drift.MEAN]
-        peer = self._peer(site, entity, metric, family, s, y) if level == "agent" else None
+        peer = None
+        if level == "agent":  # the agent's value as their team's chart takes it (its design band, for weighted scores)
+            team_family = self.config.levels.get(("team", metric), family)
+            shared = drift.transform(family, self._design_mix(site, metric, weight, value, learn=False)) \
+                if team_family.by_design else y
+            peer = self._peer(site, entity, metric, family, s, shared)
         if s["n"] <= LIMIT_YOUNG or s["n"] % 50 == 1:  # a young series' volume is still being learnt
             s["h"], s["learn"] = self._limit(level, family, s, at_ms)
         seen = [] if self.record else None
@@ -280,6 +290,38 @@ class QualityMonitor:
         if q is None or reference is None:
             return value
         return value * math.exp(q[0] / (q[0] + MIX_PRIOR) * (reference[1] - q[1]))
+
+    def _design_mix(self, site: str, metric: str, weight: float, value: float, learn: bool) -> float:
+        """A weighted score as if its call had been drawn at the site's usual rate: ``value`` + the site's
+        reference − the mean of the scores drawn in its design band (the inclusion probability 1/``weight``
+        by powers of two). Adaptive sampling draws calls it expects to be poor with high probability, so a
+        score's expected value depends on how likely its call was to be drawn (on the simulated centers
+        of ``bench/monitoring.py``: from 72 % in the likeliest band to 88 % in the least likely). A few
+        evaluations weighted by 1/p are then an unbiased but skewed estimate: a subgroup of likely calls
+        only is low by several sigmas, one with a rare unlikely call is high by less, and a CUSUM of
+        lower scores meets its limit far sooner than its run length says. Within a band the scores are
+        comparable (post-stratification on the design, Särndal, Swensson & Wretman 1992, §7.6; the risk
+        adjustment of ``_case_mix``, the design as the risk model). Band means are learnt at the site's
+        level (``learn``: not while its chart is in alarm) over their last ``MIX_MEMORY`` scores and count
+        fully after ``MIX_PRIOR``; the reference is the weighted mean of the site's first ``MIX_REFERENCE``
+        scores (its human QA then: the chart shows the site's level). A chart learnt before keeps its
+        baseline: the adjustment grows in with its bands' counts."""
+        mix = self.state["mix"].setdefault(f"{site}|{metric}|design", {})  # band: [scores, mean]
+        # "*": the reference [scores, their weight, weighted mean]
+        band = str(min(12, int(math.log2(max(weight, 1.0)))))
+        if learn:
+            q = mix.setdefault(band, [0, 0.0])
+            q[0] += 1
+            q[1] += (value - q[1]) / min(q[0], MIX_MEMORY)
+            reference = mix.setdefault("*", [0, 0.0, 0.0])
+            if reference[0] < MIX_REFERENCE:
+                reference[0] += 1
+                reference[1] += weight
+                reference[2] += weight * (value - reference[2]) / reference[1]
+        q, reference = mix.get(band), mix.get("*")
+        if q is None or reference is None:
+            return value
+        return value + q[0] / (q[0] + MIX_PRIOR) * (reference[2] - q[1])
 
     def _limit(self, level: str, family: Family, s: dict, at_ms: int) -> tuple[float, float]:
         """The series' limit (from its steps per week and allowance) and its baseline's memory in steps."""
