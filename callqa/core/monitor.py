@@ -47,7 +47,8 @@ from .incidents import Incidents
 
 WEEK_MS = 7 * 86_400_000
 LIMIT_YOUNG = 100  # a series' limit is revised at each of its first observations, then at every 50th
-# case mix: a queue's calls in its mean, and before it counts fully; the site's calls in its reference
+# case mix (and design bands): a queue's (band's) calls in its mean, and before it counts fully; the site's calls in
+# its reference
 MIX_MEMORY, MIX_PRIOR, MIX_REFERENCE = 5000, 30, 1000
 HOUR_MS = 3_600_000
 # a series' hour of steps, as ``QualityMonitor`` stores the chart's state: the hour, steps, the sums of the
