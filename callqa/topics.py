@@ -22,6 +22,7 @@ INTERNAL = ("fcr", "windows", "monitor", "sampler")  # the input topics of the s
 MESSAGE_MAX_BYTES = 16 << 20
 MESSAGE_BYTES = 512 << 10
 TOPIC_CONFIG = {"max.message.bytes": str(MESSAGE_MAX_BYTES)}
+MAX_STATE_VALUE = 64 << 20  # a drift-chart or sampler stage partition keeps its state in one value
 
 
 def topic_names(config: Config) -> list[str]:
@@ -30,6 +31,17 @@ def topic_names(config: Config) -> list[str]:
     return [*(internal_topic(config, name) for name in INTERNAL), config.topic_events, config.topic_dead_letters, config.topic_call_records,
             config.topic_kpis, config.topic_evaluations, config.topic_alerts, config.topic_sampling,
             config.topic_sampling_decisions, config.topic_review_queue, config.topic_detector_state, config.topic_raw_events]
+
+
+def changelog_topics(config: Config) -> dict[str, dict[str, str]]:
+    """The changelogs of the worker's tables (faust's names: ``<app id>-<table>-changelog``), each with its
+    topic config: created up front too. A worker that created them itself at start-up could subscribe
+    before they were in the cluster's metadata: faust then ignored them and the worker consumed nothing."""
+    from callqa.core.graph import STAGES
+
+    stage = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_VALUE)}
+    return {**{f"{config.app_id}-stage-{name}-changelog": stage for name in STAGES},
+            f"{config.app_id}-agent-profiles-changelog": {"cleanup.policy": "compact"}}
 
 
 def sink_routes(config: Config) -> dict[str, str]:
@@ -82,9 +94,12 @@ def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) ->
     admin = admin_client(config.kafka_bootstrap_servers, librdkafka(config))
     admin.list_topics(timeout=probe_s)  # KafkaException when the cluster cannot be reached
     names = topic_names(config)
+    changelogs = changelog_topics(config)
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1, config=TOPIC_CONFIG)
-         for name in names],
+         for name in names]
+        + [NewTopic(name, num_partitions=config.topic_partitions, replication_factor=1, config=topic_config)
+           for name, topic_config in changelogs.items()],
         request_timeout=timeout_s,
     )
     existing = []
@@ -95,7 +110,8 @@ def ensure_topics(config: Config, timeout_s: float = 30, probe_s: float = 10) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             existing.append(name)
-    _raise_message_limit(admin, [name for name in existing if name != config.topic_events], timeout_s)
+    _raise_message_limit(admin, [name for name in existing if name != config.topic_events and name not in changelogs],
+                         timeout_s)
 
 
 def _raise_message_limit(admin: AdminClient, names: list[str], timeout_s: float) -> None:

@@ -37,13 +37,12 @@ from callqa import kafka_security, metrics
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
 from callqa.partitions import partition_of
-from callqa.topics import MESSAGE_BYTES, TOPIC_CONFIG, internal_topic
+from callqa.topics import MAX_STATE_VALUE, MESSAGE_BYTES, TOPIC_CONFIG, changelog_topics, internal_topic
 from streams.continuity import Continuity, LogProbe
 from streams.gauges import WorkerGauges
 from streams.replica import ChangelogReplica
 
 SEP = b"\x1f"
-MAX_STATE_VALUE = 64 << 20  # a drift-chart or sampler stage partition keeps its state in one value
 IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
@@ -314,6 +313,7 @@ def create_app(config: Config) -> faust.App:
     tables = {name: app.Table(f"stage-{name}", partitions=n, key_type=bytes, value_type=bytes,
                               extra_topic_configs={"max.message.bytes": str(MAX_STATE_VALUE)}) for name in STAGES}
     profiles_table = app.GlobalTable("agent-profiles", partitions=n, key_type=bytes, value_type=bytes)
+    assert {t.changelog_topic.get_topic_name() for t in [*tables.values(), profiles_table]} == set(changelog_topics(config))
     replica = ChangelogReplica(config.kafka_bootstrap_servers, profiles_table.changelog_topic.get_topic_name(),
                                f"{config.app_id}-replica", n, security)
     profiles = Profiles(profiles_table, n, replica)
