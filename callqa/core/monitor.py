@@ -142,14 +142,12 @@ class QualityMonitor:
         if family is None or level not in LEVELS:
             return [], []
         family = self.config.levels.get((level, metric), family)
+        site_chart = self.series.get(key) if level == "site" else None
+        learn = level == "site" and not (site_chart and site_chart["c"][drift.ALARM])  # the site's mixes, in control
         if family.by_design and level != "agent":
-            site_chart = self.series.get(key) if level == "site" else None
-            value = self._design_mix(site, metric, weight, value, learn=level == "site" and not (
-                site_chart and site_chart["c"][drift.ALARM]))
+            value = self._design_mix(site, metric, weight, value, learn)
         if stratum and family.scale == "log" and value > 0:
-            site_chart = self.series.get(key) if level == "site" else None
-            value = self._case_mix(site, metric, stratum, value, learn=level == "site" and not (
-                site_chart and site_chart["c"][drift.ALARM]))
+            value = self._case_mix(site, metric, stratum, value, learn)
         if self.record and at_ms // HOUR_MS > self.state.get("hour", 0):
             self._sweep(at_ms // HOUR_MS)
         closed, ended = self.incidents.tick(at_ms) if self.incidents.open else ([], [])
@@ -307,8 +305,8 @@ class QualityMonitor:
         fully after ``MIX_PRIOR``; the reference is the weighted mean of the site's first ``MIX_REFERENCE``
         scores (its human QA then: the chart shows the site's level). A chart learnt before keeps its
         baseline: the adjustment grows in with its bands' counts."""
-        mix = self.state["mix"].setdefault(f"{site}|{metric}|design", {})  # band: [scores, mean]
-        # "*": the reference [scores, their weight, weighted mean]
+        name = f"{site}|{metric}|design"  # band: [scores, mean]; "*": the reference [scores, their weight, weighted mean]
+        mix = self.state["mix"].setdefault(name, {}) if learn else self.state["mix"].get(name, {})
         band = str(min(12, int(math.log2(max(weight, 1.0)))))
         if learn:
             q = mix.setdefault(band, [0, 0.0])
