@@ -7,9 +7,10 @@ one bundle per partition of each stage downstream) at once. At most every flush 
 rebalance revokes partitions and on a clean stop, a stage partition is *checkpointed*, in this order:
 
 1. the delivery of the outputs sent since the last checkpoint is awaited;
-2. each group of state keys that changed is written to the stage's table (its changelog) once, in
-   the stage's part order, and its delivery awaited (a rebalance restores a table from its changelog
-   up to the end it saw when it started);
+2. each group of state keys that changed is written to the stage's table (its changelog), in
+   the stage's part order, ``meta`` (the progress mark) last, then the groups the core deleted keys
+   from, without them, and their delivery awaited (a rebalance restores a table from its changelog up to
+   the end it saw when it started);
 3. the input taken since the last checkpoint is acked; faust commits acked offsets (at-least-once).
 
 So saved state never runs ahead of what was sent, a crash re-processes at most the uncommitted input,
@@ -122,17 +123,28 @@ class App(faust.App):
 
 class Tracked(dict):
     """A dict that remembers which keys were set or deleted since ``changed`` was last cleared (by
-    every way of changing it: the core's parts are plain dicts to it)."""
+    every way of changing it: the core's parts are plain dicts to it), which of them were set
+    (``written``: some may be deleted since), and the last value of each key deleted (``removed``)."""
 
     def __init__(self, *args):
         super().__init__(*args)
         self.changed: set[str] = set()
+        self.written: set[str] = set()
+        self.removed: dict[str, object] = {}
+
+    def clear_changes(self) -> None:
+        self.changed.clear()
+        self.written.clear()
+        self.removed.clear()
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, key, value)
         self.changed.add(key)
+        self.written.add(key)
+        self.removed.pop(key, None)
 
     def __delitem__(self, key):
+        self.removed[key] = dict.__getitem__(self, key)
         dict.__delitem__(self, key)
         self.changed.add(key)
 
@@ -143,21 +155,21 @@ class Tracked(dict):
 
     def pop(self, key, *default):
         if key in self:
-            self.changed.add(key)
+            del self[key]
+            return self.removed[key]
         return dict.pop(self, key, *default)
 
     def popitem(self):
-        key, value = dict.popitem(self)
-        self.changed.add(key)
-        return key, value
+        key = next(reversed(self))
+        return key, self.pop(key)
 
     def update(self, *args, **kwargs):
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
     def clear(self):
-        self.changed.update(self)
-        dict.clear(self)
+        for key in list(self):
+            del self[key]
 
 
 class Profiles(MutableMapping):
@@ -245,33 +257,46 @@ class StagePartition:
         return bool(self.taken) and time.monotonic() - self.checkpointed >= interval_s
 
     def save(self) -> list:
-        """Write every group with a changed key to the table and its changelog, parts in order (the
-        stage's ``meta``, holding its progress mark, last of all); returns the changelog sends (faust
-        futures) so the caller can await them before acking the input."""
-        sends = []
+        """Write every group with a changed key to the table and its changelog, parts in order, the
+        stage's ``meta`` (its progress mark) after the other parts; returns the changelog sends (faust
+        futures) so the caller can await them before acking the input.
+
+        What the core forgot since the last checkpoint (a window past its retention, a call past its
+        re-delivery time: what tells a repeat from new input) leaves the changelog only after ``meta``:
+        until then a group with keys set since the last checkpoint writes its deleted keys' last values
+        too (a group with deletions only keeps the values it has in the changelog). A checkpoint cut
+        short before ``meta`` re-processes the input since the last one, and that input finds every key
+        it changed at least as far on as the parts saved before it (a KPI window behind a call already
+        saved, or gone, was started afresh: a second copy of its partial, counted twice)."""
+        sends, after_meta = [], []
         prefix = str(self.partition).encode()
         for part in PARTS[self.name]:
             values, groups = self.parts[part], self.groups[part]
             dirty: dict[str, set[str]] = {}
             for k in values.changed:
                 group = state_group(part, k)
-                keys = dirty[group] = groups.setdefault(group, set())
-                if k in values:
-                    keys.add(k)
-                else:
-                    keys.discard(k)
-            values.changed.clear()
-            for group, keys in sorted(dirty.items()):
+                dirty.setdefault(group, set()).add(k)
+            for group, changed in sorted(dirty.items()):
+                keys = groups.setdefault(group, set())
+                keys.update(k for k in changed if k in values)
+                keys.difference_update(k for k in changed if k not in values)
                 key = SEP.join((prefix, part.encode(), group.encode()))
-                if keys:
-                    raw = orjson.dumps({k: values[k] for k in keys})
-                    self.table.data[key] = raw
-                else:
-                    raw = None
+                current = {k: values[k] for k in keys}
+                raw = orjson.dumps(current) if current else None
+                if raw is None:
                     del groups[group]
                     self.table.data.pop(key, None)
-                sends.append(self.table.send_changelog(self.partition, key, raw))
-        return sends
+                else:
+                    self.table.data[key] = raw
+                gone = {k: values.removed[k] for k in changed if k in values.removed}
+                if not gone or part == "meta":
+                    sends.append(self.table.send_changelog(self.partition, key, raw))
+                    continue
+                if not values.written.isdisjoint(changed):  # written now, with the deleted keys kept
+                    sends.append(self.table.send_changelog(self.partition, key, orjson.dumps(current | gone)))
+                after_meta.append((key, raw))
+            values.clear_changes()
+        return sends + [self.table.send_changelog(self.partition, key, raw) for key, raw in after_meta]
 
 
 def create_app(config: Config) -> faust.App:

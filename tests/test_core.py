@@ -132,12 +132,16 @@ def test_short_abandons_and_service_level():
 
 
 def test_call_without_end_is_closed_as_incomplete_after_the_timeout():
+    """Two calls of one window closed by the same sweep both count (their deltas share the sweep's tag)."""
     config = KpiConfig(window_sizes_s=(900,), call_timeout_s=600)
-    events = [ev(1, 0, "call.queued", "open", queue_id="q"), ev(2, 5, "call.answered", "open", agent_id="a1")]
+    events = [ev(1, 0, "call.queued", "open", queue_id="q"), ev(2, 5, "call.answered", "open", agent_id="a1"),
+              ev(1, 1, "call.queued", "open-2", queue_id="q"), ev(2, 6, "call.answered", "open-2", agent_id="a2")]
     events += answered_call("later", 2000, 1, 30) + answered_call("later-2", 2000, 1, 30)  # two calls move event time on
     records, rows, _ = run(events, config)
-    assert records["open"]["outcome"] == "incomplete"
-    assert sum(r["incomplete"] for r in site_rows(rows).values()) == 1
+    assert records["open"]["outcome"] == records["open-2"]["outcome"] == "incomplete"
+    assert sum(r["incomplete"] for r in site_rows(rows).values()) == 2
+    queue = [r for r in rows.values() if r["level"] == "queue" and r["window_s"] == 900]
+    assert sum(r["incomplete"] for r in queue) == 2
 
 
 @pytest.mark.parametrize("redelivery_s", [0, 86400])

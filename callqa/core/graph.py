@@ -19,8 +19,10 @@ watermark). A runner delivers bundles in any interleaving; the stages make the r
 - order-dependent stages (drift charts, sampler) release their items in event-time order once every
   source has passed them by the ordering slack (``ordering.Ordered``; input later than that is taken
   as it comes), and the FCR stage's horizon once they have passed it by the allowed lateness;
-- a stage saves its state parts in ``PARTS`` order (a runner writes them in that order), so a
-  crash part-way leaves windows ahead of calls, never behind.
+- a stage saves its state parts in ``PARTS`` order (a runner writes them in that order), and a
+  key it deleted leaves the saved state only after ``meta`` (its progress mark), so a crash part-way
+  leaves windows ahead of calls, never behind, and re-processed input finds what it changed; sweeps
+  leave alone windows that hold input after the one being re-processed.
 
 State is plain JSON-able data: ``{part: {key: value}}`` per stage partition.
 """
@@ -43,7 +45,7 @@ from .fcr import FcrTracker
 from .kpi import KpiConfig
 from .monitor import METRICS, QualityMonitor
 from .ordering import BUSY, CAUGHT_UP, FINISHED, Ordered
-from .partials import PartialWindows, WindowSums
+from .partials import PartialWindows, WindowSums, per_window
 from .qa import QaAssembler
 from .sampling import PolicyConfig, Sampler, agent_targets, change_signal, incident_signal
 from .surveys import SurveyAssembler
@@ -189,10 +191,10 @@ class EventsStage:
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
                 # a site whose own events stopped (closed, cut off) has its calls closed once the partition
                 # is CALLQA_MAX_FUTURE_S (the clock skew allowed) past them
-                for quiet in [s for s in self.calls.expiry if s != event["site_id"]]:
+                for quiet in sorted(s for s in self.calls.expiry if s != event["site_id"]):  # one order on any run
                     held = max(self._site(quiet).get("wm", 0), wm - schemas.MAX_FUTURE_S * 1000)
                     self._emit(self.calls.sweep(quiet, held), tag, out, records)
-                self.windows.sweep(wm)
+                self.windows.sweep(wm, tag)
                 self.surveys.sweep(wm)
         out.rows.setdefault("call_records", []).extend(records.values())
         for key, generation, version, counters in self.windows.drain():
@@ -278,7 +280,7 @@ class EventsStage:
         gets its own tag (the input offset and a running number)."""
         route = self.ctx.route
         tag[1] += 1
-        for key, delta in update.deltas:
+        for key, delta in per_window(update.deltas):
             self.windows.apply(key, delta, list(tag))
         for record in update.records:
             records[record["call_id"]] = record
@@ -336,7 +338,7 @@ class FcrStage:
                 for key, delta in self.tracker.sweep(frontier):
                     tag[1] += 1
                     self.windows.apply(key, delta, list(tag))
-                self.windows.sweep(frontier)
+                self.windows.sweep(frontier, tag)
         self.meta["order"] = self.order.s
         out = Output()
         for key, generation, version, counters in self.windows.drain():

@@ -30,6 +30,26 @@ from . import kpi
 from .expiry import Expiry
 
 
+def per_window(deltas: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """``deltas`` added up per window, in the order windows first appear: the deltas of one input go
+    under one tag, and a window takes a tag once (a sweep that closes two calls of one window makes
+    two deltas for it).
+
+    >>> per_window([("w1", {"incomplete": 1}), ("w2", {"offered": 1}), ("w1", {"incomplete": 1})])
+    [('w1', {'incomplete': 2}), ('w2', {'offered': 1})]
+    """
+    out: dict[str, dict] = {}
+    for key, delta in deltas:
+        held = out.get(key)
+        if held is None:
+            out[key] = delta
+        else:
+            total = kpi._copy(held)  # deltas may be shared between windows: never changed in place
+            kpi._merge(total, delta)
+            out[key] = total
+    return list(out.items())
+
+
 def window_end_ms(key: str) -> int:
     _, _, _, size, start = key.rsplit("|", 4)
     return int(start) + int(size) * 1000
@@ -66,15 +86,24 @@ class _Retained:
     def _tombstone(self, w: dict) -> dict:
         raise NotImplementedError
 
-    def sweep(self, watermark_ms: int) -> None:
+    def _ahead(self, w: dict, tag: list[int]) -> bool:
+        """Whether ``w`` holds input after ``tag``."""
+        return False
+
+    def sweep(self, watermark_ms: int, tag: list[int] | None = None) -> None:
         """Replace every window past its retention by a tombstone, and forget tombstones one retention
         later. Which windows leave depends on the watermark alone (not on when batches were drained),
         so a replay re-creates exactly the windows the first run did; a swept window's last change is
-        still sent by the next drain."""
+        still sent by the next drain. ``tag``: the input being applied; a window holding later input
+        (saved ahead of it by a crash part-way through a save) is left until the input has passed it,
+        as on the first run."""
         for key in list(self.expiry.due(watermark_ms)):
             w = self.windows.get(key)
             if w is None or self._due(key, w) > watermark_ms:
                 continue  # pushed again when it was re-created or tombstoned: that entry comes later
+            if tag is not None and self._ahead(w, tag):
+                self.expiry.push(key, self._due(key, w))
+                continue
             if "gone" in w:
                 del self.windows[key]
                 continue
@@ -114,6 +143,9 @@ class PartialWindows(_Retained):
 
     def _tombstone(self, w: dict) -> dict:
         return {"gone": w["t"]}
+
+    def _ahead(self, w: dict, tag: list[int]) -> bool:
+        return (w["gone"] if "gone" in w else w["t"]) > tag
 
 
 class WindowSums(_Retained):
