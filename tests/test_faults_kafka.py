@@ -13,6 +13,7 @@ changes, the review queue, raw events, dead letters, day rollups — must hold e
 embedded replay: per table no row lost, doubled, changed or extra (``differences``). ``run_fault``
 returns those figures with the seconds from the fault's end until every stage and the sink had caught up.
 """
+import ast
 import signal
 import time
 from collections import Counter, defaultdict
@@ -84,10 +85,18 @@ def differences(streamed, embedded) -> tuple[dict[str, Figures], list[str]]:
                 lost, doubled = lost + max(0, want - n), doubled + max(0, n - want)
                 changed += min(n, want) - sum((mine & theirs).values())
             if mine != theirs and len(examples) < 6:
-                examples.append(f"{table} {key[:80]}: {n} streamed {sorted(mine - theirs)[:1]!s:.160}, "
-                                f"{want} in the replay {sorted(theirs - mine)[:1]!s:.160}")
+                examples.append(f"{table} {key[:80]}: {n} streamed, {want} in the replay; {_columns(mine - theirs, theirs - mine)}")
         figures[table] = Figures(lost, doubled, changed, extra)
     return figures, examples
+
+
+def _columns(mine: Counter, theirs: Counter) -> str:
+    """Where a streamed row and the replay's of one identity differ: the columns (by position) and both
+    values, or the row that only one side has."""
+    if not mine or not theirs:
+        return f"only {'streamed' if mine else 'in the replay'}: {sorted(mine or theirs)[0]:.300}"
+    a, b = (ast.literal_eval(sorted(rows)[0]) for rows in (mine, theirs))  # rows of JSON values
+    return "columns " + ", ".join(f"{i}: {x!r} != {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y)[:300]
 
 
 @dataclass
@@ -356,6 +365,11 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
     if fault == "invalid rows":
         invalid_dead_letters(streamed, injected, notes, problems)
     figures, examples = differences(streamed, embedded)
+    if any(any(f) for f in figures.values()):  # what the processes said, for a failure seen once in CI
+        for log in sorted(tmp_path.glob("*.log")):
+            said = [line for line in log.read_text(errors="replace").splitlines()
+                    if "WARNING" in line or "ERROR" in line or "CRITICAL" in line]
+            notes[f"{log.name}: {len(said)} warnings"] = [line[-160:] for line in said[-6:]]
     return Outcome(fault, figures, recover_s, notes, problems, examples)
 
 
