@@ -37,6 +37,7 @@ from faust.types import TP
 from callqa import kafka_security, metrics
 from callqa.config import Config
 from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
+from callqa.core.ordering import BUSY
 from callqa.partitions import partition_of
 from callqa.topics import MAX_STATE_VALUE, MESSAGE_BYTES, TOPIC_CONFIG, changelog_topics, internal_topic
 from streams.continuity import Continuity, LogProbe
@@ -64,6 +65,24 @@ def packed(values: list) -> Iterator[bytes]:
         size += len(raw) + 1
     if chunk:
         yield b",".join(chunk)
+
+
+def bundle_messages(bundle: dict) -> list[bytes]:
+    """A bundle as the messages of a stage's input topic: its items ``packed``, the sender's marks on the
+    last message only. A stage that took the watermark with the first part would judge the batch's
+    later items late (drift charts and the sampler take them out of order, the window stage may have
+    swept their window), while one process hands the whole bundle over at once.
+
+    >>> [orjson.loads(m) for m in bundle_messages({"src": "events/0", "wm": 9, "idle": 0, "items": [[1], [2]]})]
+    [{'src': 'events/0', 'wm': 9, 'idle': 0, 'items': [[1], [2]]}]
+    >>> big = {"src": "events/0", "wm": 9, "idle": 0, "items": [["x" * MESSAGE_BYTES], ["y"]]}
+    >>> [(m["wm"], len(m["items"])) for m in map(orjson.loads, bundle_messages(big))]
+    [(None, 1), (9, 1)]
+    """
+    parts = list(packed(bundle["items"])) if bundle["items"] else [b""]
+    marked = orjson.dumps({k: v for k, v in bundle.items() if k != "items"})[:-1] + b',"items":['
+    unmarked = orjson.dumps({"src": bundle["src"], "wm": None, "idle": BUSY})[:-1] + b',"items":['
+    return [(marked if i == len(parts) - 1 else unmarked) + items + b"]}" for i, items in enumerate(parts)]
 
 
 class _Consumer(faust_kafka.Consumer):
@@ -378,9 +397,8 @@ def create_app(config: Config) -> faust.App:
             for rows_json in packed(rows):
                 futures.append(await out_topics[table].send(value=b"[" + rows_json + b"]"))
         for (stage, q), bundle in out.bundles(source, n).items():
-            head = orjson.dumps({k: v for k, v in bundle.items() if k != "items"})[:-1] + b',"items":['
-            for items_json in packed(bundle["items"]) if bundle["items"] else [b""]:
-                futures.append(await inputs[stage].send(partition=q, value=head + items_json + b"]}"))
+            for value in bundle_messages(bundle):
+                futures.append(await inputs[stage].send(partition=q, value=value))
         return futures
 
     async def stop_worker(what: str, exc: BaseException) -> None:

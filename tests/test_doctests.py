@@ -1,4 +1,4 @@
-"""The examples in the pure core's docstrings (and the worker's input check) are run, so they stay true."""
+"""The examples in the pure core's docstrings (and the worker's input check and bundles) are run, so they stay true."""
 import doctest
 import importlib
 import pkgutil
@@ -14,6 +14,7 @@ def with_examples():
         if any(t.examples for t in doctest.DocTestFinder().find(module)):
             yield info.name
     yield "streams.continuity"
+    yield "streams.app"
 
 
 @pytest.mark.parametrize("name", sorted(with_examples()))
