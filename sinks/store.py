@@ -157,9 +157,14 @@ class ServerStore:
         if times is None:
             described = self._call(f"DESCRIBE TABLE {table}")
             times = self._time_columns[table] = {r[0] for r in described if "DateTime" in r[1]}
-        columns = list(rows[0])
-        data = [tuple(_to_datetime(r.get(c)) if c in times else r.get(c) for c in columns) for r in rows]
-        self._call(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
+        start = 0
+        for end in range(1, len(rows) + 1):  # one INSERT per run of rows with the same columns, in order
+            if end < len(rows) and rows[end].keys() == rows[start].keys():
+                continue
+            columns = list(rows[start])
+            data = [tuple(_to_datetime(r[c]) if c in times else r[c] for c in columns) for r in rows[start:end]]
+            self._call(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
+            start = end
 
     def read_only(self) -> None:
         """From now on every statement is sent with ClickHouse's ``readonly = 1`` (no DDL, no writes, no

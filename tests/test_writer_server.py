@@ -64,6 +64,15 @@ def test_batches_by_size_and_by_age(store):
     assert count(store)[0] == 251
 
 
+def test_rows_of_one_batch_with_other_columns_are_stored_whole(store):
+    """A batch whose rows name different columns (a row from a newer worker among older ones): each row
+    keeps every value it carries (the columns of the batch's first row were used for all: the rest lost)."""
+    store.insert(TABLE, [{"id": "short", "n": 1}, {"id": "long", "n": 2, "at": "2024-03-04T09:00:05.000Z"},
+                         {"id": "short-2", "n": 3}])
+    stored = dict(store.query(f"SELECT id, toString(at) FROM {TABLE} FINAL")[1])
+    assert set(stored) == {"short", "long", "short-2"} and stored["long"] == "2024-03-04 09:00:05"
+
+
 def test_rewriting_the_same_rows_is_idempotent(store):
     writer = BatchWriter(store, max_rows=1000, max_seconds=1)
     for _ in range(2):
