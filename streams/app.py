@@ -142,24 +142,21 @@ class App(faust.App):
 
 class Tracked(dict):
     """A dict that remembers which keys were set or deleted since ``changed`` was last cleared (by
-    every way of changing it: the core's parts are plain dicts to it), which of them were set
-    (``written``: some may be deleted since), and the last value of each key deleted (``removed``)."""
+    every way of changing it: the core's parts are plain dicts to it), and the last value of each key
+    deleted meanwhile (``removed``)."""
 
     def __init__(self, *args):
         super().__init__(*args)
         self.changed: set[str] = set()
-        self.written: set[str] = set()
         self.removed: dict[str, object] = {}
 
     def clear_changes(self) -> None:
         self.changed.clear()
-        self.written.clear()
         self.removed.clear()
 
     def __setitem__(self, key, value):
         dict.__setitem__(self, key, value)
         self.changed.add(key)
-        self.written.add(key)
         self.removed.pop(key, None)
 
     def __delitem__(self, key):
@@ -281,12 +278,14 @@ class StagePartition:
         futures) so the caller can await them before acking the input.
 
         What the core forgot since the last checkpoint (a window past its retention, a call past its
-        re-delivery time: what tells a repeat from new input) leaves the changelog only after ``meta``:
-        until then a group with keys set since the last checkpoint writes its deleted keys' last values
-        too (a group with deletions only keeps the values it has in the changelog). A checkpoint cut
-        short before ``meta`` re-processes the input since the last one, and that input finds every key
-        it changed at least as far on as the parts saved before it (a KPI window behind a call already
-        saved, or gone, was started afresh: a second copy of its partial, counted twice)."""
+        re-delivery time, a caller with no verdict pending: what tells a repeat from new input) leaves
+        the changelog only after ``meta``: before it, a group with deleted keys is written with their
+        last values too. A checkpoint cut short before ``meta`` re-processes the input since the last
+        one, and that input finds every key it changed at least as far on as the parts saved before it
+        (a KPI window behind a call already saved, or gone, was started afresh: a second copy of its
+        partial, counted twice); one cut after ``meta`` leaves deleted keys as they last were, which
+        the next sweep deletes again (an older value would be taken again: a caller's settled FCR
+        verdicts, counted twice)."""
         sends, after_meta = [], []
         prefix = str(self.partition).encode()
         for part in PARTS[self.name]:
@@ -311,8 +310,8 @@ class StagePartition:
                 if not gone or part == "meta":
                     sends.append(self.table.send_changelog(self.partition, key, raw))
                     continue
-                if not values.written.isdisjoint(changed):  # written now, with the deleted keys kept
-                    sends.append(self.table.send_changelog(self.partition, key, orjson.dumps(current | gone)))
+                # now with the deleted keys' last values (they may have changed in place before they went)
+                sends.append(self.table.send_changelog(self.partition, key, orjson.dumps(current | gone)))
                 after_meta.append((key, raw))
             values.clear_changes()
         return sends + [self.table.send_changelog(self.partition, key, raw) for key, raw in after_meta]
