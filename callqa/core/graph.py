@@ -137,6 +137,7 @@ class EventsStage:
         team_of = lambda agent: (ctx.profiles.get(agent) or {}).get("team_id")
         retention = (ctx.kpi.call_timeout_s + ctx.kpi.allowed_lateness_s) * 1000
         self.windows = PartialWindows(state["windows"], retention, self.source)
+        self._deltas: list[tuple[str, dict]] = []  # the KPI deltas of the input being applied
         self.calls = CallAssembler(state["calls"], ctx.kpi, team_of)
         self.agents = AgentStates(state["agents"], ctx.kpi, team_of)
         self.qa = QaAssembler(state["evaluations"], ctx.kpi, team_of)
@@ -182,10 +183,11 @@ class EventsStage:
             if update is not None:
                 self._emit(update, tag, out, records)
             elif event["event_type"].startswith("call."):
-                out.counts["duplicates"] += 1
-                continue  # the first payload of an event id is the one kept
-            if self.store_raw:
+                out.counts["duplicates"] += 1  # the first payload of an event id is the one kept
+            if self.store_raw and (update is not None or not event["event_type"].startswith("call.")):
                 out.row("raw_events", raw_event(event, _payload(raw)))
+            # sweeps follow event time whatever the event was (a repeat too: after a restart part-way
+            # through a save, input the first run applied may be a repeat to the state saved ahead)
             if site_wm // SWEEP_EVERY_MS > site_before // SWEEP_EVERY_MS:
                 self._emit(self.calls.sweep(event["site_id"], site_wm), tag, out, records)
             if wm // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
@@ -194,8 +196,10 @@ class EventsStage:
                 for quiet in sorted(s for s in self.calls.expiry if s != event["site_id"]):  # one order on any run
                     held = max(self._site(quiet).get("wm", 0), wm - schemas.MAX_FUTURE_S * 1000)
                     self._emit(self.calls.sweep(quiet, held), tag, out, records)
+                self._take_deltas(offset)
                 self.windows.sweep(wm, tag)
                 self.surveys.sweep(wm)
+            self._take_deltas(offset)
         out.rows.setdefault("call_records", []).extend(records.values())
         for key, generation, version, counters in self.windows.drain():
             out.send("windows", self.ctx.route(series_of(key)), ["p", key, generation, version, counters])
@@ -275,13 +279,21 @@ class EventsStage:
             "answered_ms": min(answers)[0] if answers else t - event["duration_ms"],
             "duration_ms": event["duration_ms"], "at_ms": t}])
 
+    def _take_deltas(self, offset: int) -> None:
+        """The KPI deltas of the input at ``offset`` into the partial windows: added up per window and
+        taken under the tag ``[offset, 0]``. A save holds all of an input's deltas or none (it comes
+        between batches), so a window takes an input once, whatever order its sweeps ran in on a
+        restart (an expiry heap rebuilt from saved state pops ties in another order)."""
+        for key, delta in per_window(self._deltas):
+            self.windows.apply(key, delta, [offset, 0])
+        self._deltas.clear()
+
     def _emit(self, update: Update, tag: list[int], out: Output, records: dict) -> None:
-        """Apply an update's deltas to the partial windows and route everything else; each item
-        gets its own tag (the input offset and a running number)."""
+        """Keep an update's deltas for the partial windows (``_take_deltas``) and route everything else;
+        each item gets its own tag (the input offset and a running number)."""
         route = self.ctx.route
         tag[1] += 1
-        for key, delta in per_window(update.deltas):
-            self.windows.apply(key, delta, list(tag))
+        self._deltas += update.deltas
         for record in update.records:
             records[record["call_id"]] = record
         for call_id, reason, held in update.expired:
@@ -324,20 +336,21 @@ class FcrStage:
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for offset, bundle in _new(self.meta, messages):
-            tag = [offset, 0]  # each delta its own tag: a window takes a tag once (two verdicts, two tags)
+            # a bundle's verdicts added up per window, taken under one tag (see EventsStage._take_deltas)
+            tag, deltas = [offset, 0], []
             for _, item_tag, note in bundle["items"]:
-                for key, delta in self.tracker.observe(note):
-                    tag[1] += 1
-                    self.windows.apply(key, delta, list(tag))
+                deltas += self.tracker.observe(note)
             if bundle["wm"] is not None:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
             before = self.meta.get("swept", 0)
             frontier = self.order.time()
-            if frontier // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS:
+            sweep = frontier // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS
+            if sweep:
                 self.meta["swept"] = frontier
-                for key, delta in self.tracker.sweep(frontier):
-                    tag[1] += 1
-                    self.windows.apply(key, delta, list(tag))
+                deltas += self.tracker.sweep(frontier)
+            for key, delta in per_window(deltas):
+                self.windows.apply(key, delta, list(tag))
+            if sweep:
                 self.windows.sweep(frontier, tag)
         self.meta["order"] = self.order.s
         out = Output()
