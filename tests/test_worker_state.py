@@ -224,39 +224,31 @@ def test_an_fcr_checkpoint_cut_after_its_progress_mark_changes_no_result():
         batches.append(range(i, min(len(bundles), i + rng.randint(1, 8))))
         i = batches[-1].stop
 
-    def run(table, todo, sums, outputs=None):
+    def run(table, todo, sent: Run) -> list[tuple[int, int]]:
         sp, marks = StagePartition("fcr", 0, table, ctx), []
         for batch in todo:
             out = sp.stage.process([(o, bundles[o]) for o in batch])
-            for (stage, _), items in out.items.items():
-                for _, key, generation, version, counters in items if stage == "windows" else ():
-                    sums.apply(key, generation, version, counters)
-            if outputs is not None:
-                outputs.append(out)
+            sent.outputs.append(out)
+            sent.take(out)
             before = len(table.log)
             sp.save()
             marks.append((before, len(table.log)))
         return marks
 
-    def final(sums):
-        return {key: sums.row(key) for key in sums.windows if "gone" not in sums.windows[key]}
-
-    reference, table, outputs = WindowSums({}, config), Table(), []
-    marks = run(table, batches, reference, outputs)
-    assert sum(row.get("fcr_resolved", 0) for key, row in final(reference).items() if key.startswith("site|")) > 300
+    reference, table = Run(ctx, []), Table()
+    marks = run(table, batches, reference)
+    assert sum(row.get("fcr_resolved", 0) for key, row in reference.windows().items() if key.startswith("site|")) > 300
     cut_after = 0
     for cut, (begin, end) in enumerate(marks):
         meta = max(n for n in range(begin, end) if table.log[n][0].split(b"\x1f")[1] == b"meta")
         if meta == end - 1:
             continue  # nothing deleted in this interval
         cut_after += 1
-        sums = WindowSums({}, config)
-        for out in outputs[:cut + 1]:
-            for (stage, _), items in out.items.items():
-                for _, key, generation, version, counters in items if stage == "windows" else ():
-                    sums.apply(key, generation, version, counters)
+        crashed = Run(ctx, [])
+        for out in reference.outputs[:cut + 1]:  # sent before the cut
+            crashed.take(out)
         rebuilt = Table()
         rebuilt.data = _replayed(table.log[:meta + 1])
-        run(rebuilt, batches[cut + 1:], sums)
-        assert final(sums) == final(reference), cut
+        run(rebuilt, batches[cut + 1:], crashed)
+        assert crashed.windows() == reference.windows(), cut
     assert cut_after >= 5, cut_after
