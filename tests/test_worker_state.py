@@ -8,6 +8,7 @@ import random
 from datetime import date
 
 import orjson
+import pytest
 
 from callqa.core.graph import STAGES, Context, event_partition, make_stage
 from callqa.core.partials import WindowSums
@@ -138,7 +139,7 @@ def cut_short(whole: Run, table: Table, marks: list, batches: list[range], cut: 
     ``whole`` wrote): the first ``landed`` of its writes reached the changelog (None: all but ``meta``, the
     progress mark, and what follows it). The next owner rebuilds the stage partition from that and
     re-processes the input from the last whole checkpoint on."""
-    crashed = Run(whole.ctx, whole.lines)
+    crashed = type(whole)(whole.ctx, whole.lines)
     for out in whole.outputs[:cut + 1]:  # sent before the checkpoint that was cut
         crashed.take(out)
     begin, end = marks[cut]
@@ -197,17 +198,12 @@ def test_a_checkpoint_cut_short_anywhere_changes_no_result():
             assert crashed.records == whole.records, (cut, landed)
 
 
-def test_an_fcr_checkpoint_cut_after_its_progress_mark_changes_no_result():
-    """The FCR stage fed two events partitions' bundles (a simulated two days), checkpointed after every
-    few; each checkpoint cut right after its progress mark, the groups the core deleted keys from not yet
-    rewritten without them: the callers it forgot come back as they last were and go again, and every
-    FCR verdict counts once (a caller came back as of the checkpoint before, its verdicts pending: they
-    were settled and counted again)."""
-    config = KpiConfig(window_sizes_s=(900, 3600), call_timeout_s=1800, allowed_lateness_s=300, fcr_horizon_s=3600)
-    ctx = Context(config, PolicyConfig(), b"k", 2, partition_of, {})
+def _fcr_input(ctx: Context, seed: int) -> list[dict]:
+    """The FCR stage's input from two events partitions (a simulated two days), as read from Kafka:
+    their bundles interleaved at random, after batches of 10-100 events."""
     events = [orjson.dumps(e) for e in Simulator(SimConfig(sites=2, agents_per_site=3, days=2, start=date(2024, 3, 4),
-                                                           seed=1)).events()]
-    rng, bundles = random.Random(1), []
+                                                           seed=seed)).events()]
+    rng, bundles = random.Random(seed), []
     stages = {p: make_stage("events", ctx, p, {}) for p in range(2)}
     lines = {p: [e for e in events if event_partition(e, 2, partition_of) == p] for p in range(2)}
     done = {0: 0, 1: 0}
@@ -218,37 +214,52 @@ def test_an_fcr_checkpoint_cut_after_its_progress_mark_changes_no_result():
         bundles += [b for (stage, q), b in stages[p].process(batch).bundles(f"events/{p}", 2).items() if (stage, q) == ("fcr", 0)]
     for p in range(2):
         bundles += [b for (stage, q), b in stages[p].idle(finished=True).bundles(f"events/{p}", 2).items() if (stage, q) == ("fcr", 0)]
-    bundles = [orjson.loads(orjson.dumps(b)) for b in bundles]  # as read from Kafka
-    batches, i = [], 0
-    while i < len(bundles):
-        batches.append(range(i, min(len(bundles), i + rng.randint(1, 8))))
-        i = batches[-1].stop
+    return [orjson.loads(orjson.dumps(b)) for b in bundles]
 
-    def run(table, todo, sent: Run) -> list[tuple[int, int]]:
-        sp, marks = StagePartition("fcr", 0, table, ctx), []
-        for batch in todo:
-            out = sp.stage.process([(o, bundles[o]) for o in batch])
-            sent.outputs.append(out)
-            sent.take(out)
+
+class FcrRun(Run):
+    """The FCR stage's partition 0 over its input bundles (``lines``), a checkpoint after each batch."""
+
+    def run(self, table, batches: list[range]) -> list[tuple[int, int]]:
+        sp, marks = StagePartition("fcr", 0, table, self.ctx), []
+        for batch in batches:
+            out = sp.stage.process([(o, self.lines[o]) for o in batch])
+            self.outputs.append(out)
+            self.take(out)
             before = len(table.log)
             sp.save()
             marks.append((before, len(table.log)))
         return marks
 
-    reference, table = Run(ctx, []), Table()
-    marks = run(table, batches, reference)
-    assert sum(row.get("fcr_resolved", 0) for key, row in reference.windows().items() if key.startswith("site|")) > 300
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_fcr_checkpoint_cut_short_anywhere_changes_no_result(seed):
+    """The FCR stage fed two events partitions' bundles, checkpointed after every 1-8; each checkpoint cut
+    short before its progress mark (at random, and right before it) or right after it, the groups the core
+    deleted keys from not yet rewritten without them: every FCR verdict counts once. Before the mark, a
+    caller saved ahead must not take the re-processed input again (a caller forgotten in the interval was
+    started afresh: a call its forgotten arrivals had made a repeat was counted resolved); after it, the
+    callers it forgot come back as they last were and go again (a caller came back as of the checkpoint
+    before, its verdicts pending: they were settled and counted again)."""
+    config = KpiConfig(window_sizes_s=(300, 900, 3600), call_timeout_s=1800, allowed_lateness_s=300,
+                       fcr_horizon_s=3600)
+    ctx = Context(config, PolicyConfig(), b"k", 2, partition_of, {})
+    bundles = _fcr_input(ctx, seed)
+    rng, batches, i = random.Random(seed), [], 0
+    while i < len(bundles):
+        batches.append(range(i, min(len(bundles), i + rng.randint(1, 8))))
+        i = batches[-1].stop
+    whole, table = FcrRun(ctx, bundles), Table()
+    marks = whole.run(table, batches)
+    assert sum(row.get("fcr_resolved", 0) for key, row in whole.windows().items() if key.startswith("site|")) > 300
     cut_after = 0
     for cut, (begin, end) in enumerate(marks):
-        meta = max(n for n in range(begin, end) if table.log[n][0].split(b"\x1f")[1] == b"meta")
-        if meta == end - 1:
-            continue  # nothing deleted in this interval
-        cut_after += 1
-        crashed = Run(ctx, [])
-        for out in reference.outputs[:cut + 1]:  # sent before the cut
-            crashed.take(out)
-        rebuilt = Table()
-        rebuilt.data = _replayed(table.log[:meta + 1])
-        run(rebuilt, batches[cut + 1:], crashed)
-        assert crashed.windows() == reference.windows(), cut
+        meta = max(n for n in range(begin, end) if table.log[n][0].split(b"\x1f")[1] == b"meta") - begin
+        for landed in {None, rng.randint(0, meta)}:
+            crashed = cut_short(whole, table, marks, batches, cut, landed)
+            assert crashed.windows() == whole.windows(), (cut, landed)
+        if meta < end - begin - 1:  # keys were deleted in this interval
+            cut_after += 1
+            crashed = cut_short(whole, table, marks, batches, cut, meta + 1)
+            assert crashed.windows() == whole.windows(), (cut, "after meta")
     assert cut_after >= 5, cut_after

@@ -338,8 +338,8 @@ class FcrStage:
         for offset, bundle in _new(self.meta, messages):
             # a bundle's verdicts added up per window, taken under one tag (see EventsStage._take_deltas)
             tag, deltas = [offset, 0], []
-            for _, item_tag, note in bundle["items"]:
-                deltas += self.tracker.observe(note)
+            for n, (_, _, note) in enumerate(bundle["items"]):
+                deltas += self.tracker.observe(note, [offset, n])
             if bundle["wm"] is not None:
                 self.order.mark(bundle["src"], bundle["wm"], bundle["idle"])
             before = self.meta.get("swept", 0)
@@ -347,7 +347,7 @@ class FcrStage:
             sweep = frontier // SWEEP_EVERY_MS > before // SWEEP_EVERY_MS
             if sweep:
                 self.meta["swept"] = frontier
-                deltas += self.tracker.sweep(frontier)
+                deltas += self.tracker.sweep(frontier, [offset, len(bundle["items"])])
             for key, delta in per_window(deltas):
                 self.windows.apply(key, delta, list(tag))
             if sweep:
