@@ -36,7 +36,7 @@ from faust.types import TP
 
 from callqa import kafka_security, metrics
 from callqa.config import Config
-from callqa.core.graph import PARTS, STAGES, Context, Output, make_stage, state_group
+from callqa.core.graph import GROUP_KEYS, PARTS, STAGES, Context, Output, make_stage, state_group
 from callqa.core.ordering import BUSY
 from callqa.partitions import partition_of
 from callqa.topics import MAX_STATE_VALUE, MESSAGE_BYTES, TOPIC_CONFIG, changelog_topics, internal_topic
@@ -243,20 +243,29 @@ class StagePartition:
     """A stage partition's working state: loaded from its table, checkpointed back to it.
 
     The table holds one value per group of keys (``callqa.core.graph.state_group``: KPI windows by
-    window, the rest by hash), so a checkpoint writes each changed group once, whatever the number
-    of keys in it that changed."""
+    window; calls, callers and the like by when they were first saved, ``GROUP_KEYS`` to a group), so a
+    checkpoint writes each changed group once, whatever the number of keys in it that changed, and
+    the groups it writes hold the keys that changed and few others. A key stays in its group until
+    it is deleted (groups named otherwise by an earlier version keep their keys)."""
 
     def __init__(self, name: str, partition: int, table, ctx: Context):
         self.name, self.partition, self.table = name, partition, table
         prefix = f"{partition}".encode() + SEP
         self.parts = {part: Tracked() for part in PARTS[name]}
         self.groups: dict[str, dict[str, set[str]]] = {part: {} for part in PARTS[name]}
+        self.group_of: dict[str, dict[str, str]] = {part: {} for part in PARTS[name]}  # keys grouped by first save
+        self.filling = {part: ("", GROUP_KEYS) for part in PARTS[name]}  # the group new keys go to, keys given it
+        self.next_group = 0
         for key, value in list(table.data.items()):
             if key.startswith(prefix):
-                _, part, group = key.split(SEP, 2)
+                _, part, group = (k.decode() for k in key.split(SEP, 2))
                 values = orjson.loads(value)
-                dict.update(self.parts[part.decode()], values)
-                self.groups[part.decode()][group.decode()] = set(values)
+                dict.update(self.parts[part], values)
+                self.groups[part][group] = set(values)
+                if state_group(part, next(iter(values))) is None:
+                    self.group_of[part].update(dict.fromkeys(values, group))
+                    if group.startswith("n") and group[1:].isdigit():
+                        self.next_group = max(self.next_group, int(group[1:]) + 1)
         self.stage = make_stage(name, ctx, partition, self.parts, store_raw=True)  # raw_events: what it applied
         self.continuity = Continuity()
         self.last_input = time.monotonic()
@@ -293,6 +302,8 @@ class StagePartition:
             dirty: dict[str, set[str]] = {}
             for k in values.changed:
                 group = state_group(part, k)
+                if group is None:
+                    group = self.group_of[part].get(k) or self._new_key(part, k)
                 dirty.setdefault(group, set()).add(k)
             for group, changed in sorted(dirty.items()):
                 keys = groups.setdefault(group, set())
@@ -313,8 +324,21 @@ class StagePartition:
                 # now with the deleted keys' last values (they may have changed in place before they went)
                 sends.append(self.table.send_changelog(self.partition, key, orjson.dumps(current | gone)))
                 after_meta.append((key, raw))
+            for k in values.removed:
+                self.group_of[part].pop(k, None)
             values.clear_changes()
         return sends + [self.table.send_changelog(self.partition, key, raw) for key, raw in after_meta]
+
+    def _new_key(self, part: str, key: str) -> str:
+        """The group of a key saved for the first time (or deleted before its first save: its last
+        value is written too): the part's newest group, or a new one when that one has had its share."""
+        group, given = self.filling[part]
+        if given >= GROUP_KEYS:
+            group, given = f"n{self.next_group}", 0
+            self.next_group += 1
+        self.filling[part] = (group, given + 1)
+        self.group_of[part][key] = group
+        return group
 
 
 def create_app(config: Config) -> faust.App:

@@ -365,11 +365,13 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
     if fault == "invalid rows":
         invalid_dead_letters(streamed, injected, notes, problems)
     figures, examples = differences(streamed, embedded)
-    if any(any(f) for f in figures.values()):  # what the processes said, for a failure seen once in CI
+    if problems or any(any(f) for f in figures.values()):  # what the processes said, for a failure seen once in CI
         for log in sorted(tmp_path.glob("*.log")):
-            said = [line for line in log.read_text(errors="replace").splitlines()
-                    if "WARNING" in line or "ERROR" in line or "CRITICAL" in line]
+            lines = log.read_text(errors="replace").splitlines()
+            said = [line for line in lines if "WARNING" in line or "ERROR" in line or "CRITICAL" in line]
             notes[f"{log.name}: {len(said)} warnings"] = [line[-160:] for line in said[-6:]]
+            if problems:  # a hang: where each process stopped
+                notes[f"{log.name}: last lines"] = [line[-160:] for line in lines[-4:]]
     return Outcome(fault, figures, recover_s, notes, problems, examples)
 
 

@@ -28,7 +28,6 @@ State is plain JSON-able data: ``{part: {key: value}}`` per stage partition.
 """
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -58,13 +57,16 @@ DOWNSTREAM = {"events": ("fcr", "windows", "monitor", "sampler"), "fcr": ("windo
               "monitor": ("sampler",), "sampler": ()}
 PARTS = {"events": ("windows", "calls", "agents", "evaluations", "surveys", "meta"), "fcr": ("windows", "callers", "meta"),
          "windows": ("windows", "meta"), "monitor": ("meta",), "sampler": ("meta",)}
-HASH_GROUPS = 16
+GROUP_KEYS = 64  # the most keys of a part other than windows and meta saved as one value
 
 
-def state_group(part: str, key: str) -> str:
+def state_group(part: str, key: str) -> str | None:
     """The group a state key is saved in by a runner that persists groups of keys as one value: KPI
     windows by their window (``width|start``: the keys that change together, and expire together),
-    the stage's ``meta`` as one value, anything else by a stable hash into ``HASH_GROUPS`` groups.
+    the stage's ``meta`` as one value. None for anything else (calls, callers, agents…): those are
+    grouped by when they were first saved, at most ``GROUP_KEYS`` to a group, so that a checkpoint
+    rewrites the few groups of recent keys, not the whole part (keys saved together mostly change and
+    expire together).
 
     >>> state_group("windows", "agent|s1|a7|900|1709535600000"), state_group("meta", "through")
     ('900|1709535600000', '')
@@ -73,7 +75,7 @@ def state_group(part: str, key: str) -> str:
         return "|".join(key.rsplit("|", 2)[1:])
     if part == "meta":
         return ""
-    return str(zlib.crc32(key.encode()) % HASH_GROUPS)
+    return None
 
 
 @dataclass(frozen=True)
