@@ -194,6 +194,7 @@ class Profiles(MutableMapping):
     (``streams.replica``; at most every ``CATCH_UP_EVERY_S``)."""
 
     CATCH_UP_EVERY_S = 0.5
+    RETRY_AFTER_S = 10.0  # after a catch-up that stalled (the broker away): the event loop is not held meanwhile
 
     def __init__(self, table, partitions: int, replica: ChangelogReplica):
         self.table, self.partitions, self.replica = table, partitions, replica
@@ -201,8 +202,10 @@ class Profiles(MutableMapping):
         self._caught_up = 0.0
 
     def _catch_up(self) -> None:
+        """Read the profiles written since the last catch-up (it holds the event loop: at most 2 s, and
+        after one that stalled, not again for ``RETRY_AFTER_S``)."""
         now = time.monotonic()
-        if now - self._caught_up < self.CATCH_UP_EVERY_S:
+        if now - self._caught_up < (self.RETRY_AFTER_S if self.replica.stalled else self.CATCH_UP_EVERY_S):
             return
         self._caught_up = now
         for key, raw in self.replica.catch_up():

@@ -8,6 +8,8 @@ every worker once it is in Kafka.
 """
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from callqa.logs import KAFKA_LOG
@@ -22,25 +24,29 @@ class ChangelogReplica:
                        "auto.offset.reset": "earliest", "enable.partition.eof": False, "logger": KAFKA_LOG,
                        **(security or {})}
         self.next: dict[int, int] = {}  # partition -> next offset to read
+        self.stalled = False  # the last catch_up failed, or read nothing of what it was behind
         self._consumer: Consumer | None = None
 
-    def catch_up(self, timeout_s: float = 5.0) -> list[tuple[bytes, bytes | None]]:
+    def catch_up(self, timeout_s: float = 2.0) -> list[tuple[bytes, bytes | None]]:
         """The records written since the last call (tombstones as None values), in partition order.
-        Blocking, bounded by ``timeout_s``; on a Kafka error, what was read so far."""
+        Blocking, ``timeout_s`` at most in all; on a Kafka error, with the broker away or reading nothing
+        where records were due, what was read so far, and ``stalled`` is set until a catch-up gets on."""
         if self._consumer is None:
             self._consumer = Consumer(self.config)
-        consumer, out = self._consumer, []
+        consumer, out, deadline = self._consumer, [], time.monotonic() + timeout_s
+        self.stalled = True
         try:
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
-                    for p in range(self.partitions)}
+            ends = {}
+            for p in range(self.partitions):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return out
+                ends[p] = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=left)[1]
             behind = {p: end for p, end in ends.items() if self.next.get(p, 0) < end}
-            if not behind:
-                return out
-            consumer.assign([TopicPartition(self.topic, p, self.next.get(p, OFFSET_BEGINNING)) for p in behind])
-            for _ in range(int(timeout_s / 0.1)):
-                if not behind:
-                    break
-                message = consumer.poll(0.1)
+            if behind:
+                consumer.assign([TopicPartition(self.topic, p, self.next.get(p, OFFSET_BEGINNING)) for p in behind])
+            while behind and time.monotonic() < deadline:
+                message = consumer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
                 if message is None or message.error():
                     continue
                 p = message.partition()
@@ -48,6 +54,7 @@ class ChangelogReplica:
                 self.next[p] = message.offset() + 1
                 if self.next[p] >= behind.get(p, 0):
                     behind.pop(p, None)
+            self.stalled = bool(behind) and not out
             return out
         except KafkaException:
             return out

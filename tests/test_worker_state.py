@@ -5,6 +5,8 @@ them): no Kafka is needed to check the layout itself. The Kafka path end to end 
 tests/test_faults_kafka.py.
 """
 import random
+import socket
+import time
 from datetime import date
 
 import orjson
@@ -16,7 +18,8 @@ from callqa.core.kpi import KpiConfig
 from callqa.core.local import LocalGraph
 from callqa.core.sampling import PolicyConfig
 from callqa.partitions import partition_of
-from streams.app import StagePartition
+from streams.app import Profiles, StagePartition
+from streams.replica import ChangelogReplica
 from sources.simulator import SimConfig, Simulator
 from tests.test_core import answered_call
 
@@ -290,3 +293,42 @@ def test_an_fcr_checkpoint_cut_short_anywhere_changes_no_result(seed):
             crashed = cut_short(whole, table, marks, batches, cut, meta + 1)
             assert crashed.windows() == whole.windows(), (cut, "after meta")
     assert cut_after >= 5, cut_after
+
+
+class _Held:
+    """A faust table's local data, as ``Profiles`` reads it."""
+
+    def __init__(self):
+        self.data = {}
+
+
+def test_profiles_with_the_broker_away_hold_the_event_loop_briefly_then_not_again_for_a_while():
+    """The profiles' replica reads Kafka in the event loop's thread. With no broker answering (a port
+    nothing listens on: librdkafka as with the broker down), a catch-up gives up within its timeout and
+    stalls; lookups of unknown agents then do not ask Kafka again for ``RETRY_AFTER_S`` (each asked every
+    half second, holding the loop 5 s at a time: the worker's timers stopped for half a minute in a
+    broker outage)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    asked = []
+
+    class Counted(ChangelogReplica):
+        def catch_up(self, timeout_s: float = 2.0):
+            started = time.monotonic()
+            try:
+                return super().catch_up(timeout_s)
+            finally:
+                asked.append(time.monotonic() - started)
+
+    replica = Counted(f"127.0.0.1:{port}", "profiles", "callqa-test", 8, {"socket.connection.setup.timeout.ms": 1000})
+    profiles = Profiles(_Held(), 8, replica)
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert profiles.get("a1") is None
+            time.sleep(0.1)
+    finally:
+        replica.close()
+    assert len(asked) == 1 and asked[0] < 2 + 1, asked
+    assert replica.stalled
