@@ -44,7 +44,7 @@ from .fcr import FcrTracker
 from .kpi import KpiConfig
 from .monitor import METRICS, QualityMonitor
 from .ordering import BUSY, CAUGHT_UP, FINISHED, Ordered
-from .partials import PartialWindows, WindowSums, per_window
+from .partials import JUDGED, PartialWindows, WindowSums, per_window
 from .qa import QaAssembler
 from .sampling import PolicyConfig, Sampler, agent_targets, change_signal, incident_signal
 from .surveys import SurveyAssembler
@@ -376,6 +376,10 @@ class WindowsStage:
         self.order = Ordered(self.meta.setdefault("order", {}), _sources(ctx, "events"), 0)
         self.verdicts = Ordered(self.meta.setdefault("verdicts", {}), _sources(ctx, "fcr"), 0)
         self.thresholds = ThresholdMonitor(self.meta.setdefault("thresholds", {}))
+        # windows the threshold rules watch, until they are judged (those of a save cut short before its
+        # progress mark included: judged again, on the figures they kept)
+        self.unjudged = {key for key, w in self.sums.windows.items()
+                         if "gone" not in w and self.thresholds.judge_at(key) is not None}
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
@@ -385,15 +389,32 @@ class WindowsStage:
                 marks = self.order if bundle["src"].startswith("events/") else self.verdicts
                 marks.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
-        rows = self.sums.drain()
-        out.rows["kpi_windows"] = rows
+        changed = [key for key in self.sums.dirty if JUDGED not in self.sums.windows[key]]
+        out.rows["kpi_windows"] = self.sums.drain()
+        self.unjudged.update(key for key in changed if self.thresholds.judge_at(key) is not None)
         # judged as far as the input has got in event time (caught up: not past the newest watermark, so a
         # window still filling is never judged on the figures it has when the input pauses)
-        out.rows["alerts"] = self.thresholds.observe(rows, self.order.time())
+        progress = self.order.time()
+        due = sorted(key for key in self.unjudged if self.thresholds.judge_at(key) <= progress)
+        self.unjudged.difference_update(due)
+        out.rows["alerts"] = self.thresholds.observe([self._judged_on(key) for key in due
+                                                      if "gone" not in self.sums.windows.get(key, {"gone": True})], progress)
         self.sums.sweep(min(self.order.time(), self.verdicts.time()))
         self.meta["order"], self.meta["verdicts"] = self.order.s, self.verdicts.s
         self.meta["thresholds"] = self.thresholds.state
         return out
+
+    def _judged_on(self, key: str) -> dict:
+        """The figures a window is judged on: its row's when first judged, kept in the window itself (saved
+        with its partials: a checkpoint cut short before its progress mark judges it again on them,
+        whatever partials came since; the threshold state, saved behind, had lost them)."""
+        w = self.sums.windows[key]
+        if JUDGED not in w:
+            row = self.sums.row(key)
+            w[JUDGED] = {name: row[name] for name in ("level", "site_id", "entity_id", "window_s", "window_start",
+                                                      "offered", *self.thresholds.metrics)}
+            self.sums.windows[key] = w  # reassigned: a runner that saves changed keys sees the change
+        return w[JUDGED]
 
 
 class MonitorStage:

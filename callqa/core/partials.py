@@ -30,6 +30,9 @@ from . import kpi
 from .expiry import Expiry
 
 
+JUDGED = "judged"  # in a window of the window stage: the figures the threshold rules judged it on
+
+
 def per_window(deltas: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     """``deltas`` added up per window, in the order windows first appear: the deltas of one input go
     under one tag, and a window takes a tag once (a sweep that closes two calls of one window makes
@@ -150,7 +153,8 @@ class PartialWindows(_Retained):
 
 class WindowSums(_Retained):
     """The window stage: the newest version of every partial of a window, and the KPI row of their sum
-    (``{key: {generation: [version, counters]}}``, or ``{key: {"gone": True}}`` past its retention)."""
+    (``{key: {generation: [version, counters]}}``, or ``{key: {"gone": True}}`` past its retention). A
+    window judged by the KPI-threshold rules also keeps the figures it was judged on (``JUDGED``)."""
 
     def __init__(self, windows: MutableMapping[str, dict], config: kpi.KpiConfig):
         super().__init__(windows, config.window_retention_ms)
@@ -175,9 +179,10 @@ class WindowSums(_Retained):
     def row(self, key: str) -> dict:
         acc: dict = {}
         version = 0
-        for held_version, counters in self.windows[key].values():
-            kpi._merge(acc, counters)
-            version += held_version
+        for generation, held in self.windows[key].items():
+            if generation != JUDGED:
+                kpi._merge(acc, held[1])
+                version += held[0]
         acc["version"] = version
         return kpi.row(key, acc, self.clock)
 

@@ -8,7 +8,9 @@ judged window are not judged again. Windows with fewer than ``min_offered`` call
 and it clears after ``clear_after`` judged windows back inside the limit by ``clear_margin``
 (hysteresis: no flapping), or after ``expire_after_s`` with no window it can judge (a quiet queue: the
 evidence says so). Each event carries its evidence: the window, the value and the limits.
-State per ``level|site|entity|metric|window_s``: the open window's figures and the alert.
+State per ``level|site|entity|metric|window_s``: the last window judged and the alert. The window stage
+hands a window over once every rule watching it can judge it (``judge_at``), on the figures it keeps in
+the window (``callqa.core.graph.WindowsStage``).
 """
 from __future__ import annotations
 
@@ -55,6 +57,19 @@ class ThresholdMonitor:
     def __init__(self, state: MutableMapping[str, dict], rules: tuple[ThresholdRule, ...] = RULES):
         self.state = state
         self.rules = rules
+        self.metrics = tuple(dict.fromkeys(rule.metric for rule in rules))
+
+    def judge_at(self, window_key: str) -> int | None:
+        """When (``progress_ms``) every rule watching a window (``level|site|entity|size|start``) can
+        judge it; None when no rule watches it.
+
+        >>> ThresholdMonitor({}).judge_at("site|s1|s1|900|0"), ThresholdMonitor({}).judge_at("agent|s1|a1|900|0")
+        (1800000, None)
+        """
+        level, _, _, size, start = window_key.rsplit("|", 4)
+        ends = [int(start) + (rule.window_s + rule.grace_s) * 1000 for rule in self.rules
+                if level in rule.levels and int(size) == rule.window_s]
+        return max(ends) if ends else None
 
     def observe(self, rows: list[dict], progress_ms: int) -> list[dict]:
         """(Re)emitted KPI rows, and how far every input has got (``progress_ms``); returns alert events
