@@ -148,11 +148,16 @@ class Run:
             if record["version"] >= self.records.get(record["call_id"], {"version": 0})["version"]:
                 self.records[record["call_id"]] = record
 
+    stage = "events"
+
+    def messages(self, batch: range) -> list:
+        return [(o, self.lines[o], "day", str(o)) for o in batch]
+
     def run(self, table, batches: list[range]) -> list[tuple[int, int]]:
         """Each batch, then a checkpoint; per checkpoint, where its writes begin and end in the table's log."""
-        sp, marks = StagePartition("events", 0, table, self.ctx), []
+        sp, marks = StagePartition(self.stage, 0, table, self.ctx), []
         for batch in batches:
-            out = sp.stage.process([(o, self.lines[o], "day", str(o)) for o in batch])
+            out = sp.stage.process(self.messages(batch))
             self.outputs.append(out)
             self.take(out)
             before = len(table.log)
@@ -250,16 +255,10 @@ def _fcr_input(ctx: Context, seed: int) -> list[dict]:
 class FcrRun(Run):
     """The FCR stage's partition 0 over its input bundles (``lines``), a checkpoint after each batch."""
 
-    def run(self, table, batches: list[range]) -> list[tuple[int, int]]:
-        sp, marks = StagePartition("fcr", 0, table, self.ctx), []
-        for batch in batches:
-            out = sp.stage.process([(o, self.lines[o]) for o in batch])
-            self.outputs.append(out)
-            self.take(out)
-            before = len(table.log)
-            sp.save()
-            marks.append((before, len(table.log)))
-        return marks
+    stage = "fcr"
+
+    def messages(self, batch: range) -> list:
+        return [(o, self.lines[o]) for o in batch]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
