@@ -378,8 +378,8 @@ class WindowsStage:
         self.thresholds = ThresholdMonitor(self.meta.setdefault("thresholds", {}))
         # windows the threshold rules watch, until they are judged (those of a save cut short before its
         # progress mark included: judged again, on the figures they kept)
-        self.unjudged = {key for key, w in self.sums.windows.items()
-                         if "gone" not in w and self.thresholds.judge_at(key) is not None}
+        self.unjudged: dict[str, int] = {}  # window key -> when it can be judged (``judge_at``)
+        self._watch(key for key, w in self.sums.windows.items() if "gone" not in w)
 
     def process(self, messages: list[tuple[int, dict]]) -> Output:
         for _, bundle in _new(self.meta, messages):
@@ -389,20 +389,27 @@ class WindowsStage:
                 marks = self.order if bundle["src"].startswith("events/") else self.verdicts
                 marks.mark(bundle["src"], bundle["wm"], bundle["idle"])
         out = Output()
-        changed = [key for key in self.sums.dirty if JUDGED not in self.sums.windows[key]]
+        self._watch(key for key in self.sums.dirty if JUDGED not in self.sums.windows[key])
         out.rows["kpi_windows"] = self.sums.drain()
-        self.unjudged.update(key for key in changed if self.thresholds.judge_at(key) is not None)
         # judged as far as the input has got in event time (caught up: not past the newest watermark, so a
         # window still filling is never judged on the figures it has when the input pauses)
         progress = self.order.time()
-        due = sorted(key for key in self.unjudged if self.thresholds.judge_at(key) <= progress)
-        self.unjudged.difference_update(due)
+        due = sorted(key for key, at in self.unjudged.items() if at <= progress)
+        for key in due:
+            del self.unjudged[key]
         out.rows["alerts"] = self.thresholds.observe([self._judged_on(key) for key in due
                                                       if "gone" not in self.sums.windows.get(key, {"gone": True})], progress)
         self.sums.sweep(min(self.order.time(), self.verdicts.time()))
         self.meta["order"], self.meta["verdicts"] = self.order.s, self.verdicts.s
         self.meta["thresholds"] = self.thresholds.state
         return out
+
+    def _watch(self, keys) -> None:
+        """Hold the windows among ``keys`` that a threshold rule watches until they can be judged."""
+        for key in keys:
+            at = self.thresholds.judge_at(key)
+            if at is not None:
+                self.unjudged[key] = at
 
     def _judged_on(self, key: str) -> dict:
         """The figures a window is judged on: its row's when first judged, kept in the window itself (saved
