@@ -5,6 +5,7 @@ contract's text (``2024-03-04T09:15:02.120Z``); each store converts them for its
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from datetime import datetime
@@ -157,14 +158,10 @@ class ServerStore:
         if times is None:
             described = self._call(f"DESCRIBE TABLE {table}")
             times = self._time_columns[table] = {r[0] for r in described if "DateTime" in r[1]}
-        start = 0
-        for end in range(1, len(rows) + 1):  # one INSERT per run of rows with the same columns, in order
-            if end < len(rows) and rows[end].keys() == rows[start].keys():
-                continue
-            columns = list(rows[start])
-            data = [tuple(_to_datetime(r[c]) if c in times else r[c] for c in columns) for r in rows[start:end]]
+        for keys, run in itertools.groupby(rows, key=dict.keys):  # one INSERT per run of rows with the same columns
+            columns = list(keys)  # in the run's first row's order
+            data = [tuple(_to_datetime(r[c]) if c in times else r[c] for c in columns) for r in run]
             self._call(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", data)
-            start = end
 
     def read_only(self) -> None:
         """From now on every statement is sent with ClickHouse's ``readonly = 1`` (no DDL, no writes, no
