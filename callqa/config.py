@@ -78,6 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SINK_STALE_S", "20", "`callqa check` fails (exit 2) when a message has waited longer than this in the sink's topics without being stored."),
     Setting("CALLQA_LOG_LEVEL", "WARN", "Log level of `callqa run` and `callqa sink` (DEBUG, INFO, WARN, ERROR)."),
     Setting("CALLQA_FLUSH_INTERVAL_S", "1.0", "The worker emits a changed KPI window's row at most once per this many seconds, and checkpoints each stage partition (state to its changelog, input offsets committed) as often."),
+    Setting("CALLQA_IDLE_AFTER_S", "3", "An input partition of the worker with nothing to read for this many seconds is announced caught up: the drift charts, the sampler and the threshold rules then take what they hold back for the other partitions' event time, instead of waiting for more input. Input that a partition receives later, with event times the others have passed, is charted after what was taken (a replay of the same events charts it in event-time order)."),
     Setting("CALLQA_SINK_BATCH_ROWS", "20000", "The ClickHouse writer flushes a table's batch at this many rows..."),
     Setting("CALLQA_SINK_BATCH_SECONDS", "1.0", "...or when its oldest row has waited this long."),
     Setting("CALLQA_RETENTION_RAW_DAYS", str(retention.RAW_DAYS), "Days ClickHouse keeps raw data (events, dead letters, call records, KPI windows, sampling decisions, the drift charts' state), counted from when it was stored; applied by `callqa migrate`."),
@@ -595,6 +596,7 @@ class Config:
     batch_events: int
     batch_seconds: float
     flush_interval_s: float
+    idle_after_s: float
     log_level: str
     sink_batch_rows: int
     sink_batch_seconds: float
@@ -671,6 +673,7 @@ class Config:
             batch_events=_int("CALLQA_BATCH_EVENTS", raw["CALLQA_BATCH_EVENTS"]),
             batch_seconds=_float("CALLQA_BATCH_SECONDS", raw["CALLQA_BATCH_SECONDS"]),
             flush_interval_s=_float("CALLQA_FLUSH_INTERVAL_S", raw["CALLQA_FLUSH_INTERVAL_S"]),
+            idle_after_s=_float("CALLQA_IDLE_AFTER_S", raw["CALLQA_IDLE_AFTER_S"]),
             log_level=_choice("CALLQA_LOG_LEVEL", raw["CALLQA_LOG_LEVEL"].upper(), ("DEBUG", "INFO", "WARN", "ERROR")),
             sink_batch_rows=_int("CALLQA_SINK_BATCH_ROWS", raw["CALLQA_SINK_BATCH_ROWS"]),
             sink_batch_seconds=_float("CALLQA_SINK_BATCH_SECONDS", raw["CALLQA_SINK_BATCH_SECONDS"]),

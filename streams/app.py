@@ -45,7 +45,6 @@ from streams.gauges import WorkerGauges
 from streams.replica import ChangelogReplica
 
 SEP = b"\x1f"
-IDLE_AFTER_S = 3.0  # a partition with no input this long (and none left to read) is caught up
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
 UNCOMMITTED_AFTER_S = 30.0  # input applied but left uncommitted this long: re-read it (its acks were lost)
@@ -589,9 +588,12 @@ def create_app(config: Config) -> faust.App:
                 sp.last_input, sp.waiting = now, 0
                 consumer.resume_partitions({tp})
                 await consumer.seek(tp, start)
-            elif name == "events" and not sp.idle_sent and quiet >= IDLE_AFTER_S and committed >= high:
+            elif name == "events" and not sp.idle_sent and quiet >= config.idle_after_s and committed >= high:
+                # caught up, never finished: a partition empty so far may be sent input later, which
+                # must then hold the others back as any partition's does (announced finished, it did not:
+                # the others' items were taken first, its own then charted out of event-time order)
                 sp.idle_sent = True
-                idle.append((tp.partition, sp.stage.idle(finished=high == 0)))
+                idle.append((tp.partition, sp.stage.idle()))
         for partition, out in idle:
             await asyncio.gather(*await send(f"events/{partition}", out))
 

@@ -25,6 +25,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from callqa.partitions import partition_of
 from callqa.publish import event_key
 from schemas import format_ms, time_ms
 from sources.simulator import SimConfig, Simulator
@@ -285,11 +286,33 @@ def check_stopped_sink(sink, check_env, stopped_s, notes, problems, hung=False, 
 
 
 FAULTS = ("none", "kill", "term", "broker outage", "two workers", "rebalance", "sink stopped", "sink killed",
-          "sink hung", "invalid rows")
+          "sink hung", "invalid rows", "late partition")
 MID_STREAM = ("kill", "term", "rebalance", "broker outage", "sink killed")
 # the short suite: "sink hung" is "sink stopped" (until `callqa check` fails) then "sink killed", in one run
 # ("none" is the bench's: test_a_file_published_whole_gives_the_tables_of_its_embedded_replay covers no fault)
 SHORT = tuple(f for f in FAULTS if f not in ("none", "sink stopped", "sink killed"))
+
+
+LATE_IDLE_S = 6  # CALLQA_IDLE_AFTER_S of "late partition": the late input comes well within it
+
+
+def publish_late_partition(bootstrap, env, profiles, rest, notes) -> None:
+    """Every input partition announced caught up (a pause longer than CALLQA_IDLE_AFTER_S after the
+    profiles: those with no profile hold nothing yet), then the events of every partition but one, applied
+    and committed, and only then those of the last one (with no profile, when there is such): its events
+    are hours behind what the others applied, and must be ordered among theirs as the replay orders them
+    (announced finished for having been empty, it no longer held the others back: their drift
+    observations were charted first, its own out of event-time order, changing the charts' hours)."""
+    n = int(env.get("CALLQA_TOPIC_PARTITIONS", "4"))
+    held = Counter(partition_of(event_key(line).decode(), n) for line in profiles)
+    late = min(range(n), key=lambda p: (held[p], p))
+    notes["late partition (its profiles)"] = f"{late} ({held[late]})"
+    time.sleep(LATE_IDLE_S + 2)  # announced caught up (every WATCH_EVERY_S)
+    first = [partition_of(event_key(line).decode(), n) != late for line in rest]
+    publish(bootstrap, env["CALLQA_TOPIC_EVENTS"], [line for line, now in zip(rest, first) if now])
+    wait_for(lambda: lag(bootstrap, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]]) == 0, 120, interval=0.1,
+             what="the other partitions applied")
+    publish(bootstrap, env["CALLQA_TOPIC_EVENTS"], [line for line, now in zip(rest, first) if not now])
 
 
 def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, sink_stopped_s=20.0,
@@ -300,7 +323,8 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
     profiles, rest, embedded = traffic
     tmp_path.mkdir(exist_ok=True)
     env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_BATCH_EVENTS="300",
-                     **({"CALLQA_SINK_STALE_S": str(sink_stale_s)} if sink_stale_s else {}))
+                     **({"CALLQA_SINK_STALE_S": str(sink_stale_s)} if sink_stale_s else {}),
+                     **({"CALLQA_IDLE_AFTER_S": str(LATE_IDLE_S)} if fault == "late partition" else {}))
     sinks = [Worker(env, tmp_path / "sink.log", ("sink",))]
     workers = start(env, tmp_path, 2 if fault in ("two workers", "rebalance") else 1)
     notes, problems, injected, recover_s = {}, [], [], None
@@ -314,7 +338,10 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
             before = check(check_env)
             if before[0]:
                 problems.append(f"`callqa check` failed with the sink running: exit {before[0]}, {before[1]}")
-        publish(kafka, env["CALLQA_TOPIC_EVENTS"], rest)
+        if fault == "late partition":
+            publish_late_partition(kafka, env, profiles, rest, notes)
+        else:
+            publish(kafka, env["CALLQA_TOPIC_EVENTS"], rest)
         if fault in MID_STREAM:
             progressed(kafka, env, 0.2, len(rest))
         if fault == "broker outage":

@@ -7,9 +7,10 @@ lateness, has passed them: the same items then give the same state on any runner
 workers and after any restart (for input whose lateness stays within the allowance).
 
 Each source says how far it has got with *marks*: its event-time watermark, and whether it is busy,
-caught up (nothing more for now) or finished (the end of an embedded run; a partition that never had
-data). A finished source no longer holds the others back; when no source is busy, everything held is
-released (the frontier drops back when input resumes: items then wait again).
+caught up (nothing more for now) or finished (the end of an embedded run: a live partition, even one
+empty so far, is only ever caught up). A finished source no longer holds the others back; when no
+source is busy, everything held is released (the frontier drops back when input resumes: items then
+wait again).
 
 Items carry a *tag*, ``[input offset, n]`` of the source; an item whose tag is not above the last one
 taken from its source is a repeat (a replay after a restart) and is dropped.
@@ -55,7 +56,7 @@ class Ordered:
 
     def mark(self, source: str, watermark_ms: int, idle: int = BUSY) -> None:
         """How far ``source`` has got, and whether it is ``BUSY``, ``CAUGHT_UP`` (nothing more for now)
-        or ``FINISHED`` (nothing more at all: the end of an embedded run, an empty partition)."""
+        or ``FINISHED`` (nothing more at all: the end of an embedded run)."""
         held = self.s["marks"].get(source)
         self.s["marks"][source] = [max(watermark_ms, held[0] if held else 0), int(idle)]
 
