@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 
 from callqa.partitions import partition_of
 from callqa.publish import event_key
+from callqa.runtime import STACKS_SIGNAL
 from schemas import format_ms, time_ms
 from sources.simulator import SimConfig, Simulator
 from tests.conftest import callqa_env, run_callqa, wait_for
@@ -293,6 +294,19 @@ MID_STREAM = ("kill", "term", "rebalance", "broker outage", "sink killed")
 SHORT = tuple(f for f in FAULTS if f not in ("none", "sink stopped", "sink killed"))
 
 
+def stacks(lines: list[str], frames: int = 4) -> list[str]:
+    """The innermost ``frames`` frames of each thread of the stack dumps in a log (faulthandler's)."""
+    out, kept = [], 0
+    for line in lines:
+        if line.startswith(("Thread 0x", "Current thread 0x")):
+            out.append(line[:40])
+            kept = frames
+        elif line.startswith("  File") and kept:
+            out.append(line.strip()[-140:])
+            kept -= 1
+    return out
+
+
 LATE_IDLE_S = 6  # CALLQA_IDLE_AFTER_S of "late partition": the late input comes well within it
 
 
@@ -316,10 +330,11 @@ def publish_late_partition(bootstrap, env, profiles, rest, notes) -> None:
 
 
 def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, sink_stopped_s=20.0,
-              sink_stale_s=None, check_limit_s=None) -> Outcome:
+              sink_stale_s=None, check_limit_s=None, drain_s=600) -> Outcome:
     """One run of the pipeline (workers and a sink process on ``kafka``) on ``traffic`` with ``fault``;
     ``sink_stale_s``: the run's CALLQA_SINK_STALE_S (None: the default); ``check_limit_s``: the most
-    seconds ``callqa check`` may take to fail once the sink stopped (None: any)."""
+    seconds ``callqa check`` may take to fail once the sink stopped (None: any); ``drain_s``: how long the
+    run may take to drain after the fault (then the outcome says what lags, and where each process stopped)."""
     profiles, rest, embedded = traffic
     tmp_path.mkdir(exist_ok=True)
     env = callqa_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka, CALLQA_BATCH_EVENTS="300",
@@ -376,7 +391,7 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
             ids = member_ids(kafka, env["CALLQA_APP_ID"])
             return len(ids) == len(workers) and (fault not in ("kill", "term") or bool(ids - before))
         wait_for(in_group, 120, what="workers in the group")
-        recover_s = caught_up(kafka, env, sinks[-1]) - ended
+        recover_s = caught_up(kafka, env, sinks[-1], timeout=drain_s) - ended
         if fault in ("sink stopped", "sink hung"):
             after = check(check_env)
             if after[0]:
@@ -387,6 +402,11 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
         for w in workers + sinks:
             if w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGCONT)
+                if problems:  # a hang: every thread's stack into its log (callqa.runtime.stacks_on_signal)
+                    w.proc.send_signal(STACKS_SIGNAL)
+        if problems:
+            time.sleep(1)
+        for w in workers + sinks:
             w.stop()
     streamed = store_snapshot(tmp_path / "data")
     if fault == "invalid rows":
@@ -399,13 +419,14 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
             notes[f"{log.name}: {len(said)} warnings"] = [line[-160:] for line in said[-6:]]
             if problems:  # a hang: where each process stopped
                 notes[f"{log.name}: last lines"] = [line[-160:] for line in lines[-4:]]
+                notes[f"{log.name}: stacks"] = stacks(lines)
     return Outcome(fault, figures, recover_s, notes, problems, examples)
 
 
 @pytest.mark.parametrize("fault", SHORT)
 def test_fault_leaves_every_table_equal_to_the_embedded_replay(kafka, kafka_server, tmp_path, traffic, fault):
     outcome = run_fault(kafka, tmp_path / fault.replace(" ", "-"), traffic, fault, kafka_server,
-                        broker_down_s=15, sink_stopped_s=60, sink_stale_s=10)
+                        broker_down_s=15, sink_stopped_s=60, sink_stale_s=10, drain_s=240)
     assert outcome.ok, str(outcome)
 
 

@@ -50,3 +50,28 @@ def test_other_kinds_levels_and_a_quiet_spell_pass_at_once():
 
 def test_the_module_examples_hold():
     assert doctest.testmod(callqa.logs).failed == 0
+
+
+def test_a_long_running_process_writes_every_threads_stack_on_the_signal_and_goes_on():
+    """``callqa.runtime.stacks_on_signal`` (``callqa run`` and ``callqa sink`` call it): a thread blocked in a
+    call shows where, the process carries on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from callqa.runtime import STACKS_SIGNAL
+    from tests.conftest import ROOT
+
+    code = ("from callqa.runtime import stacks_on_signal; stacks_on_signal(); import threading, time\n"
+            "def blocked_in_a_call(): time.sleep(30)\n"
+            "threading.Thread(target=blocked_in_a_call, daemon=True).start(); print('ready', flush=True)\n"
+            "time.sleep(2); print('went on', flush=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.3)
+    proc.send_signal(STACKS_SIGNAL)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0 and out.rstrip().endswith("went on")
+    assert "in blocked_in_a_call" in out and out.count("(most recent call first)") == 2
+    assert STACKS_SIGNAL not in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)  # faust's own handlers

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from callqa.core.dead_letters import raw_event
 from callqa.publish import event_key
+from callqa.runtime import STACKS_SIGNAL
 from schemas import InvalidEvent, validate
 from callqa.config import Config
 from callqa.topics import INTERNAL, internal_topic, sink_routes
@@ -146,13 +147,21 @@ class Worker:
 
 
 def run_until_caught_up(env, tmp_path, bootstrap):
+    """The worker (sink inside) over the day's events, until drained; asked for its threads' stacks meanwhile
+    (``callqa.runtime.stacks_on_signal``): it writes them and goes on."""
     tmp_path.mkdir(exist_ok=True)
     worker = Worker(env, tmp_path / "worker.log")
     try:
         produce(bootstrap, env["CALLQA_TOPIC_EVENTS"])
         settled(bootstrap, env, timeout=300)  # a restarted worker may first wait out its predecessor's session
+        dumps = worker.log.read_text(errors="replace").count("(most recent call first)")
+        worker.proc.send_signal(STACKS_SIGNAL)
+        wait_for(lambda: worker.log.read_text(errors="replace").count("(most recent call first)") > dumps, 10,
+                 what="the worker's stacks")
+        assert worker.proc.poll() is None
     finally:
         worker.stop()
+    assert worker.proc.returncode == 0
     return store_snapshot(tmp_path / "data")
 
 

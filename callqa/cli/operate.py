@@ -127,8 +127,9 @@ def run(sink: bool) -> None:
     from streams.app import create_app
 
     from ..logs import hold_repeats
-    from ..runtime import fewer_full_collections
+    from ..runtime import STACKS_SIGNAL, fewer_full_collections, stacks_on_signal
 
+    stacks_on_signal()  # a worker that hangs can say where: kill -USR2 <pid>
     config = _kafka_config(serve_metrics=True)
     store = _store(config) if sink else None
     stop = threading.Event()
@@ -146,6 +147,11 @@ def run(sink: bool) -> None:
             import faust.transport.drivers.aiokafka  # noqa: F401 - its loggers exist before they are filtered
 
             hold_repeats()  # a broker outage is a few lines, not one per 50 ms retry
+
+        def _install_signal_handlers_unix(self) -> None:
+            super()._install_signal_handlers_unix()
+            self.loop.remove_signal_handler(STACKS_SIGNAL)  # mode's: a debugger prompt (pdb on a log file)
+            stacks_on_signal()
 
     try:
         worker = QuietWorker(app, loglevel=config.log_level, quiet=True)
@@ -181,7 +187,9 @@ def sink_command() -> None:
     import signal as signals
 
     from ..logs import hold_repeats
+    from ..runtime import stacks_on_signal
 
+    stacks_on_signal()  # a sink that hangs can say where: kill -USR2 <pid>
     config = _kafka_config(serve_metrics=True)
     logging.basicConfig(level=config.log_level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     hold_repeats()
