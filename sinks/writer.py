@@ -35,8 +35,10 @@ MAX_BYTES = 32 << 20  # text buffered before a batch is due
 
 def _text_bytes(row: dict) -> int:
     """About the size of a row: its strings' lengths (the large values are strings) and 16 a value else."""
-    texts = [v for v in row.values() if isinstance(v, (str, bytes))]
-    return sum(map(len, texts)) + 16 * (len(row) - len(texts))
+    size = 0
+    for value in row.values():  # a plain loop: every row the writer buffers passes here
+        size += len(value) if value.__class__ is str or value.__class__ is bytes else 16
+    return size
 
 
 class BatchWriter:

@@ -122,7 +122,10 @@ def cusum_limit(arl0: float, shift: float) -> float:
     k = shift / 2
     b = 3.0
     for _ in range(60):
-        b = math.log(max(2 * k * k * arl0 + 2 * k * b + 1, 1.0 + 1e-9)) / (2 * k)
+        after = math.log(max(2 * k * k * arl0 + 2 * k * b + 1, 1.0 + 1e-9)) / (2 * k)
+        if after == b:  # a fixed point in floats: the steps left would change nothing
+            break
+        b = after
     return max(b - 1.166, 0.5)
 
 
