@@ -69,8 +69,11 @@ class KafkaSink:
 
     def lag(self) -> None:
         """Messages behind the end of each assigned partition, as the ``callqa_consumer_lag`` metric (a
-        partition not yet read: from its committed offset). A partition Kafka does not answer for keeps
-        its last value; one moved to another sink stops reporting here."""
+        partition not yet read: from its committed offset). The end is the one the last fetch reported
+        (asking the broker would wait behind this consumer's own fetch, up to fetch.wait.max.ms per
+        partition: 20 s for 40 partitions, every 5 s, with nothing consumed meanwhile). A partition not
+        fetched yet, or that Kafka does not answer for, keeps its last value; one moved to another sink
+        stops reporting here."""
         try:
             positions = self.consumer.position(self.consumer.assignment())
             unread = [tp for tp in positions if tp.offset < 0]
@@ -85,11 +88,13 @@ class KafkaSink:
             labels = (tp.topic, str(tp.partition))
             reported.add(labels)
             try:
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException as exc:
                 log.debug("consumer lag of %s not measured: %s", labels, exc)
                 continue
-            metrics.LAG.labels(*labels).set(max(0, high - starts.get((tp.topic, tp.partition), low)))
+            if high < 0:  # no fetch answered yet
+                continue
+            metrics.LAG.labels(*labels).set(max(0, high - starts.get((tp.topic, tp.partition), max(low, 0))))
         for labels in self._reported - reported:
             metrics.LAG.remove(*labels)
         self._reported = reported

@@ -25,6 +25,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from callqa.config import Config
 from callqa.partitions import partition_of
 from callqa.publish import event_key
 from callqa.runtime import STACKS_SIGNAL
@@ -184,9 +185,12 @@ def tail(log, n=600) -> str:
     return log.read_text(errors="replace")[-n:].replace("\n", " | ")
 
 
-def caught_up(bootstrap, env, sink, quiet_s=5.0, timeout=600) -> float:
+def caught_up(bootstrap, env, sink, quiet_s=None, timeout=600) -> float:
     """``settled``, failing at once when the sink exits; returns when (``time.monotonic()``) every stage
-    and the sink had caught up for good."""
+    and the sink had caught up for good: drained for ``quiet_s`` (default: 2 s more than the run's
+    CALLQA_IDLE_AFTER_S, after which caught-up partitions are announced and what waited for them comes)."""
+    if quiet_s is None:
+        quiet_s = float(env.get("CALLQA_IDLE_AFTER_S", Config.from_env({}).idle_after_s)) + 2
     since, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
         if sink.proc.poll() is not None:
@@ -307,7 +311,8 @@ def stacks(lines: list[str], frames: int = 4) -> list[str]:
     return out
 
 
-LATE_IDLE_S = 6  # CALLQA_IDLE_AFTER_S of "late partition": the late input comes well within it
+STOP_S = 10  # a worker or sink stops within this long of SIGTERM (a sink measuring its lag took 15-20 s)
+LATE_IDLE_S = 12  # CALLQA_IDLE_AFTER_S of "late partition": the late input comes well within it, even on a loaded machine
 
 
 def publish_late_partition(bootstrap, env, profiles, rest, notes) -> None:
@@ -406,8 +411,14 @@ def run_fault(kafka, tmp_path, traffic, fault, broker=None, broker_down_s=15.0, 
                     w.proc.send_signal(STACKS_SIGNAL)
         if problems:
             time.sleep(1)
+        stopping = time.monotonic()
+        for w in workers + sinks:  # all at once, as a supervisor stops a deployment
+            w.terminate()
         for w in workers + sinks:
-            w.stop()
+            w.wait()
+            if time.monotonic() - stopping > STOP_S:
+                problems.append(f"{w.log.name}: stopped {time.monotonic() - stopping:.0f} s after SIGTERM "
+                                f"(more than {STOP_S} s)")
     streamed = store_snapshot(tmp_path / "data")
     if fault == "invalid rows":
         invalid_dead_letters(streamed, injected, notes, problems)

@@ -138,7 +138,15 @@ class Worker:
 
     def stop(self):
         """SIGTERM; a worker that does not stop within a minute is killed (and the test fails on it)."""
-        self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
+        self.wait()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self) -> None:
+        """Until it has stopped (``terminate``); killed after a minute."""
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
