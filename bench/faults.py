@@ -7,7 +7,8 @@ Faults (``--faults``): none; kill, term (a worker, mid-stream); broker outage (d
 60); two workers; rebalance; sink stopped (SIGSTOP for ``--sink-stopped-s``, 300, then SIGCONT); sink
 killed (SIGKILL mid-stream, a new sink started); sink hung (SIGSTOP until ``callqa check`` fails, then
 SIGKILL and a new sink); invalid rows (not JSON, a column the table lacks, a wrong-typed column, alone on
-the sink's KPI topic: each must be a dead letter, the sink going on); store outage (the server down
+the sink's KPI topic: each must be a dead letter, the sink going on); late partition (every partition
+caught up, then the events of all but one applied before that one's); store outage (the server down
 ``--store-down-s``, 300, under a writer of ``--store-rows`` rows).
 
 For each pipeline fault and run it prints, per table, the rows lost / doubled / changed / extra against

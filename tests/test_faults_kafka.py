@@ -7,10 +7,12 @@ rebalance when one of two stops; the sink process hung (SIGSTOP: ``callqa check`
 again once a new sink caught up) and killed and restarted, as a supervisor does when the health check
 fails (the bench also runs a sink stopped for minutes then let go on, and a sink killed mid-stream); and
 invalid rows on the sink's own KPI topic (not JSON, a column the table lacks, a wrong-typed column), each
-alone: each must end in the dead letters with a reason, the sink going on. After each, the run must
+alone: each must end in the dead letters with a reason, the sink going on; and a late partition (every
+partition caught up, then one partition's events only after the others' were applied). After each, the run must
 drain and every table — call records, KPI windows, evaluations, alerts, sampling decisions, rate
 changes, the review queue, raw events, dead letters, day rollups — must hold exactly the rows of an
-embedded replay: per table no row lost, doubled, changed or extra (``differences``). ``run_fault``
+embedded replay: per table no row lost, doubled, changed or extra (``differences``), and every process
+must stop within ``STOP_S`` of SIGTERM. ``run_fault``
 returns those figures with the seconds from the fault's end until every stage and the sink had caught up.
 """
 import ast
