@@ -399,7 +399,7 @@ class WindowsStage:
             del self.unjudged[key]
         out.rows["alerts"] = self.thresholds.observe([self._judged_on(key) for key in due
                                                       if "gone" not in self.sums.windows.get(key, {"gone": True})], progress)
-        self.sums.sweep(min(self.order.time(), self.verdicts.time()))
+        self.sums.sweep(min(progress, self.verdicts.time()))
         self.meta["order"], self.meta["verdicts"] = self.order.s, self.verdicts.s
         self.meta["thresholds"] = self.thresholds.state
         return out
