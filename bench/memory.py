@@ -12,7 +12,7 @@ retention and then a tombstone for as long again: about 6 days with the defaults
 spans that time; --days should be past it for the ratio to speak of growth with the input, not of
 state reaching its steady size.
 
-    python bench/memory.py --days 8            # starts its own Kafka; about 6 minutes
+    python bench/memory.py --days 8            # starts its own Kafka; about 8 minutes
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 One agent per stage takes micro-batches (``take_events``), groups them by partition, keeps the
 messages that continue each partition's input without a hole (``streams.continuity``) and runs that
-stage partition's core on them, sending its outputs (sink rows as JSON arrays to the output topics,
-one bundle per partition of each stage downstream) at once. At most every flush interval, when a
-rebalance revokes partitions and on a clean stop, a stage partition is *checkpointed*, in this order:
+stage partition's core on them (in ``runs`` of at most ``STAGE_INPUT_BYTES``), sending its outputs (sink
+rows as JSON arrays to the output topics, one bundle per partition of each stage downstream) at once.
+At most every flush interval, when a rebalance revokes partitions and on a clean stop, a stage
+partition is *checkpointed*, in this order:
 
 1. the delivery of the outputs sent since the last checkpoint is awaited;
 2. each group of state keys that changed is written to the stage's table (its changelog), in
