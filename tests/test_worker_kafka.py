@@ -217,10 +217,10 @@ def test_a_worker_without_the_sink_starts_on_a_fresh_data_folder(kafka, tmp_path
 
 def test_a_worker_catching_up_on_a_backlog_runs_every_stage_meanwhile(kafka, tmp_path):
     """A worker started behind a backlog of events (back from an outage) runs the stages downstream of
-    the events stage as it goes: KPI rows come out while most of the backlog is still unread. With faust's
-    1 MiB fetches the events partitions took every fetch: nothing downstream ran, and no KPI row came
-    out, until the whole backlog was applied (and the window stage, missing the FCR stage's progress,
-    then held every window of the backlog in memory)."""
+    the events stage as it goes: KPI rows come out while most of the backlog is still to be applied.
+    With faust's 1 MiB fetches the events partitions took every fetch: nothing downstream ran, and no
+    KPI row came out, until the whole backlog was applied (and the window stage, missing the FCR stage's
+    progress, then held every window of the backlog in memory)."""
     from bench.pipeline import synthetic_events
     from callqa.publish import publish
     from callqa.topics import ensure_topics
@@ -229,19 +229,20 @@ def test_a_worker_catching_up_on_a_backlog_runs_every_stage_meanwhile(kafka, tmp
     ensure_topics(Config.from_env(env))
     events = synthetic_events(8000, days=4)  # 32,000 events: 10 s or more of work for one worker
     publish(events, kafka, env["CALLQA_TOPIC_EVENTS"])
-    rows = Consumer({"bootstrap.servers": kafka, "group.id": "backlog-test", "auto.offset.reset": "earliest"})
+    rows = Consumer({"bootstrap.servers": kafka, "group.id": env["CALLQA_APP_ID"] + "-reader",
+                     "auto.offset.reset": "earliest"})
     rows.subscribe([env["CALLQA_TOPIC_KPIS"]])
     worker = Worker(env, tmp_path / "worker.log", ("run", "--no-sink"))
     try:
-        deadline, unread = time.monotonic() + 300, None
-        while unread is None and time.monotonic() < deadline and worker.proc.poll() is None:
+        deadline, pending = time.monotonic() + 300, None
+        while pending is None and time.monotonic() < deadline and worker.proc.poll() is None:
             if any(not m.error() for m in rows.consume(100, timeout=0.5)):
-                unread = lag(kafka, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
+                pending = lag(kafka, env["CALLQA_APP_ID"], [env["CALLQA_TOPIC_EVENTS"]])
     finally:
         rows.close()
         worker.stop()
-    assert unread is not None, (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
-    assert unread > len(events) / 2, f"the first KPI row came out with only {unread} of {len(events)} events unread"
+    assert pending is not None, (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+    assert pending > len(events) / 2, f"the first KPI row came out with {pending} of {len(events)} events left to commit"
 
 
 def test_check_fails_when_the_sink_is_stopped_and_passes_once_it_stored_everything(kafka, tmp_path):
