@@ -26,19 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import synthetic_events  # noqa: E402
+from bench.pipeline import rss_mb, synthetic_events  # noqa: E402
 from callqa.config import Config  # noqa: E402
 from callqa.publish import publish  # noqa: E402
 from callqa.topics import ensure_topics  # noqa: E402
 from scripts import services  # noqa: E402
 from tests.conftest import callqa_env  # noqa: E402
 from tests.test_worker_kafka import drained, lag, stages  # noqa: E402
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set size of a process, MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def run(bootstrap: str, work: Path, days: int, calls_per_day: int, sink: bool) -> tuple[float, list[tuple[float, float]]]:
@@ -61,14 +55,14 @@ def run(bootstrap: str, work: Path, days: int, calls_per_day: int, sink: bool) -
             time.sleep(1.0)
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited {worker.returncode}; see {log}")
-            current, peak = rss_mb(worker.pid)
+            current = rss_mb(worker.pid, "VmRSS")
             try:
                 samples.append((1 - lag(bootstrap, app, [topic]) / len(events), current))
                 if samples[-1][0] >= 1 and done():
                     break
             except Exception:  # noqa: BLE001 - a group coordinator still loading: ask again
                 continue
-        return rss_mb(worker.pid)[1], samples
+        return rss_mb(worker.pid), samples
     finally:
         worker.terminate()
         worker.wait(60)

@@ -108,9 +108,10 @@ def messages_written(bootstrap: str, env: dict) -> dict[str, int]:
     return kinds
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (``VmHWM``) or current (``VmRSS``) resident set size, MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -140,7 +141,7 @@ def timed(commands: list[list[str]], env: dict, logs: list[Path], bootstrap: str
                     raise RuntimeError(f"worker exited; see {log}")
             time.sleep(0.1)
         finished = time.perf_counter()
-        rss = peak_rss_mb(workers[0].pid)
+        rss = rss_mb(workers[0].pid)
     finally:
         for worker in workers:
             worker.terminate()
