@@ -15,7 +15,6 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def timed(events: list[bytes], processes: int, workdir: Path) -> tuple[float, fl
 
 def main() -> None:
     from bench.pipeline import synthetic_events
+    from bench.workdir import work_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=12000)
@@ -56,27 +56,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     events = synthetic_events(args.calls, args.days)
-    work = Path(tempfile.mkdtemp(prefix="callqa-backfill-bench-"))
-    rates: dict[int, list[float]] = {1: [], args.processes: []}
-    cpus: dict[int, list[float]] = {1: [], args.processes: []}
-    states = set()
-    load = os.getloadavg()[0]
-    for run in range(args.repeat):
-        for processes in rates:
-            rate, cpu, state = timed(events, processes, work / f"{processes}-{run}")
-            rates[processes].append(rate)
-            cpus[processes].append(cpu)
-            states.add(state)
-    print(f"events: {len(events)} ({args.calls} calls over {args.days} day(s), 300 agents), 4 partitions, "
-          f"best and median of {args.repeat}; {os.cpu_count()} cores, load average {load:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after")
-    for processes, runs in rates.items():
-        print(f"{processes} process(es): {max(runs):10,.0f} events/s best, {statistics.median(runs):10,.0f} median; "
-              f"{statistics.median(cpus[processes]):.2f} CPU s a run")
-    best, median = (max(rates[args.processes]) / max(rates[1]),
-                    statistics.median(rates[args.processes]) / statistics.median(rates[1]))
-    print(f"ratio {args.processes} to 1: {best:.2f}x best, {median:.2f}x median; "
-          f"same saved state: {'yes' if len(states) == 1 else 'NO'}")
+    with work_dir("callqa-backfill-bench-") as work:
+        rates: dict[int, list[float]] = {1: [], args.processes: []}
+        cpus: dict[int, list[float]] = {1: [], args.processes: []}
+        states = set()
+        load = os.getloadavg()[0]
+        for run in range(args.repeat):
+            for processes in rates:
+                rate, cpu, state = timed(events, processes, work / f"{processes}-{run}")
+                rates[processes].append(rate)
+                cpus[processes].append(cpu)
+                states.add(state)
+        print(f"events: {len(events)} ({args.calls} calls over {args.days} day(s), 300 agents), 4 partitions, "
+              f"best and median of {args.repeat}; {os.cpu_count()} cores, load average {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after")
+        for processes, runs in rates.items():
+            print(f"{processes} process(es): {max(runs):10,.0f} events/s best, {statistics.median(runs):10,.0f} median; "
+                  f"{statistics.median(cpus[processes]):.2f} CPU s a run")
+        best, median = (max(rates[args.processes]) / max(rates[1]),
+                        statistics.median(rates[args.processes]) / statistics.median(rates[1]))
+        print(f"ratio {args.processes} to 1: {best:.2f}x best, {median:.2f}x median; "
+              f"same saved state: {'yes' if len(states) == 1 else 'NO'}")
 
 
 if __name__ == "__main__":

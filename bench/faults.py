@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.workdir import work_dir  # noqa: E402
 from scripts import services  # noqa: E402
 from sources.simulator import SimConfig  # noqa: E402
 from tests.test_faults_kafka import FAULTS, IDENTITY, run_fault, simulated_traffic  # noqa: E402
@@ -100,35 +100,35 @@ def main() -> None:
     parser.add_argument("--store-rows", type=int, default=20000, help="store outage: rows written")
     parser.add_argument("--store-batch", type=int, default=500, help="store outage: rows per batch")
     args = parser.parse_args()
-    args.work = Path(tempfile.mkdtemp(prefix="callqa-faults-"))
-    args.kafka = args.clickhouse = None
-    pipeline = [f for f in args.faults if f != STORE]
-    if pipeline:
-        config = SimConfig(sites=args.sites, agents_per_site=args.agents_per_site, days=args.days,
-                           start=date(2024, 3, 4), seed=args.seed)
-        (args.work / "embedded").mkdir()
-        args.traffic = simulated_traffic(config, args.work / "embedded")
-        print(f"{len(args.traffic[0]) + len(args.traffic[1]):,} events; embedded replay done; work dir {args.work}",
-              flush=True)
-        args.kafka = services.start_kafka(args.work / "kafka")
-        args.bootstrap = f"127.0.0.1:{args.kafka.port}"
-    clean = {fault: 0 for fault in args.faults}
-    try:
-        print("cells: rows lost/doubled/changed/extra per table against the embedded replay (after FINAL); recover: "
-              "seconds from the fault's end until every stage and the sink had caught up\n" + header(), flush=True)
-        for run in range(1, args.runs + 1):
-            for fault in args.faults:
-                started = time.monotonic()
-                ok, lines = store_line(run, args) if fault == STORE else pipeline_line(fault, run, args)
-                clean[fault] += ok
-                lines[0] += f"   ({time.monotonic() - started:.0f} s run)"
-                print("\n".join(lines), flush=True)
-    finally:
-        for server in (args.kafka, args.clickhouse):
-            if server is not None:
-                server.stop()
-    for fault, n in clean.items():
-        print(f"{fault:15s} clean (every figure 0, recovered) in {n} of {args.runs} runs")
+    with work_dir("callqa-faults-") as args.work:
+        args.kafka = args.clickhouse = None
+        pipeline = [f for f in args.faults if f != STORE]
+        if pipeline:
+            config = SimConfig(sites=args.sites, agents_per_site=args.agents_per_site, days=args.days,
+                               start=date(2024, 3, 4), seed=args.seed)
+            (args.work / "embedded").mkdir()
+            args.traffic = simulated_traffic(config, args.work / "embedded")
+            print(f"{len(args.traffic[0]) + len(args.traffic[1]):,} events; embedded replay done; work dir {args.work}",
+                  flush=True)
+            args.kafka = services.start_kafka(args.work / "kafka")
+            args.bootstrap = f"127.0.0.1:{args.kafka.port}"
+        clean = {fault: 0 for fault in args.faults}
+        try:
+            print("cells: rows lost/doubled/changed/extra per table against the embedded replay (after FINAL); recover: "
+                  "seconds from the fault's end until every stage and the sink had caught up\n" + header(), flush=True)
+            for run in range(1, args.runs + 1):
+                for fault in args.faults:
+                    started = time.monotonic()
+                    ok, lines = store_line(run, args) if fault == STORE else pipeline_line(fault, run, args)
+                    clean[fault] += ok
+                    lines[0] += f"   ({time.monotonic() - started:.0f} s run)"
+                    print("\n".join(lines), flush=True)
+        finally:
+            for server in (args.kafka, args.clickhouse):
+                if server is not None:
+                    server.stop()
+        for fault, n in clean.items():
+            print(f"{fault:15s} clean (every figure 0, recovered) in {n} of {args.runs} runs")
 
 
 if __name__ == "__main__":

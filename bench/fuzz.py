@@ -19,13 +19,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.workdir import work_dir  # noqa: E402
 from sources import FORMATS  # noqa: E402
 from tests.conftest import callqa_env  # noqa: E402
 from tests.fuzz import invalid_lines, spread  # noqa: E402
@@ -82,15 +82,15 @@ def main() -> None:
     print(f"{'format':<30} {'valid':>6} {'inputs tried':>12} {'crashes':>7} {'dead letters matched':>24} "
           f"{'other dead':>10} {'valid rows changed':>18} {'seconds':>8}", flush=True)
     for fmt in formats:
-        work = Path(tempfile.mkdtemp(prefix=f"callqa-fuzz-{fmt}-"))
-        r = fuzz_replay(args.lines, args.seed, work) if fmt == "replay" else fuzz_ingest(fmt, args.lines, args.seed, work)
-        matched = f"{r['matched']:,} ({100 * r['matched'] / r['inputs']:.1f} %)"
-        print(f"{fmt:<30} {r['valid'] or '-':>6} {r['inputs']:>12,} {r['crashes']:>7} {matched:>24} {r['beyond']:>10} "
-              f"{r['changed']:>18} {r['seconds']:>8.1f}", flush=True)
-        if r.get("duplicates"):
-            print(f"{'':<30} {r['duplicates']}", flush=True)
-        if r["crashes"]:
-            print(r["stderr"][-2000:], file=sys.stderr)
+        with work_dir(f"callqa-fuzz-{fmt}-") as work:
+            r = fuzz_replay(args.lines, args.seed, work) if fmt == "replay" else fuzz_ingest(fmt, args.lines, args.seed, work)
+            matched = f"{r['matched']:,} ({100 * r['matched'] / r['inputs']:.1f} %)"
+            print(f"{fmt:<30} {r['valid'] or '-':>6} {r['inputs']:>12,} {r['crashes']:>7} {matched:>24} {r['beyond']:>10} "
+                  f"{r['changed']:>18} {r['seconds']:>8.1f}", flush=True)
+            if r.get("duplicates"):
+                print(f"{'':<30} {r['duplicates']}", flush=True)
+            if r["crashes"]:
+                print(r["stderr"][-2000:], file=sys.stderr)
 
 
 if __name__ == "__main__":

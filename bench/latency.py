@@ -15,7 +15,6 @@ import argparse
 import math
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -27,6 +26,7 @@ from confluent_kafka import Consumer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.workdir import work_dir  # noqa: E402
 from callqa.config import Config  # noqa: E402
 from callqa.publish import Publisher  # noqa: E402
 from callqa.topics import ensure_topics  # noqa: E402
@@ -64,58 +64,61 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="input events per second")
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="callqa-latency-"))
-    kafka = services.start_kafka(work / "kafka")
-    bootstrap = f"127.0.0.1:{kafka.port}"
-    worker = None
-    try:
-        env = callqa_env(work, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
-        config = Config.from_env(env)
-        ensure_topics(config)
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "latency", "auto.offset.reset": "earliest"})
-        consumer.subscribe([config.topic_kpis])
-        worker = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
-                                  stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT)
-        time.sleep(10)  # the worker joins its group and recovers (empty) tables
-        offered: dict[tuple[str, int], list[float]] = defaultdict(list)
-        counted: dict[tuple[str, int], list[float]] = defaultdict(list)  # arrival time of the n-th count
-        ready = threading.Event()
-        publisher = Publisher(bootstrap, config.topic_events)
-        producer = threading.Thread(target=publish_steady, args=(publisher, args.rate, args.seconds, offered, ready))
-        producer.start()
-        ready.set()
-        deadline, behind = time.monotonic() + args.seconds + 30, None
-        while time.monotonic() < deadline:
-            if behind is None and not producer.is_alive():
-                behind = lag(bootstrap, config.app_id, [config.topic_events])
-            for message in consumer.consume(1000, timeout=0.2):
-                if message.error():
-                    continue
-                arrived = time.monotonic()
-                for row in orjson.loads(message.value()):
-                    if row["level"] != "site" or row["window_s"] != WINDOW_MS // 1000:
+    with work_dir("callqa-latency-") as work:
+        kafka = services.start_kafka(work / "kafka")
+        bootstrap = f"127.0.0.1:{kafka.port}"
+        worker = consumer = None
+        try:
+            env = callqa_env(work, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+            config = Config.from_env(env)
+            ensure_topics(config)
+            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "latency", "auto.offset.reset": "earliest"})
+            consumer.subscribe([config.topic_kpis])
+            worker = subprocess.Popen([sys.executable, "-m", "callqa.cli", "run"], env=env, cwd=ROOT,
+                                      stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT)
+            time.sleep(10)  # the worker joins its group and recovers (empty) tables
+            offered: dict[tuple[str, int], list[float]] = defaultdict(list)
+            counted: dict[tuple[str, int], list[float]] = defaultdict(list)  # arrival time of the n-th count
+            ready = threading.Event()
+            publisher = Publisher(bootstrap, config.topic_events)
+            producer = threading.Thread(target=publish_steady, args=(publisher, args.rate, args.seconds, offered, ready))
+            producer.start()
+            ready.set()
+            deadline, behind = time.monotonic() + args.seconds + 30, None
+            while time.monotonic() < deadline:
+                if behind is None and not producer.is_alive():
+                    behind = lag(bootstrap, config.app_id, [config.topic_events])
+                for message in consumer.consume(1000, timeout=0.2):
+                    if message.error():
                         continue
-                    seen = counted[(row["site_id"], time_ms(row["window_start"]))]
-                    seen.extend([arrived] * (row["offered"] - len(seen)))
-            if not producer.is_alive() and sum(map(len, offered.values())) <= sum(map(len, counted.values())):
-                break
-        producer.join()
-        latencies = []
-        for window, published in offered.items():
-            seen = counted.get(window, [])
-            latencies += [arrived - sent for sent, arrived in zip(published, seen)]
-            latencies += [math.inf] * max(0, len(published) - len(seen))
-        latencies.sort()
-        pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-        print(f"{len(latencies):,} offered calls at {args.rate:,} events/s for {args.seconds:.0f} s: "
-              f"event-to-KPI-row latency p50 {pct(0.5):.2f} s, p99 {pct(0.99):.2f} s, max {latencies[-1]:.2f} s; "
-              f"{sum(x == math.inf for x in latencies):,} never counted; input lag when the input ended: "
-              f"{behind:,} events")
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(60)
-        kafka.stop()
+                    arrived = time.monotonic()
+                    for row in orjson.loads(message.value()):
+                        if row["level"] != "site" or row["window_s"] != WINDOW_MS // 1000:
+                            continue
+                        seen = counted[(row["site_id"], time_ms(row["window_start"]))]
+                        seen.extend([arrived] * (row["offered"] - len(seen)))
+                if not producer.is_alive() and sum(map(len, offered.values())) <= sum(map(len, counted.values())):
+                    break
+            producer.join()
+            del publisher, producer  # its librdkafka producer goes before the broker does
+            latencies = []
+            for window, published in offered.items():
+                seen = counted.get(window, [])
+                latencies += [arrived - sent for sent, arrived in zip(published, seen)]
+                latencies += [math.inf] * max(0, len(published) - len(seen))
+            latencies.sort()
+            pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+            print(f"{len(latencies):,} offered calls at {args.rate:,} events/s for {args.seconds:.0f} s: "
+                  f"event-to-KPI-row latency p50 {pct(0.5):.2f} s, p99 {pct(0.99):.2f} s, max {latencies[-1]:.2f} s; "
+                  f"{sum(x == math.inf for x in latencies):,} never counted; input lag when the input ended: "
+                  f"{behind:,} events")
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(60)
+            if consumer is not None:  # closed before the broker stops: no reconnect noise
+                consumer.close()
+            kafka.stop()
 
 
 if __name__ == "__main__":

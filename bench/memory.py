@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.workdir import work_dir  # noqa: E402
 from bench.pipeline import rss_mb, synthetic_events  # noqa: E402
 from callqa.config import Config  # noqa: E402
 from callqa.publish import publish  # noqa: E402
@@ -79,20 +79,20 @@ def main() -> None:
     parser.add_argument("--calls-per-day", type=int, default=3000)
     parser.add_argument("--sink", action="store_true", help="the worker runs the sink too (embedded ClickHouse in it)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="callqa-memory-"))
-    kafka = services.start_kafka(work / "kafka")
-    try:
-        peaks = {}
-        for days in (args.days, 4 * args.days):
-            peak, samples = run(f"127.0.0.1:{kafka.port}", work / f"days-{days}", days, args.calls_per_day, args.sink)
-            peaks[days] = peak
-            trace = ", ".join(f"{q:.0%} {at(samples, q):,.0f}" for q in (0.25, 0.5, 0.75, 1.0))
-            print(f"{days:3d} days, {days * args.calls_per_day * 4:,} events, worker{' with sink' if args.sink else ''}: "
-                  f"peak RSS {peak:,.0f} MB; RSS (MB) when this share of the event time was applied: {trace}", flush=True)
-    finally:
-        kafka.stop()
-    print(f"peak RSS at 4x the events: {peaks[4 * args.days] / peaks[args.days]:.2f}x ({args.calls_per_day:,} calls a day, "
-          "300 agents)")
+    with work_dir("callqa-memory-") as work:
+        kafka = services.start_kafka(work / "kafka")
+        try:
+            peaks = {}
+            for days in (args.days, 4 * args.days):
+                peak, samples = run(f"127.0.0.1:{kafka.port}", work / f"days-{days}", days, args.calls_per_day, args.sink)
+                peaks[days] = peak
+                trace = ", ".join(f"{q:.0%} {at(samples, q):,.0f}" for q in (0.25, 0.5, 0.75, 1.0))
+                print(f"{days:3d} days, {days * args.calls_per_day * 4:,} events, worker{' with sink' if args.sink else ''}: "
+                      f"peak RSS {peak:,.0f} MB; RSS (MB) when this share of the event time was applied: {trace}", flush=True)
+        finally:
+            kafka.stop()
+        print(f"peak RSS at 4x the events: {peaks[4 * args.days] / peaks[args.days]:.2f}x ({args.calls_per_day:,} calls a day, "
+              "300 agents)")
 
 
 if __name__ == "__main__":

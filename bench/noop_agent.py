@@ -1,16 +1,15 @@
 """faust's own floor: an agent that only decodes the events (no tables, nothing sent), at-least-once,
 taking micro-batches as callqa's stages do. Run by bench/pipeline.py as a worker process:
 
-    python bench/noop_agent.py   # env: KAFKA_BOOTSTRAP_SERVERS, BENCH_TOPIC, BENCH_GROUP
+    python bench/noop_agent.py   # env: KAFKA_BOOTSTRAP_SERVERS, BENCH_TOPIC, BENCH_GROUP, BENCH_DATADIR
 """
 import os
-import tempfile
 
 import faust
 import orjson
 
 app = faust.App(os.environ["BENCH_GROUP"], broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
-                store="memory://", datadir=tempfile.mkdtemp(prefix="bench-noop-"), web_enabled=False,
+                store="memory://", datadir=os.environ["BENCH_DATADIR"], web_enabled=False,
                 consumer_auto_offset_reset="earliest",
                 broker_commit_interval=1.0, stream_buffer_maxsize=20000)
 topic = app.topic(os.environ["BENCH_TOPIC"], key_serializer="raw", value_serializer="raw")

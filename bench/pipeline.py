@@ -20,7 +20,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +30,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.workdir import work_dir  # noqa: E402
 from callqa.publish import publish  # noqa: E402
 from schemas import format_ms  # noqa: E402
 from scripts import services  # noqa: E402
@@ -85,7 +85,8 @@ def ceiling(bootstrap: str, topic: str, n: int) -> float:
 def floor(bootstrap: str, topic: str, n: int, workdir: Path) -> float:
     """A faust agent that only decodes: from its first commit until it has committed all."""
     group = f"bench-noop-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_TOPIC": topic, "BENCH_GROUP": group}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_TOPIC": topic, "BENCH_GROUP": group,
+           "BENCH_DATADIR": str(workdir / "noop")}
     command = [sys.executable, str(ROOT / "bench" / "noop_agent.py")]
     rate, _, _ = timed([command], env, [workdir / "noop.log"], bootstrap, group, topic, n, lambda: True)
     return rate
@@ -187,50 +188,50 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="workers of the scale-out run (0: none)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="callqa-bench-"))
-    events = synthetic_events(args.calls, args.days)
-    n = len(events)
-    (work / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
-    kafka = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        kafka = services.start_kafka(work / "kafka")
-        bootstrap = f"127.0.0.1:{kafka.port}"
-    try:
-        env = callqa_env(work, KAFKA_BOOTSTRAP_SERVERS=bootstrap, CALLQA_SINK_BATCH_SECONDS="1.0")
-        from callqa.config import Config
-        from callqa.topics import ensure_topics
+    with work_dir("callqa-bench-") as work:
+        events = synthetic_events(args.calls, args.days)
+        n = len(events)
+        (work / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
+        kafka = None
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            kafka = services.start_kafka(work / "kafka")
+            bootstrap = f"127.0.0.1:{kafka.port}"
+        try:
+            env = callqa_env(work, KAFKA_BOOTSTRAP_SERVERS=bootstrap, CALLQA_SINK_BATCH_SECONDS="1.0")
+            from callqa.config import Config
+            from callqa.topics import ensure_topics
 
-        ensure_topics(Config.from_env(env))
-        publish(events, bootstrap, env["CALLQA_TOPIC_EVENTS"])
-        a = ceiling(bootstrap, env["CALLQA_TOPIC_EVENTS"], n)
-        f = floor(bootstrap, env["CALLQA_TOPIC_EVENTS"], n, work)
-        b, b_total, rss = faust_path(bootstrap, env, n, work)
-        written = messages_written(bootstrap, env)
-        scale = {}
-        for workers in sorted({1, args.workers}) if args.workers else ():
-            run_env = callqa_env(work / f"scale-{workers}", KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-                                 CALLQA_SINK_BATCH_SECONDS="1.0", CALLQA_TOPIC_EVENTS=env["CALLQA_TOPIC_EVENTS"])
-            (work / f"scale-{workers}").mkdir(exist_ok=True)
-            ensure_topics(Config.from_env(run_env))
-            rate, _, worker_rss = faust_path(bootstrap, run_env, n, work / f"scale-{workers}", workers)
-            scale[workers] = rate, worker_rss
-        c = embedded_path(events, work / "embedded")
-    finally:
-        if kafka:
-            kafka.stop()
-    print(f"events: {n} ({args.calls} calls over {args.days} day(s), 300 agents)")
-    print(f"(a) ceiling, bare confluent-kafka consume + JSON decode: {a:12,.0f} events/s")
-    print(f"(f) faust's floor, a no-op faust agent:                   {f:12,.0f} events/s")
-    print(f"(b) callqa faust worker, all stages + sink:               {b:12,.0f} events/s  "
-          f"(ratio to faust's floor {b / f:.3f}; {b_total:,.0f}/s including worker start-up)")
-    by_kind = ", ".join(f"{kind} {count / n:.2f}" for kind, count in written.items())
-    print(f"    Kafka messages written per input event: {sum(written.values()) / n:.2f} ({by_kind}); "
-          f"worker peak RSS {rss:,.0f} MB")
-    for workers, (rate, worker_rss) in scale.items():
-        print(f"(b2) {workers} worker(s) + a sink process:                  {rate:12,.0f} events/s  "
-              f"({rate / scale[1][0]:.2f}x one; a worker's peak RSS without the sink {worker_rss:,.0f} MB)")
-    print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s")
+            ensure_topics(Config.from_env(env))
+            publish(events, bootstrap, env["CALLQA_TOPIC_EVENTS"])
+            a = ceiling(bootstrap, env["CALLQA_TOPIC_EVENTS"], n)
+            f = floor(bootstrap, env["CALLQA_TOPIC_EVENTS"], n, work)
+            b, b_total, rss = faust_path(bootstrap, env, n, work)
+            written = messages_written(bootstrap, env)
+            scale = {}
+            for workers in sorted({1, args.workers}) if args.workers else ():
+                run_env = callqa_env(work / f"scale-{workers}", KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                                     CALLQA_SINK_BATCH_SECONDS="1.0", CALLQA_TOPIC_EVENTS=env["CALLQA_TOPIC_EVENTS"])
+                (work / f"scale-{workers}").mkdir(exist_ok=True)
+                ensure_topics(Config.from_env(run_env))
+                rate, _, worker_rss = faust_path(bootstrap, run_env, n, work / f"scale-{workers}", workers)
+                scale[workers] = rate, worker_rss
+            c = embedded_path(events, work / "embedded")
+        finally:
+            if kafka:
+                kafka.stop()
+        print(f"events: {n} ({args.calls} calls over {args.days} day(s), 300 agents)")
+        print(f"(a) ceiling, bare confluent-kafka consume + JSON decode: {a:12,.0f} events/s")
+        print(f"(f) faust's floor, a no-op faust agent:                   {f:12,.0f} events/s")
+        print(f"(b) callqa faust worker, all stages + sink:               {b:12,.0f} events/s  "
+              f"(ratio to faust's floor {b / f:.3f}; {b_total:,.0f}/s including worker start-up)")
+        by_kind = ", ".join(f"{kind} {count / n:.2f}" for kind, count in written.items())
+        print(f"    Kafka messages written per input event: {sum(written.values()) / n:.2f} ({by_kind}); "
+              f"worker peak RSS {rss:,.0f} MB")
+        for workers, (rate, worker_rss) in scale.items():
+            print(f"(b2) {workers} worker(s) + a sink process:                  {rate:12,.0f} events/s  "
+                  f"({rate / scale[1][0]:.2f}x one; a worker's peak RSS without the sink {worker_rss:,.0f} MB)")
+        print(f"(c) embedded replay, file -> chdb rows (one process):     {c:12,.0f} events/s")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ def with_examples():
             yield info.name
     yield "streams.continuity"
     yield "streams.app"
+    yield "bench.workdir"
 
 
 @pytest.mark.parametrize("name", sorted(with_examples()))
