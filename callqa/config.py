@@ -72,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALLQA_SITE_TIMEZONES", None, "Each site's IANA time zone, comma-separated site=zone pairs (e.g. site-1=Asia/Shanghai,site-2=Europe/Berlin): shift hours and bands, weekdays, peak hours, test-call slots, review-queue days and KPI windows of whole days are the site's local time. The store keeps UTC."),
     Setting("CALLQA_TIMEZONE", "UTC", "IANA time zone of sites not in CALLQA_SITE_TIMEZONES, and of the QA team's day (review capacity per day)."),
     Setting("CALLQA_QUEUE_RULES", None, "JSON file of per-queue overrides: {\"queue\": {\"sl_threshold_s\": 30, \"short_abandon_s\": 10, \"sl_formula\": \"offered\"}}."),
-    Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages at a time (a micro-batch)..."),
+    Setting("CALLQA_BATCH_EVENTS", "5000", "The worker's stages take up to this many messages (and 2 MiB) at a time (a micro-batch)..."),
     Setting("CALLQA_BATCH_SECONDS", "0.2", "...or what arrived within this many seconds."),
     Setting("CALLQA_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (/metrics) of `callqa run` and `callqa sink`: the sink's rows written per table, events by type, dead letters by reason, insert latency, last write, store up and consumer lag; the worker's messages applied and lag per stage, open incidents and review-queue size (README, Operating callqa). 0: not served."),
     Setting("CALLQA_SINK_STALE_S", "20", "`callqa check` fails (exit 2) when a message has waited longer than this in the sink's topics without being stored."),

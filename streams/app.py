@@ -1,11 +1,11 @@
 """The faust worker: the stage graph (``callqa.core.graph``) with a Kafka topic in front of each stage.
 
-One agent per stage takes micro-batches (``take_events``), groups them by partition, keeps the
-messages that continue each partition's input without a hole (``streams.continuity``) and runs that
-stage partition's core on them (in ``runs`` of at most ``STAGE_INPUT_BYTES``), sending its outputs (sink
-rows as JSON arrays to the output topics, one bundle per partition of each stage downstream) at once.
-At most every flush interval, when a rebalance revokes partitions and on a clean stop, a stage
-partition is *checkpointed*, in this order:
+One agent per stage takes micro-batches (``streams.take``: ``CALLQA_BATCH_EVENTS`` messages or
+``STAGE_INPUT_BYTES`` at most), groups them by partition, keeps the messages that continue each
+partition's input without a hole (``streams.continuity``) and runs that stage partition's core on
+them, sending its outputs (sink rows as JSON arrays to the output topics, one bundle per partition of
+each stage downstream) at once. At most every flush interval, when a rebalance revokes partitions and
+on a clean stop, a stage partition is *checkpointed*, in this order:
 
 1. the delivery of the outputs sent since the last checkpoint is awaited;
 2. each group of state keys that changed is written to the stage's table (its changelog), in
@@ -44,12 +44,13 @@ from callqa.topics import MAX_STATE_VALUE, MESSAGE_BYTES, TOPIC_CONFIG, changelo
 from streams.continuity import Continuity, LogProbe
 from streams.gauges import WorkerGauges
 from streams.replica import ChangelogReplica
+from streams.take import take_events
 
 SEP = b"\x1f"
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
 UNCOMMITTED_AFTER_S = 30.0  # input applied but left uncommitted this long: re-read it (its acks were lost)
-STAGE_INPUT_BYTES = 2 << 20  # a stage partition's core runs on at most this much input at a time (see ``runs``)
+STAGE_INPUT_BYTES = 2 << 20  # a stage's batch holds at most this much input (see ``streams.take``)
 # what one fetch brings of a partition (aiokafka's max_partition_fetch_bytes; a larger record still comes
 # whole). With faust's 1 MiB, a worker catching up on a backlog of events fed its events stage alone: the
 # stages downstream took their first input only once the whole backlog was applied (no KPI row meanwhile),
@@ -72,28 +73,6 @@ def packed(values: list) -> Iterator[bytes]:
         size += len(raw) + 1
     if chunk:
         yield b",".join(chunk)
-
-
-def runs(messages: list, limit: int = STAGE_INPUT_BYTES) -> Iterator[list]:
-    """``messages`` (faust messages) in consecutive runs of at most ``limit`` bytes of values (a larger
-    message alone). What one run of a stage builds grows with its input (the window stage makes a KPI
-    row, about 5 KB in memory, for every window that 400 bytes of partials touched): a stage catching up
-    on a backlog takes batches of thousands of messages, and run whole they held the worker's memory
-    several hundred MB higher, the more so the longer the backlog.
-
-    >>> from types import SimpleNamespace as M
-    >>> [[m.value for m in run] for run in runs([M(value=b"ab"), M(value=b"c"), M(value=b"defg"), M(value=b"h")], 3)]
-    [[b'ab', b'c'], [b'defg'], [b'h']]
-    """
-    run, size = [], 0
-    for message in messages:
-        if run and size + len(message.value) > limit:
-            yield run
-            run, size = [], 0
-        run.append(message)
-        size += len(message.value)
-    if run:
-        yield run
 
 
 def bundle_messages(bundle: dict) -> list[bytes]:
@@ -548,7 +527,7 @@ def create_app(config: Config) -> faust.App:
 
         async def process(stream):
             within = config.flush_interval_s if name == "windows" else config.batch_seconds
-            async for events in stream.take_events(config.batch_events, within=within):
+            async for events in take_events(stream, config.batch_events, STAGE_INPUT_BYTES, within):
                 groups: dict[int, list] = {}
                 for event in events:
                     event.message.incref()  # acked by the checkpoint that saves its effects, not now
@@ -560,12 +539,11 @@ def create_app(config: Config) -> faust.App:
                         messages = await continuous(sp, topic_name, messages)
                         if not messages:
                             continue
-                        for run in runs(messages):
-                            if name == "events":
-                                batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in run]
-                            else:
-                                batch = [(m.offset, orjson.loads(m.value)) for m in run]
-                            sp.sent += await send(f"{name}/{p}", sp.stage.process(batch))
+                        if name == "events":
+                            batch = [(m.offset, m.value, f"{m.topic}/{p}", str(m.offset)) for m in messages]
+                        else:
+                            batch = [(m.offset, orjson.loads(m.value)) for m in messages]
+                        sp.sent += await send(f"{name}/{p}", sp.stage.process(batch))
                         metrics.STAGE_MESSAGES.labels(name).inc(len(messages))
                         sp.taken += messages
                     if sp.due(config.flush_interval_s):
