@@ -1,11 +1,11 @@
 """The faust worker: the stage graph (``callqa.core.graph``) with a Kafka topic in front of each stage.
 
 One agent per stage takes micro-batches (``streams.take``: ``CALLQA_BATCH_EVENTS`` messages or
-``STAGE_INPUT_BYTES`` at most), groups them by partition, keeps the messages that continue each
-partition's input without a hole (``streams.continuity``) and runs that stage partition's core on
-them, sending its outputs (sink rows as JSON arrays to the output topics, one bundle per partition of
-each stage downstream) at once. At most every flush interval, when a rebalance revokes partitions and
-on a clean stop, a stage partition is *checkpointed*, in this order:
+``STAGE_INPUT_BYTES`` at most, or one larger message), groups them by partition, keeps the messages
+that continue each partition's input without a hole (``streams.continuity``) and runs that stage
+partition's core on them, sending its outputs (sink rows as JSON arrays to the output topics, one
+bundle per partition of each stage downstream) at once. At most every flush interval, when a rebalance
+revokes partitions and on a clean stop, a stage partition is *checkpointed*, in this order:
 
 1. the delivery of the outputs sent since the last checkpoint is awaited;
 2. each group of state keys that changed is written to the stage's table (its changelog), in
@@ -50,7 +50,7 @@ SEP = b"\x1f"
 WATCH_EVERY_S = 0.5
 STALLED_AFTER_S = 5.0  # input left unapplied this long (in watchdog rounds), with nothing arriving: re-read it
 UNCOMMITTED_AFTER_S = 30.0  # input applied but left uncommitted this long: re-read it (its acks were lost)
-STAGE_INPUT_BYTES = 2 << 20  # a stage's batch holds at most this much input (see ``streams.take``)
+STAGE_INPUT_BYTES = 2 << 20  # a stage's batch holds at most this much input, or one larger message (``streams.take``)
 # what one fetch brings of a partition (aiokafka's max_partition_fetch_bytes; a larger record still comes
 # whole). With faust's 1 MiB, a worker catching up on a backlog of events fed its events stage alone: the
 # stages downstream took their first input only once the whole backlog was applied (no KPI row meanwhile),
