@@ -242,7 +242,8 @@ def test_a_worker_catching_up_on_a_backlog_runs_every_stage_meanwhile(kafka, tmp
         rows.close()
         worker.stop()
     assert pending is not None, (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
-    assert pending > len(events) / 2, f"the first KPI row came out with {pending} of {len(events)} events left to commit"
+    # measured: 519 and 1,993 of 32,000 left with 1 MiB fetches; 27,500-29,100 now, 13,546 once under the full suite's load
+    assert pending > len(events) / 4, f"the first KPI row came out with {pending} of {len(events)} events left to commit"
 
 
 def test_check_fails_when_the_sink_is_stopped_and_passes_once_it_stored_everything(kafka, tmp_path):
